@@ -1,0 +1,37 @@
+"""The seeding function: from a job's 64-bit seed to the state of every noise block's LFSR.
+
+``seed_state(seed, j) = fmix64((seed + (j + 1) * 0x9E3779B97F4A7C15) mod 2^64)``, where ``fmix64`` is
+MurmurHash3's 64-bit finaliser (a bijection with full avalanche). This is the SplitMix64 construction:
+block ``j`` takes the ``j+1``-th element of the Weyl sequence started at ``seed``, mixed. Because
+fmix64 is a bijection, exactly one input maps to the all-zero state that would lock an LFSR; that
+input is given the state ``0x9E3779B97F4A7C15`` instead.
+
+Results therefore depend only on the job's seed, never on what ran before. The function needs only
+adds, shifts, XORs and two constant multiplications, so gateware can compute it with a sequential
+shift-and-add multiplier when a job starts.
+"""
+
+__all__ = ["SEED_BITS", "seed_state", "fmix64"]
+
+SEED_BITS = 64
+_MASK = (1 << 64) - 1
+_WEYL = 0x9E3779B97F4A7C15
+
+
+def fmix64(x):
+    """MurmurHash3's 64-bit finaliser."""
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & _MASK
+    x ^= x >> 33
+    x = (x * 0xC4CEB9FE1A85EC53) & _MASK
+    x ^= x >> 33
+    return x
+
+
+def seed_state(seed, block):
+    """The 64-bit LFSR state of noise block ``block`` (0, 1, ...) for job seed ``seed``; never 0."""
+    if not isinstance(seed, int) or not 0 <= seed <= _MASK:
+        raise ValueError(f"seed must be an integer 0..2^64-1, not {seed!r}")
+    if not isinstance(block, int) or block < 0:
+        raise ValueError(f"noise block index must be a non-negative integer, not {block!r}")
+    return fmix64((seed + (block + 1) * _WEYL) & _MASK) or _WEYL

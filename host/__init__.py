@@ -1,0 +1,1 @@
+"""The host library and the ``spinemu`` command line."""

@@ -1,0 +1,34 @@
+"""Shared pieces of the cocotb benches: configuration, clock and reset, value unpacking."""
+
+import json
+import os
+
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge
+
+__all__ = ["config", "start", "unpack_signed"]
+
+
+def config():
+    """The bench configuration that :func:`spinemu.sim.rtl.run_bench` passed."""
+    return json.loads(os.environ["SPINEMU_BENCH"])
+
+
+async def start(dut, cycles=2):
+    """Start a 100 MHz clock on ``clk`` and hold ``rst`` for ``cycles``; returns at a falling edge.
+
+    Benches drive inputs and sample outputs at falling edges, half a cycle away from the rising
+    edges where the design's registers change, so no read races a register update.
+    """
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    await FallingEdge(dut.clk)
+
+
+def unpack_signed(words, width, count):
+    """Split each integer of ``words`` into ``count`` signed ``width``-bit fields, lowest first."""
+    mask, sign = (1 << width) - 1, 1 << (width - 1)
+    return [[((w >> (width * j) & mask) ^ sign) - sign for j in range(count)] for w in words]

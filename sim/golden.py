@@ -1,0 +1,149 @@
+"""The bit-exact golden model of the noise blocks and the spin neuron, vectorised with numpy.
+
+An LFSR is sequential, so to vectorise it in time the model cuts a run of ``cycles`` into segments,
+computes each segment's starting state with a jump-ahead (the LFSR transition is linear over GF(2), so
+``T^L`` is a 64x64 bit matrix), and steps all segments at once with word operations.
+"""
+
+import functools
+
+import numpy as np
+
+from spinemu.hdl import noise as hw
+from spinemu.hdl.lfsr import check_lfsr, lfsr_step
+from spinemu.hdl.polynomials import NOISE_DEGREE, NOISE_TAPS
+from spinemu.hdl.seeding import seed_state
+
+__all__ = ["lfsr_outputs", "noise_codes", "words_to_codes", "neuron", "switch_probability"]
+
+_SEGMENT = 512  # cycles stepped per segment; segments run side by side
+
+
+class _Linear:
+    """A linear map on GF(2)^n as the images of the basis vectors (Python ints)."""
+
+    def __init__(self, columns):
+        self.columns = tuple(columns)
+
+    @classmethod
+    def lfsr(cls, width, taps, step):
+        return cls(lfsr_step(1 << i, width, taps, step) for i in range(width))
+
+    def __call__(self, x):
+        out = 0
+        for i, col in enumerate(self.columns):
+            if x >> i & 1:
+                out ^= col
+        return out
+
+    def __matmul__(self, other):
+        return _Linear(self(c) for c in other.columns)
+
+    def power(self, e):
+        result, base = _Linear(1 << i for i in range(len(self.columns))), self
+        while e:
+            if e & 1:
+                result = base @ result
+            base = base @ base
+            e >>= 1
+        return result
+
+    def apply(self, states):
+        """Apply to a uint64 array of states."""
+        out = np.zeros_like(states)
+        for i, col in enumerate(self.columns):
+            out ^= ((states >> np.uint64(i)) & np.uint64(1)) * np.uint64(col)
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def _jump(width, taps, step, cycles):
+    return _Linear.lfsr(width, taps, step).power(cycles)
+
+
+def lfsr_outputs(state, cycles, *, width, taps, step):
+    """The ``bits`` output of :class:`~spinemu.hdl.lfsr.LFSR` for ``cycles`` cycles from ``state``.
+
+    Returns a uint64 array of length ``cycles`` (``width`` <= 64).
+    """
+    taps = check_lfsr(width, taps, step)
+    if not 0 < state < (1 << width) or width > 64:
+        raise ValueError(f"state must be 1..2^{width}-1 and width <= 64")
+    segments = max(1, -(-cycles // _SEGMENT))
+    # Starting states of all segments by doubling: s[g + 2^k] = T^(L 2^k) s[g].
+    starts = np.array([state], dtype=np.uint64)
+    hop = _jump(width, taps, step, _SEGMENT)
+    while len(starts) < segments:
+        starts = np.concatenate([starts, hop.apply(starts)])
+        hop = hop @ hop
+    s = starts[:segments]
+    out = np.empty((_SEGMENT, segments), dtype=np.uint64)
+    mask = np.uint64((1 << step) - 1)
+    shifts = [np.uint64(e) for e in taps]
+    k, top = np.uint64(step), np.uint64(width - step)
+    for t in range(_SEGMENT):
+        out[t] = s & mask
+        new = s >> shifts[0]
+        for e in shifts[1:]:
+            new ^= s >> e
+        s = (s >> k) | ((new & mask) << top)
+    return out.T.reshape(-1)[:cycles]
+
+
+@functools.cache
+def _table_arrays():
+    _, q, alias = hw.alias_table()
+    return np.array(q, dtype=np.uint64), np.array(alias, dtype=np.int64)
+
+
+def words_to_codes(words):
+    """Map 32-bit uniform words to noise codes exactly as :class:`~spinemu.hdl.noise.GaussianNoise`."""
+    q, alias = _table_arrays()
+    words = np.asarray(words, dtype=np.uint64)
+    field = lambda lo, n: ((words >> np.uint64(lo)) & np.uint64((1 << n) - 1))
+    i = field(0, hw.BIN_BITS).astype(np.int64)
+    v = field(hw.BIN_BITS, hw.THRESHOLD_BITS)
+    offset = field(hw.BIN_BITS + hw.THRESHOLD_BITS, hw.OFFSET_BITS).astype(np.int32)
+    sign = field(hw.BIN_BITS + hw.THRESHOLD_BITS + hw.OFFSET_BITS, 1).astype(np.int32)
+    chosen = np.where(v < q[i], i, alias[i]).astype(np.int32)
+    magnitude = 2 * ((chosen << hw.OFFSET_BITS) + offset) + 1
+    return (magnitude * (1 - 2 * sign)).astype(np.int16)
+
+
+def noise_codes(seed, blocks, samples, *, first=0):
+    """Codes of noise blocks ``first .. first+blocks-1`` after loading job seed ``seed``.
+
+    Returns an int16 array of shape ``(samples, blocks)``: column ``j`` is what
+    ``GaussianNoise(first + j)`` emits after ``load`` with ``seed_state(seed, first + j)``.
+    """
+    out = np.empty((samples, blocks), dtype=np.int16)
+    for j in range(blocks):
+        index = first + j
+        if not 0 <= index < hw.MAX_BLOCKS:
+            raise ValueError(f"noise block index must be 0..{hw.MAX_BLOCKS - 1}, not {index}")
+        words = lfsr_outputs(seed_state(seed, index), samples, width=NOISE_DEGREE,
+                             taps=NOISE_TAPS[index], step=hw.WORD_BITS)
+        out[:, j] = words_to_codes(words)
+    return out
+
+
+def neuron(a, theta, sigma, codes, fmt):
+    """The spin neuron: ``(spin, value)`` arrays for pre-activations ``a`` and noise ``codes``.
+
+    ``theta`` and ``sigma`` are codes in ``fmt.theta`` and ``fmt.sigma``; all arguments broadcast.
+    ``value = a * 2^F + sigma * code`` is the noisy analog value with ``F = fmt.value.frac``
+    fractional bits, and ``spin = value > theta * 2^(F - theta.frac)``: exact integer arithmetic,
+    as in :class:`~spinemu.hdl.neuron.SpinNeuron`.
+    """
+    a, theta, sigma, codes = (np.asarray(x, dtype=np.int64) for x in (a, theta, sigma, codes))
+    value = (a << fmt.value.frac) + sigma * codes
+    spin = value > (theta << (fmt.value.frac - fmt.theta.frac))
+    return spin.astype(np.uint8), value
+
+
+def switch_probability(a, theta, sigma, fmt):
+    """The exact P(spin = 1 | a) of the emulated neuron, from the exact code distribution."""
+    codes, p = (np.asarray(x) for x in hw.code_pmf())
+    a = np.asarray(a, dtype=np.int64)
+    spins, _ = neuron(a[..., None], theta, sigma, codes, fmt)
+    return spins @ p

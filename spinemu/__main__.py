@@ -1,0 +1,3 @@
+from spinemu.host.cli import main
+
+raise SystemExit(main())
