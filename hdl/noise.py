@@ -6,7 +6,8 @@ Method (``docs/noise.md`` has the derivation, accuracy and cost):
   uniform word ``u``. Fields: ``u[0:7]`` bin ``i``, ``u[7:25]`` threshold ``v``, ``u[25:28]`` offset,
   ``u[28]`` sign; ``u[29:32]`` are unused.
 * The magnitude ``|z|`` is drawn from a histogram of the half-normal with 128 bins of width
-  ``sigma/16`` by Walker's alias method: one table read (``q[i]``, ``alias[i]``), one comparison:
+  ``sigma/16`` (of N(0, s^2) with s = 0.99967..., which makes the codes' variance exactly 1 to 1e-7,
+  see :func:`_unit_variance_weights`) by Walker's alias method: one table read (``q[i]``, ``alias[i]``), one comparison:
   ``bin = i if v < q[i] else alias[i]``. The table is built in exact integer arithmetic, so bin ``b``
   is drawn with probability exactly ``weight[b] / 2^25``, the half-normal's bin mass rounded to
   units of ``2^-25`` (largest-remainder rounding, so the masses sum to exactly 1).
@@ -52,18 +53,41 @@ _SHIFT_SIGN = _SHIFT_OFFSET + OFFSET_BITS
 assert _SHIFT_SIGN < WORD_BITS and CODE_SIGMA == 1 << CODE_FRAC
 
 
-def _bin_weights():
-    """Half-normal mass of each bin in units of 2^-(BIN_BITS+THRESHOLD_BITS), summing exactly."""
+def _bin_weights(scale):
+    """Mass of each bin of |z| for z ~ N(0, scale^2), in units of 2^-(BIN_BITS+THRESHOLD_BITS),
+    rounded so that the masses sum exactly to 1 (largest remainder)."""
     bins, total = 1 << BIN_BITS, 1 << (BIN_BITS + THRESHOLD_BITS)
     h = 1 / BINS_PER_SIGMA
-    # P(|z| in [a, b)) = erfc(a/sqrt2) - erfc(b/sqrt2); the last bin takes the whole tail.
-    edges = [math.erfc(i * h / math.sqrt(2)) for i in range(bins)] + [0.0]
+    # P(|z| in [a, b)) = erfc(a/(s sqrt2)) - erfc(b/(s sqrt2)); the last bin takes the whole tail.
+    edges = [math.erfc(i * h / (scale * math.sqrt(2))) for i in range(bins)] + [0.0]
     exact = [(edges[i] - edges[i + 1]) * total for i in range(bins)]
     weights = [math.floor(x) for x in exact]
     by_remainder = sorted(range(bins), key=lambda i: (weights[i] - exact[i], i))
     for i in by_remainder[:total - sum(weights)]:
         weights[i] += 1
     return weights
+
+
+def _variance(weights):
+    """Variance of z = code / CODE_SIGMA when bin b has mass weights[b] / 2^25."""
+    cells = 1 << OFFSET_BITS
+    second = sum(w * sum((2 * (b * cells + o) + 1) ** 2 for o in range(cells))
+                 for b, w in enumerate(weights))
+    return second / cells / (1 << (BIN_BITS + THRESHOLD_BITS)) / CODE_SIGMA ** 2
+
+
+@functools.cache
+def _unit_variance_weights():
+    """Bin masses of N(0, s^2) with s (slightly below 1) chosen so that the codes have variance 1.
+
+    Spreading each bin's mass uniformly adds about h^2/12 to the variance (Sheppard); shrinking the
+    underlying normal by the same amount cancels it, leaving the CDF within 1e-4 of Phi.
+    """
+    lo, hi = 0.99, 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _variance(_bin_weights(mid)) < 1 else (lo, mid)
+    return _bin_weights(lo)
 
 
 @functools.cache
@@ -73,7 +97,7 @@ def alias_table():
     Bin ``i`` keeps itself when ``v < q[i]`` and otherwise becomes ``alias[i]`` (Vose's construction
     in integers). A bin that needs no alias has ``q = 0, alias = i``.
     """
-    weights = _bin_weights()
+    weights = _unit_variance_weights()
     cap = 1 << THRESHOLD_BITS
     remaining = list(weights)
     q, alias = [0] * len(weights), list(range(len(weights)))

@@ -1,0 +1,118 @@
+"""Quality figures of Gaussian noise codes, each with a pass limit derived from the sample size.
+
+For ``n`` samples of a true N(0, 1), the sampling standard deviations are ``1/sqrt(n)`` (mean),
+``sqrt(2/n)`` (variance), ``sqrt(6/n)`` (skewness), ``sqrt(24/n)`` (excess kurtosis) and
+``1/sqrt(n)`` (a correlation coefficient). A figure passes when it is within 5 of those standard
+deviations of its ideal value (a false alarm once in 1.7 million per figure), or within the fixed
+target of the design where that is stricter to state: KS distance <= 0.001, and the tail
+probabilities within 25% of the normal's, widened by 5 binomial standard deviations of the count.
+
+The codes lie on a lattice of step ``2`` (odd integers); the *discretized normal* they are compared
+with puts on code ``c`` the mass of ``N(0, sigma^2)`` in ``(c - 1, c + 1]``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy.stats import norm
+
+__all__ = ["Figure", "noise_quality", "format_report", "TAIL_POINTS", "MAX_LAG"]
+
+TAIL_POINTS = (3.0, 4.0, 4.5)
+MAX_LAG = 64
+KS_TARGET = 0.001
+TAIL_TOLERANCE = 0.25
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One quality figure: its value, the ideal, the largest allowed deviation, and the verdict."""
+
+    name: str
+    value: float
+    ideal: float
+    limit: float
+
+    @property
+    def ok(self):
+        return bool(abs(self.value - self.ideal) <= self.limit)
+
+
+def _histogram(codes):
+    """The codes' values (the odd lattice from min to max) and their counts."""
+    if np.any(codes % 2 == 0):
+        raise ValueError("noise codes must be odd integers (the lattice of GaussianNoise)")
+    lo, hi = int(codes.min()), int(codes.max())
+    counts = np.bincount((codes - lo) // 2, minlength=(hi - lo) // 2 + 1)
+    return np.arange(lo, hi + 1, 2), counts
+
+
+def _lagged_correlations(spectra, j, k, n, max_lag):
+    """corr(x_j[t], x_k[t + lag]) for lag = -max_lag..max_lag, from the series' spectra."""
+    full = scipy.fft.irfft(np.conj(spectra[j]) * spectra[k], workers=-1)
+    lags = np.concatenate([full[-max_lag:], full[:max_lag + 1]])
+    overlap = n - np.abs(np.arange(-max_lag, max_lag + 1))
+    return lags / overlap
+
+
+def noise_quality(codes, sigma, *, max_lag=MAX_LAG):
+    """All quality figures of ``codes`` (shape ``(samples, neurons)``) with nominal ``sigma``.
+
+    Distribution figures pool all neurons; correlations are per neuron (autocorrelation at lags
+    1..max_lag) and per pair (cross-correlation at lags -max_lag..max_lag), reported as the largest
+    magnitude. Returns a list of :class:`Figure`.
+    """
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[0] < 2 * max_lag:
+        raise ValueError(f"need codes of shape (samples, neurons) with samples >= {2 * max_lag}, "
+                         f"not {codes.shape}")
+    samples, neurons = codes.shape
+    # Every distribution figure comes from the histogram of the (few hundred distinct) codes.
+    lattice, counts = _histogram(codes.reshape(-1).astype(np.int64))
+    n = codes.size
+    p = counts / n
+    z = lattice / sigma
+    mean = p @ z
+    var = p @ (z - mean) ** 2
+    skew = p @ (z - mean) ** 3 / var ** 1.5
+    kurt = p @ (z - mean) ** 4 / var ** 2 - 3
+    # Both CDFs are step functions on the same lattice, so the supremum is at a lattice point.
+    ks = np.max(np.abs(np.cumsum(p) - norm.cdf((lattice + 1) / sigma)))
+    figures = [
+        Figure("mean", mean, 0.0, 5 / np.sqrt(n)),
+        Figure("variance - 1", var - 1, 0.0, 5 * np.sqrt(2 / n)),
+        Figure("skewness", skew, 0.0, 5 * np.sqrt(6 / n)),
+        Figure("excess kurtosis", kurt, 0.0, 5 * np.sqrt(24 / n)),
+        Figure("KS distance to discretized normal", ks, 0.0, KS_TARGET),
+    ]
+    for t in TAIL_POINTS:
+        expected = 2 * norm.sf(t)
+        observed = p[np.abs(lattice) > t * sigma].sum()
+        slack = TAIL_TOLERANCE * expected + 5 * np.sqrt(expected * (1 - expected) / n)
+        figures.append(Figure(f"P(|z|>{t:g}) / normal", observed / expected, 1.0, slack / expected))
+
+    std = (codes - codes.mean(axis=0)) / codes.std(axis=0)
+    # Zero-padding to >= samples + max_lag makes the circular correlation linear at these lags.
+    size = scipy.fft.next_fast_len(samples + max_lag, real=True)
+    spectra = [scipy.fft.rfft(std[:, j], size, workers=-1) for j in range(neurons)]
+    per_series = 5 / np.sqrt(samples)
+    auto = max(np.max(np.abs(_lagged_correlations(spectra, j, j, samples, max_lag)[max_lag + 1:]))
+               for j in range(neurons))
+    figures.append(Figure(f"max |autocorrelation|, lags 1..{max_lag}", auto, 0.0, per_series))
+    if neurons > 1:
+        cross = max(np.max(np.abs(_lagged_correlations(spectra, j, k, samples, max_lag)))
+                    for j in range(neurons) for k in range(j + 1, neurons))
+        figures.append(Figure(f"max |cross-correlation|, lags -{max_lag}..{max_lag}", cross, 0.0,
+                              per_series))
+    return figures
+
+
+def format_report(figures):
+    """A plain-text table of the figures."""
+    width = max(len(f.name) for f in figures)
+    lines = [f"{'figure':<{width}}  {'value':>12}  {'ideal':>8}  {'limit':>10}  verdict"]
+    for f in figures:
+        lines.append(f"{f.name:<{width}}  {f.value:>12.3e}  {f.ideal:>8g}  {f.limit:>10.2e}  "
+                     f"{'pass' if f.ok else 'FAIL'}")
+    return "\n".join(lines)
