@@ -17,9 +17,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .formats import Fixed
-from .noise import CODE_FRAC, CODE_WIDTH
+from .noise import CODE_FRAC, CODE_WIDTH, GaussianNoise
+from .polynomials import NOISE_DEGREE
 
-__all__ = ["NeuronFormat", "SpinNeuron"]
+__all__ = ["NeuronFormat", "SpinNeuron", "NoisyNeuron"]
 
 
 @dataclass(frozen=True)
@@ -113,4 +114,33 @@ class SpinNeuron(wiring.Component):
             ]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+class NoisyNeuron(wiring.Component):
+    """A complete emulated spin neuron: :class:`SpinNeuron` fed by its own ``GaussianNoise(index)``.
+
+    Ports ``i`` and ``o`` are those of :class:`SpinNeuron`; ``load``/``seed`` restart the noise
+    block (see :class:`~spinemu.hdl.noise.GaussianNoise`).
+    """
+
+    def __init__(self, index, fmt=NeuronFormat()):
+        self.index, self.fmt = index, fmt
+        self._noise = GaussianNoise(index)
+        self._neuron = SpinNeuron(fmt)
+        super().__init__({
+            "i": In(stream.Signature(self._neuron.input_layout)),
+            "o": Out(stream.Signature(self._neuron.output_layout)),
+            "load": In(1),
+            "seed": In(NOISE_DEGREE),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.noise = self._noise
+        m.submodules.neuron = self._neuron
+        wiring.connect(m, self._noise.o, self._neuron.noise)
+        wiring.connect(m, wiring.flipped(self.i), self._neuron.i)
+        wiring.connect(m, self._neuron.o, wiring.flipped(self.o))
+        m.d.comb += [self._noise.load.eq(self.load), self._noise.seed.eq(self.seed)]
         return m

@@ -4,17 +4,18 @@ Every backend returns the same int16 array of shape ``(samples, blocks)`` for th
 the RTL backends stall the output stream at random (``ready_p``), which must not change the codes.
 """
 
-import json
 import random
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from spinemu.hdl.noise import MAX_BLOCKS, NoiseBank
+from spinemu.hdl.noise import CODE_WIDTH, MAX_BLOCKS, NoiseBank
+from spinemu.hdl.polynomials import NOISE_DEGREE
 from spinemu.hdl.seeding import seed_state
 
 from . import golden, rtl
+from .rtl import unpack_fields
 
 __all__ = ["BACKENDS", "NoiseRun", "generate_noise"]
 
@@ -49,7 +50,8 @@ def _amaranth(seed, blocks, samples, ready_p, stall_seed, progress):
 
     async def bench(ctx):
         rng = random.Random(stall_seed)
-        ctx.set(dut.states.as_value(), sum(s << (64 * j) for j, s in enumerate(_states(seed, blocks))))
+        states = _states(seed, blocks)
+        ctx.set(dut.states.as_value(), sum(s << (NOISE_DEGREE * j) for j, s in enumerate(states)))
         ctx.set(dut.load, 1)
         await ctx.tick()
         ctx.set(dut.load, 0)
@@ -73,12 +75,12 @@ def _amaranth(seed, blocks, samples, ready_p, stall_seed, progress):
 
 
 def _cocotb(simulator, seed, blocks, samples, ready_p, stall_seed):
-    out = rtl.run_bench(NoiseBank(blocks), simulator=simulator,
-                        test_module="spinemu.sim.benches.noise_bench",
-                        config={"blocks": blocks, "samples": samples, "ready_p": ready_p,
-                                "stall_seed": stall_seed, "states": _states(seed, blocks)})
-    timing = json.loads((out / "cycles.json").read_text())
-    return np.load(out / "codes.npy"), timing["cycles"], timing["seconds"]
+    states = sum(s << (NOISE_DEGREE * j) for j, s in enumerate(_states(seed, blocks)))
+    result = rtl.run_stream_bench(NoiseBank(blocks), simulator=simulator,
+                                  load={"states": states}, outputs=samples,
+                                  ready_p=ready_p, stall_seed=stall_seed)
+    codes = unpack_fields(result.outputs, CODE_WIDTH, blocks, signed=True)
+    return codes.astype(np.int16), result.cycles, result.seconds
 
 
 def generate_noise(backend, *, seed, blocks, samples, ready_p=0.75, stall_seed=0, progress=None):

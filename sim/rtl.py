@@ -13,11 +13,14 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from amaranth.back import verilog
 
-__all__ = ["SIMULATORS", "BenchError", "cache_dir", "simulator_environment", "run_bench"]
+__all__ = ["SIMULATORS", "BenchError", "StreamResult", "cache_dir", "simulator_environment",
+           "run_bench", "run_stream_bench", "unpack_fields"]
 
 SIMULATORS = ("icarus", "verilator")
 TOPLEVEL = "top"
@@ -99,3 +102,46 @@ def run_bench(component, *, simulator, test_module, config, testcase=None):
         raise BenchError(f"{test_module} on {simulator}: {failed} of {tests} cocotb tests failed; "
                          f"see {log}")
     return out_dir
+
+
+@dataclass
+class StreamResult:
+    """What :func:`run_stream_bench` collected: output words, simulated cycles and wall time."""
+
+    outputs: list
+    cycles: int
+    seconds: float
+
+
+def run_stream_bench(component, *, simulator, outputs, inputs=(), load=None, valid_p=1.0,
+                     ready_p=1.0, stall_seed=0, max_cycles=None):
+    """Stream ``inputs`` into ``component.i`` and collect ``outputs`` words from ``component.o``.
+
+    Runs :mod:`spinemu.sim.benches.stream_bench` with random idle cycles (``valid_p``) and
+    back-pressure (``ready_p``); ``load`` maps port names to values applied while ``load`` pulses.
+    """
+    config = {"inputs": [int(x) for x in inputs], "outputs": int(outputs), "valid_p": valid_p,
+              "ready_p": ready_p, "stall_seed": stall_seed}
+    if load is not None:
+        config["load"] = {name: int(value) for name, value in load.items()}
+    if max_cycles is not None:
+        config["max_cycles"] = max_cycles
+    out = run_bench(component, simulator=simulator, test_module="spinemu.sim.benches.stream_bench",
+                    config=config)
+    timing = json.loads((out / "timing.json").read_text())
+    words = json.loads((out / "outputs.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    return StreamResult(words, timing["cycles"], timing["seconds"])
+
+
+def unpack_fields(words, width, count, *, signed=False):
+    """Split each integer of ``words`` into ``count`` ``width``-bit fields (lowest first).
+
+    Returns an int64 array of shape ``(len(words), count)``.
+    """
+    mask = (1 << width) - 1
+    fields = np.array([[(w >> (width * j)) & mask for j in range(count)] for w in words],
+                      dtype=np.int64).reshape(len(words), count)
+    if signed:
+        fields = np.where(fields >= 1 << (width - 1), fields - (1 << width), fields)
+    return fields

@@ -1,4 +1,4 @@
-"""Shared pieces of the cocotb benches: configuration, clock and reset, value unpacking."""
+"""Shared pieces of the cocotb benches: configuration, clock and reset."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import os
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-__all__ = ["config", "start", "unpack_signed"]
+__all__ = ["config", "start"]
 
 
 def config():
@@ -26,9 +26,3 @@ async def start(dut, cycles=2):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
     await FallingEdge(dut.clk)
-
-
-def unpack_signed(words, width, count):
-    """Split each integer of ``words`` into ``count`` signed ``width``-bit fields, lowest first."""
-    mask, sign = (1 << width) - 1, 1 << (width - 1)
-    return [[((w >> (width * j) & mask) ^ sign) - sign for j in range(count)] for w in words]
