@@ -128,9 +128,11 @@ class NoisyNeuron(wiring.Component):
         self.index, self.fmt = index, fmt
         self._noise = GaussianNoise(index)
         self._neuron = SpinNeuron(fmt)
+        self.input_layout = self._neuron.input_layout
+        self.output_layout = self._neuron.output_layout
         super().__init__({
-            "i": In(stream.Signature(self._neuron.input_layout)),
-            "o": Out(stream.Signature(self._neuron.output_layout)),
+            "i": In(stream.Signature(self.input_layout)),
+            "o": Out(stream.Signature(self.output_layout)),
             "load": In(1),
             "seed": In(NOISE_DEGREE),
         })

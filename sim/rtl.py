@@ -68,9 +68,9 @@ def _locked(path):
 def run_bench(component, *, simulator, test_module, config, testcase=None):
     """Build ``component`` as Verilog and run the cocotb tests of ``test_module`` on it.
 
-    ``config`` (JSON-able) reaches the bench as the environment variable ``SPINEMU_BENCH``; the
-    bench writes its results into the directory named by ``config["out_dir"]``, which this
-    function creates in a temporary place when absent and returns.
+    ``config`` (JSON-able) reaches the bench as the file named by the environment variable
+    ``SPINEMU_BENCH``; the bench writes its results into the directory ``config["out_dir"]``, which
+    this function creates in a temporary place when absent and returns.
     """
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
@@ -91,12 +91,13 @@ def run_bench(component, *, simulator, test_module, config, testcase=None):
 
     out_dir = Path(config.get("out_dir") or tempfile.mkdtemp(prefix="spinemu-bench-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {**config, "out_dir": str(out_dir)}
+    config_file = out_dir / "config.json"
+    config_file.write_text(json.dumps({**config, "out_dir": str(out_dir)}))
     log = out_dir / "sim.log"
     results = runner.test(
         test_module=test_module, hdl_toplevel=TOPLEVEL, testcase=testcase,
         build_dir=build_dir, test_dir=out_dir, results_xml=str(out_dir / "results.xml"),
-        extra_env={"SPINEMU_BENCH": json.dumps(config)}, log_file=log)
+        extra_env={"SPINEMU_BENCH": str(config_file)}, log_file=log)
     tests, failed = get_results(Path(results))
     if tests == 0 or failed:
         raise BenchError(f"{test_module} on {simulator}: {failed} of {tests} cocotb tests failed; "

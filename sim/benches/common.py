@@ -10,8 +10,9 @@ __all__ = ["config", "start"]
 
 
 def config():
-    """The bench configuration that :func:`spinemu.sim.rtl.run_bench` passed."""
-    return json.loads(os.environ["SPINEMU_BENCH"])
+    """The bench configuration that :func:`spinemu.sim.rtl.run_bench` passed (as a file)."""
+    with open(os.environ["SPINEMU_BENCH"]) as f:
+        return json.load(f)
 
 
 async def start(dut, cycles=2):

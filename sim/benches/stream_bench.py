@@ -1,6 +1,6 @@
 """A generic cocotb bench for a design with an input stream ``i`` and/or an output stream ``o``.
 
-Configuration (``SPINEMU_BENCH``):
+Configuration (the JSON file named by ``SPINEMU_BENCH``):
 
 * ``load``: signal values to apply while ``load`` is pulsed for one cycle before streaming
   (e.g. ``{"states": ...}``), if the design has a ``load`` port;

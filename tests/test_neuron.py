@@ -1,0 +1,132 @@
+"""SpinNeuron and NoisyNeuron against the golden model; formats; the switching curve."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+from scipy.stats import norm
+
+from spinemu.hdl import noise as hw
+from spinemu.hdl.neuron import NeuronFormat, NoisyNeuron, SpinNeuron
+from spinemu.hdl.seeding import seed_state
+from spinemu.sim import golden
+
+FMT = NeuronFormat()
+
+
+def _random_inputs(rng, count, fmt=FMT):
+    """Random (a, theta, sigma) codes, a quarter of them at the extremes of their formats."""
+    def pick(f, lo=None):
+        lo = f.min_code if lo is None else lo
+        return rng.choice([lo, f.max_code]) if rng.random() < 0.25 else rng.randint(lo, f.max_code)
+    return [(pick(fmt.a), pick(fmt.theta), pick(fmt.sigma, 1)) for _ in range(count)]
+
+
+def _run(dut, *benches):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for bench in benches:
+        sim.add_testbench(bench)
+    sim.run()
+
+
+async def _send(ctx, stream, payloads, rng, valid_p):
+    for payload in payloads:
+        while rng.random() >= valid_p:  # idle cycles between transfers
+            ctx.set(stream.valid, 0)
+            await ctx.tick()
+        ctx.set(stream.valid, 1)
+        ctx.set(stream.payload, payload)
+        await ctx.tick().until(stream.ready)
+    ctx.set(stream.valid, 0)
+
+
+async def _receive(ctx, stream, count, rng, ready_p):
+    got = []
+    while len(got) < count:
+        ready = rng.random() < ready_p
+        ctx.set(stream.ready, ready)
+        _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
+        if valid and ready:
+            got.append((payload.spin, payload.value))
+    return got
+
+
+def test_spin_neuron_joins_streams_bit_exactly():
+    rng = random.Random(3)
+    inputs = _random_inputs(rng, 400)
+    codes = [rng.choice([hw.MAX_CODE, -hw.MAX_CODE]) if rng.random() < 0.2 else
+             rng.randrange(-hw.MAX_CODE, hw.MAX_CODE + 1, 2) for _ in inputs]
+    dut = SpinNeuron(FMT)
+    got = []
+
+    async def send_inputs(ctx):
+        await _send(ctx, dut.i, [{"a": a, "theta": t, "sigma": s} for a, t, s in inputs],
+                    random.Random(4), 0.6)
+
+    async def send_noise(ctx):
+        await _send(ctx, dut.noise, codes, random.Random(5), 0.7)
+
+    async def receive(ctx):
+        got.extend(await _receive(ctx, dut.o, len(inputs), random.Random(6), 0.6))
+
+    _run(dut, send_inputs, send_noise, receive)
+    a, theta, sigma = np.array(inputs).T
+    spin, value = golden.neuron(a, theta, sigma, codes, FMT)
+    np.testing.assert_array_equal(np.array(got), np.stack([spin, value], axis=1))
+    assert 0 < spin.sum() < len(spin)
+
+
+@pytest.mark.parametrize("fmt", [FMT, NeuronFormat(a_width=20, theta_frac=4, sigma_width=12,
+                                                   sigma_frac=2)])
+def test_noisy_neuron_matches_golden(fmt):
+    rng = random.Random(8)
+    inputs = _random_inputs(rng, 600, fmt)
+    dut = NoisyNeuron(17, fmt)
+    got = []
+
+    async def send(ctx):
+        ctx.set(dut.seed, seed_state(99, 17))
+        ctx.set(dut.load, 1)
+        await ctx.tick()
+        ctx.set(dut.load, 0)
+        await _send(ctx, dut.i, [{"a": a, "theta": t, "sigma": s} for a, t, s in inputs],
+                    random.Random(9), 0.7)
+
+    async def receive(ctx):
+        got.extend(await _receive(ctx, dut.o, len(inputs), random.Random(10), 0.7))
+
+    _run(dut, send, receive)
+    a, theta, sigma = np.array(inputs).T
+    codes = golden.noise_codes(99, 1, len(inputs), first=17)[:, 0]
+    spin, value = golden.neuron(a, theta, sigma, codes, fmt)
+    np.testing.assert_array_equal(np.array(got), np.stack([spin, value], axis=1))
+
+
+@pytest.mark.parametrize("theta,sigma", [(0.0, 100.0), (37.25, 12.5), (-5.5, 2.75)])
+def test_measured_switching_curve_matches_phi(theta, sigma):
+    # 10^6 codes per input level: sampling sd <= 5e-4, a tenth of the 0.005 tolerance.
+    samples = 1_000_000
+    codes = golden.noise_codes(2024, 1, samples)[:, 0]
+    t, s = FMT.theta_code(theta), FMT.sigma_code(sigma)
+    a = np.unique(np.round(np.linspace(theta - 4 * sigma, theta + 4 * sigma, 41)).astype(int))
+    measured = np.array([golden.neuron(x, t, s, codes, FMT)[0].mean() for x in a])
+    expected = norm.cdf((a - theta) / sigma)
+    assert np.max(np.abs(measured - expected)) <= 0.005
+    # ... and the exact curve of the emulated neuron is within the noise block's accuracy.
+    exact = golden.switch_probability(a, t, s, FMT)
+    assert np.max(np.abs(exact - expected)) <= 0.002
+    assert np.max(np.abs(measured - exact)) <= 5 * np.sqrt(0.25 / samples)
+
+
+def test_formats_refuse_out_of_range_values():
+    with pytest.raises(ValueError, match=r"sigma = 0.0 is outside the UQ8.8 format"):
+        FMT.sigma_code(0.0)
+    with pytest.raises(ValueError, match=r"sigma = 256.0 is outside the UQ8.8 format"):
+        FMT.sigma_code(256.0)
+    with pytest.raises(ValueError, match=r"theta = 40000 is outside the Q16.8 format"):
+        FMT.theta_code(40000)
+    assert FMT.sigma_code(1 / 256) == 1 and FMT.theta_code(-1.5) == -384
+    with pytest.raises(ValueError, match="theta_frac must be"):
+        NeuronFormat(theta_frac=17)
