@@ -25,7 +25,7 @@ tools:
 	  echo "error: Icarus Verilog is missing; install it with: apt-get install iverilog" >&2; exit 1; }
 
 demo: env tools
-	$(BIN)/spinemu noise --report --samples 10000000 --neurons 2 --plot out/noise.png
+	$(BIN)/spinemu noise --report --samples 10000000 --neurons 4 --plot out/noise.png
 
 test: env tools
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15 tests

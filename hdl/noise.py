@@ -203,10 +203,12 @@ class GaussianNoise(wiring.Component):
                 ]
             with m.If(advance2):
                 chosen = Mux(v1 < rd.data.q, i1, rd.data.alias)
-                # 2 * (8 * bin + offset) + 1, zero-extended before it becomes signed
-                magnitude = Cat(Const(1, 1), offset1, chosen, Const(0, 1)).as_signed()
+                # code = +-(2m + 1) with m = 8 * bin + offset. Since -(2m + 1) == ~(2m), the sign
+                # is applied by XOR alone: no adder after the comparison.
+                m_bits = Cat(offset1, chosen)
+                code = Cat(Const(1, 1), m_bits ^ sign1.replicate(len(m_bits)), sign1)
                 m.d.sync += [
-                    self.o.payload.eq(Mux(sign1, -magnitude, magnitude)),
+                    self.o.payload.eq(code),
                     self.o.valid.eq(valid1),
                 ]
         return m

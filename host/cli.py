@@ -17,6 +17,7 @@ __all__ = ["UserError", "main"]
 # command name -> module under spinemu.host
 COMMANDS = {
     "noise": "noise_cmd",
+    "bench": "bench_cmd",
     "calibrate": "calibrate_cmd",
 }
 
