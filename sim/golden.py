@@ -14,7 +14,8 @@ from spinemu.hdl.lfsr import check_lfsr, lfsr_step
 from spinemu.hdl.polynomials import NOISE_DEGREE, NOISE_TAPS
 from spinemu.hdl.seeding import seed_state
 
-__all__ = ["lfsr_outputs", "noise_codes", "words_to_codes", "neuron", "switch_probability"]
+__all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "words_to_codes", "neuron",
+           "switch_probability"]
 
 _SEGMENT = 512  # cycles stepped per segment; segments run side by side
 
@@ -64,20 +65,22 @@ def _jump(width, taps, step, cycles):
 def lfsr_outputs(state, cycles, *, width, taps, step):
     """The ``bits`` output of :class:`~spinemu.hdl.lfsr.LFSR` for ``cycles`` cycles from ``state``.
 
-    Returns a uint64 array of length ``cycles`` (``width`` <= 64).
+    ``state`` is one state (returns a uint64 array of length ``cycles``) or a sequence of states
+    (returns shape ``(len(state), cycles)``); ``width`` <= 64.
     """
     taps = check_lfsr(width, taps, step)
-    if not 0 < state < (1 << width) or width > 64:
-        raise ValueError(f"state must be 1..2^{width}-1 and width <= 64")
+    states = np.atleast_1d(np.asarray(state, dtype=object))
+    if width > 64 or any(not 0 < int(s) < (1 << width) for s in states):
+        raise ValueError(f"states must be 1..2^{width}-1 and width <= 64")
     segments = max(1, -(-cycles // _SEGMENT))
     # Starting states of all segments by doubling: s[g + 2^k] = T^(L 2^k) s[g].
-    starts = np.array([state], dtype=np.uint64)
+    starts = states.astype(np.uint64)[:, None]
     hop = _jump(width, taps, step, _SEGMENT)
-    while len(starts) < segments:
-        starts = np.concatenate([starts, hop.apply(starts)])
+    while starts.shape[1] < segments:
+        starts = np.concatenate([starts, hop.apply(starts)], axis=1)
         hop = hop @ hop
-    s = starts[:segments]
-    out = np.empty((_SEGMENT, segments), dtype=np.uint64)
+    s = starts[:, :segments]
+    out = np.empty((_SEGMENT,) + s.shape, dtype=np.uint64)
     mask = np.uint64((1 << step) - 1)
     shifts = [np.uint64(e) for e in taps]
     k, top = np.uint64(step), np.uint64(width - step)
@@ -87,7 +90,8 @@ def lfsr_outputs(state, cycles, *, width, taps, step):
         for e in shifts[1:]:
             new ^= s >> e
         s = (s >> k) | ((new & mask) << top)
-    return out.T.reshape(-1)[:cycles]
+    out = out.transpose(1, 2, 0).reshape(len(states), -1)[:, :cycles]
+    return out[0] if np.ndim(state) == 0 else out
 
 
 @functools.cache
@@ -116,14 +120,20 @@ def noise_codes(seed, blocks, samples, *, first=0):
     Returns an int16 array of shape ``(samples, blocks)``: column ``j`` is what
     ``GaussianNoise(first + j)`` emits after ``load`` with ``seed_state(seed, first + j)``.
     """
-    out = np.empty((samples, blocks), dtype=np.int16)
+    return job_noise_codes([seed], blocks, samples, first=first)[0]
+
+
+def job_noise_codes(seeds, blocks, samples, *, first=0):
+    """:func:`noise_codes` for many job seeds at once: shape ``(len(seeds), samples, blocks)``."""
+    out = np.empty((len(seeds), samples, blocks), dtype=np.int16)
     for j in range(blocks):
         index = first + j
         if not 0 <= index < hw.MAX_BLOCKS:
             raise ValueError(f"noise block index must be 0..{hw.MAX_BLOCKS - 1}, not {index}")
-        words = lfsr_outputs(seed_state(seed, index), samples, width=NOISE_DEGREE,
-                             taps=NOISE_TAPS[index], step=hw.WORD_BITS)
-        out[:, j] = words_to_codes(words)
+        states = [seed_state(int(seed), index) for seed in seeds]
+        words = lfsr_outputs(states, samples, width=NOISE_DEGREE, taps=NOISE_TAPS[index],
+                             step=hw.WORD_BITS)
+        out[:, :, j] = words_to_codes(words)
     return out
 
 
