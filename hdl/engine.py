@@ -1,0 +1,433 @@
+"""The layer engine: dense layers of spin neurons in on-chip memory, running imagination jobs.
+
+A job is ``(seed, S)`` on an input vector loaded beforehand. The engine seeds every lane's noise
+block from the job seed (:class:`~spinemu.hdl.seeder.Seeder`), computes layer 1's pre-activations
+once into a cache, then runs S samples: each sample evaluates layer 1 from the cache with fresh
+noise, then layers 2..L by multiply-accumulate over the previous layer's spins, and adds the last
+layer's spins into 16-bit counts, which it streams out at the end. ``docs/engine.md`` gives the
+memory map, the schedule of noise codes and the cycle count.
+
+Three stages run at once:
+
+* **A, the feeder**, walks the schedule: per group of ``lanes`` neurons it runs the MAC loop (one
+  weight per lane per cycle, the input broadcast to all lanes) or reads the cache, and offers
+  ``(a, theta, sigma)`` for every lane;
+* **B, the lanes**: one :class:`~spinemu.hdl.neuron.NoisyNeuron` per lane, fed by a fork;
+* **C, the writer**, joins the lanes' spins, writes them into the spin buffer the next layer reads,
+  and counts the last layer's spins.
+
+A waits for C to finish layer ``l`` before it multiplies by layer ``l``'s spins.
+"""
+
+from dataclasses import dataclass, field
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .neuron import NeuronFormat, NoisyNeuron
+from .noise import MAX_BLOCKS
+from .seeder import Seeder
+from .seeding import SEED_BITS
+
+__all__ = ["Region", "EngineConfig", "LayerEngine", "COUNT_BITS", "SAMPLE_BITS"]
+
+COUNT_BITS = 16
+SAMPLE_BITS = 16
+ADDR_BITS = 20
+
+
+class Region(enum.Enum, shape=2):
+    """What a write on the engine's ``write`` port addresses (``docs/engine.md``)."""
+
+    CONFIG = 0   # addr 0: layers L; addr 1 + l: size N_l, l = 0..L
+    INPUT = 1    # addr i: input x_i (layer 0)
+    WEIGHT = 2   # addr = lane * weight_depth + word
+    PARAM = 3    # addr = lane * param_depth + word: {bias, theta, sigma}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Compile-time parameters of a layer engine.
+
+    ``lanes`` (a power of two) neurons are computed at once. ``max_layers``, ``max_inputs`` (N_0)
+    and ``max_width`` (any N_l, l >= 1) bound the networks it runs; ``weight_depth`` and
+    ``param_depth`` are the per-lane memory sizes in words.
+    """
+
+    lanes: int = 4
+    max_layers: int = 4
+    max_inputs: int = 128
+    max_width: int = 256
+    weight_depth: int = 8192
+    param_depth: int = 256
+    input_bits: int = 5
+    weight_bits: int = 8
+    fmt: NeuronFormat = field(default_factory=lambda: NeuronFormat(a_width=20))
+
+    def __post_init__(self):
+        if self.lanes < 1 or self.lanes & (self.lanes - 1) or self.lanes > MAX_BLOCKS:
+            raise ValueError(f"lanes must be a power of two 1..{MAX_BLOCKS}, not {self.lanes}")
+        for name in ("max_layers", "max_inputs", "max_width", "weight_depth", "param_depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.lanes * max(self.weight_depth, self.param_depth) > 1 << ADDR_BITS:
+            raise ValueError(f"lanes x depth exceeds the {ADDR_BITS}-bit write address")
+
+    @property
+    def max_groups(self):
+        return -(-self.max_width // self.lanes)
+
+    @property
+    def lane_bits(self):
+        return (self.lanes - 1).bit_length()
+
+    @property
+    def param_layout(self):
+        f = self.fmt
+        return data.StructLayout({"bias": f.a.shape, "theta": f.theta.shape, "sigma": f.sigma.shape})
+
+    @property
+    def data_bits(self):
+        return max(self.param_layout.size, 16)
+
+
+class LayerEngine(wiring.Component):
+    """The layer engine (see the module docstring).
+
+    Ports
+    -----
+    write : In(stream)
+        ``{region, addr, data}`` memory and configuration writes; accepted only while idle.
+    start : In(stream)
+        ``{seed, samples}`` starts a job (samples >= 1).
+    result : Out(stream)
+        ``{count, last}``: the last layer's spin counts, neuron 0 first.
+    busy : Out(1)
+    cycles : Out(32)
+        Cycles from accepting ``start`` to the last count, of the latest job.
+    """
+
+    def __init__(self, config=EngineConfig()):
+        self.config = c = config
+        self.write_layout = data.StructLayout({
+            "region": Region, "addr": ADDR_BITS, "data": c.data_bits})
+        super().__init__({
+            "write": In(stream.Signature(self.write_layout)),
+            "start": In(stream.Signature(data.StructLayout({
+                "seed": SEED_BITS, "samples": SAMPLE_BITS}))),
+            "result": Out(stream.Signature(data.StructLayout({"count": COUNT_BITS, "last": 1}))),
+            "busy": Out(1),
+            "cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.config
+        P, fmt, lb = c.lanes, c.fmt, c.lane_bits
+        size_bits = max(c.max_inputs, c.max_width).bit_length()
+        group_bits = max(1, (c.max_groups - 1).bit_length())
+        layer_count_bits = SAMPLE_BITS + c.max_layers.bit_length()
+        a_shape = fmt.a.shape
+
+        # ---- configuration registers ----------------------------------------------------------
+        layers = Signal(range(c.max_layers + 1))
+        sizes = Array(Signal(size_bits, name=f"size{l}") for l in range(c.max_layers + 1))
+
+        # ---- memories and lanes -----------------------------------------------------------------
+        def add_memory(name, shape, depth):
+            mem = memory.Memory(shape=shape, depth=depth, init=[])
+            m.submodules[name] = mem
+            return mem.write_port(), mem.read_port()
+
+        in_w, in_r = add_memory("inputs", c.input_bits, c.max_inputs)
+        weights, params, cache, counts, lanes = [], [], [], [], []
+        for p in range(P):
+            weights.append(add_memory(f"weights{p}", signed(c.weight_bits), c.weight_depth))
+            params.append(add_memory(f"params{p}", c.param_layout, c.param_depth))
+            cache.append(add_memory(f"cache{p}", a_shape, c.max_groups))
+            counts.append(add_memory(f"counts{p}", COUNT_BITS, c.max_groups))
+            m.submodules[f"lane{p}"] = lane = NoisyNeuron(p, fmt)
+            lanes.append(lane)
+        # Layer l writes its spins into buffer l % 2; layer l + 1 reads them from there.
+        spins = [add_memory(f"spins{b}", P, c.max_groups) for b in range(2)]
+
+        # ---- host writes, accepted while idle ----------------------------------------------------
+        idle = Signal()
+        w = self.write.payload
+        m.d.comb += self.write.ready.eq(idle)
+        write = self.write.valid & idle
+
+        def region_write(port, region, base, depth):
+            m.d.comb += [port.addr.eq(w.addr - base), port.data.eq(w.data),
+                         port.en.eq(write & (w.region == region) & (w.addr >= base)
+                                    & (w.addr < base + depth))]
+
+        region_write(in_w, Region.INPUT, 0, c.max_inputs)
+        for p in range(P):
+            region_write(weights[p][0], Region.WEIGHT, p * c.weight_depth, c.weight_depth)
+            region_write(params[p][0], Region.PARAM, p * c.param_depth, c.param_depth)
+        with m.If(write & (w.region == Region.CONFIG)):
+            with m.If(w.addr == 0):
+                m.d.sync += layers.eq(w.data)
+            for l in range(c.max_layers + 1):
+                with m.If(w.addr == l + 1):
+                    m.d.sync += sizes[l].eq(w.data)
+
+        # ---- job state ---------------------------------------------------------------------------
+        seed = Signal(SEED_BITS)
+        samples = Signal(SAMPLE_BITS)
+        running = Signal()
+        with m.If(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.comb += self.busy.eq(~idle)
+
+        # ---- the seeder loads every lane's noise block ------------------------------------------
+        m.submodules.seeder = seeder = Seeder(P)
+        m.d.comb += [seeder.o.ready.eq(1), seeder.i.payload.eq(seed)]
+        for p in range(P):
+            m.d.comb += [lanes[p].seed.eq(seeder.o.payload.state),
+                         lanes[p].load.eq(seeder.o.valid & (seeder.o.payload.block == p))]
+
+        # ---- the offer register (A's output) and the fork into the lanes (B) ---------------------
+        tag_layout = data.StructLayout({"group": group_bits, "buffer": 1, "layer_end": 1,
+                                        "last_layer": 1, "first_sample": 1, "done": 1})
+        offer = Signal()
+        offer_a = [Signal(a_shape, name=f"offer_a{p}") for p in range(P)]
+        offer_p = [Signal(c.param_layout, name=f"offer_p{p}") for p in range(P)]
+        offer_tag = Signal(tag_layout)
+        sent = Signal(P)                         # lanes that already took the current offer
+        accepted = Cat(lanes[p].i.valid & lanes[p].i.ready for p in range(P))
+        taken = offer & (sent | accepted).all()
+        load_offer = Signal()                    # A puts a new group in the offer register
+        for p in range(P):
+            m.d.comb += [lanes[p].i.valid.eq(offer & ~sent[p]),
+                         lanes[p].i.payload.a.eq(offer_a[p]),
+                         lanes[p].i.payload.theta.eq(offer_p[p].theta),
+                         lanes[p].i.payload.sigma.eq(offer_p[p].sigma)]
+        m.d.sync += [offer.eq((offer & ~taken) | load_offer),
+                     sent.eq(Mux(taken | ~offer, 0, sent | accepted))]
+        # Tags travel beside the lanes; at most three groups are in flight past the offer.
+        m.submodules.tags = tags = fifo.SyncFIFOBuffered(width=tag_layout.size, depth=4)
+        m.d.comb += [tags.w_data.eq(offer_tag), tags.w_en.eq(taken)]
+
+        # ---- stage C: join the lanes' spins, write the buffer, count the last layer -------------
+        tag = data.View(tag_layout, tags.r_data)
+        all_valid = Cat(lane.o.valid for lane in lanes).all()
+        c_busy = Signal()                        # the count write of the previous group
+        join = all_valid & tags.r_rdy & ~c_busy
+        spin_word = Cat(lane.o.payload.spin for lane in lanes)
+        written = Signal(layer_count_bits)       # layers C has finished in this job
+        finished = Signal()
+        count_group = Signal(group_bits)
+        count_spins = Signal(P)
+        count_first = Signal()
+        output_index = Signal(size_bits)
+        output_phase = Signal()
+        for lane in lanes:
+            m.d.comb += lane.o.ready.eq(join)
+        m.d.comb += tags.r_en.eq(join)
+        for b in range(2):
+            m.d.comb += [spins[b][0].addr.eq(tag.group), spins[b][0].data.eq(spin_word),
+                         spins[b][0].en.eq(join & (tag.buffer == b))]
+        for p in range(P):
+            m.d.comb += [counts[p][1].addr.eq(Mux(output_phase, output_index >> lb, tag.group)),
+                         counts[p][0].addr.eq(count_group),
+                         counts[p][0].data.eq(Mux(count_first, 0, counts[p][1].data)
+                                              + count_spins[p]),
+                         counts[p][0].en.eq(c_busy)]
+        m.d.sync += c_busy.eq(0)
+        with m.If(join):
+            m.d.sync += [c_busy.eq(tag.last_layer), count_group.eq(tag.group),
+                         count_spins.eq(spin_word), count_first.eq(tag.first_sample)]
+            with m.If(tag.layer_end):
+                m.d.sync += written.eq(written + 1)
+            with m.If(tag.done):
+                m.d.sync += finished.eq(1)
+
+        # ---- stage A: the feeder -----------------------------------------------------------------
+        sample = Signal(SAMPLE_BITS)
+        layer = Signal(range(c.max_layers + 1))
+        group = Signal(group_bits)
+        index = Signal(size_bits)               # input index of the MAC loop
+        waddr = Signal(range(c.weight_depth))
+        paddr = Signal(range(c.param_depth))
+        wbase = Signal(range(c.weight_depth))   # where layer 2's weights start
+        init = Signal()                         # the once-per-job layer-1 MAC pass
+        presented = Signal(layer_count_bits)    # layers A has offered in this job
+        acc = [Signal(a_shape, name=f"acc{p}") for p in range(P)]
+        mac = Signal()                          # a weight/input pair was read last cycle
+        bit_sel = Signal(range(P))              # which spin of the buffer word
+        from_spins = Signal()
+        src = Signal()                          # the buffer layer l - 1 wrote
+
+        n_in = sizes[layer - 1]
+        last_group = group == ((sizes[layer] + (P - 1)) >> lb) - 1
+        last_layer = layer == layers
+        spin_in = Mux(src, spins[1][1].data, spins[0][1].data).bit_select(bit_sel, 1)
+        x = Mux(from_spins, spin_in, in_r.data)
+        m.d.comb += [in_r.addr.eq(index), spins[0][1].addr.eq(index >> lb),
+                     spins[1][1].addr.eq(index >> lb)]
+        for p in range(P):
+            m.d.comb += [weights[p][1].addr.eq(waddr), params[p][1].addr.eq(paddr),
+                         cache[p][1].addr.eq(group)]
+            with m.If(mac):
+                m.d.sync += acc[p].eq(acc[p] + weights[p][1].data * x)
+        m.d.sync += [mac.eq(0), bit_sel.eq(index[:lb] if lb else 0)]
+
+        with m.FSM(name="feeder"):
+            with m.State("IDLE"):
+                m.d.comb += [idle.eq(1), self.start.ready.eq(1)]
+                with m.If(self.start.valid):
+                    m.d.sync += [
+                        seed.eq(self.start.payload.seed), samples.eq(self.start.payload.samples),
+                        self.cycles.eq(0), running.eq(1), layer.eq(1), group.eq(0),
+                        waddr.eq(0), paddr.eq(0), sample.eq(0), init.eq(1), written.eq(0),
+                        presented.eq(0), finished.eq(0),
+                    ]
+                    m.next = "SEED"
+            with m.State("SEED"):
+                m.d.comb += seeder.i.valid.eq(1)
+                m.next = "SEEDING"
+            with m.State("SEEDING"):
+                with m.If(seeder.o.valid & (seeder.o.payload.block == P - 1)):
+                    m.next = "GROUP"
+            with m.State("GROUP"):
+                for p in range(P):
+                    m.d.sync += acc[p].eq(0)
+                m.d.sync += [index.eq(0), from_spins.eq(layer != 1), src.eq(~layer[0])]
+                with m.If((layer == 1) & ~init):
+                    m.next = "CACHED"        # one cycle for the cache read
+                with m.Elif((layer == 1) | (written == presented)):
+                    m.next = "MAC"           # layer l - 1's spins are all written
+            with m.State("MAC"):
+                m.d.sync += [mac.eq(1), waddr.eq(waddr + 1), index.eq(index + 1)]
+                with m.If(index == n_in - 1):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.next = "PRESENT"           # the last product enters the accumulators
+            with m.State("CACHED"):
+                m.next = "PRESENT"
+            with m.State("PRESENT"):
+                advance = init | ~offer | taken
+                with m.If(init):
+                    for p in range(P):
+                        m.d.comb += [cache[p][0].addr.eq(group),
+                                     cache[p][0].data.eq(acc[p] + params[p][1].data.bias),
+                                     cache[p][0].en.eq(1)]
+                with m.Elif(advance):
+                    m.d.comb += load_offer.eq(1)
+                    for p in range(P):
+                        m.d.sync += [offer_a[p].eq(Mux(layer == 1, cache[p][1].data,
+                                                       acc[p] + params[p][1].data.bias)),
+                                     offer_p[p].eq(params[p][1].data)]
+                    m.d.sync += [
+                        offer_tag.group.eq(group), offer_tag.buffer.eq(layer[0]),
+                        offer_tag.layer_end.eq(last_group), offer_tag.last_layer.eq(last_layer),
+                        offer_tag.first_sample.eq(sample == 0),
+                        offer_tag.done.eq(last_group & last_layer & (sample == samples - 1)),
+                    ]
+                with m.If(advance):
+                    m.d.sync += [group.eq(group + 1), paddr.eq(paddr + 1)]
+                    with m.If(last_group & ~init):
+                        m.d.sync += presented.eq(presented + 1)
+                    with m.If(~last_group):
+                        m.next = "GROUP"
+                    with m.Elif(init):        # layer 1 is cached: the first sample pass begins
+                        m.d.sync += [init.eq(0), group.eq(0), paddr.eq(0), wbase.eq(waddr)]
+                        m.next = "GROUP"
+                    with m.Elif(~last_layer):
+                        m.d.sync += [layer.eq(layer + 1), group.eq(0)]
+                        m.next = "GROUP"
+                    with m.Elif(sample != samples - 1):
+                        m.d.sync += [sample.eq(sample + 1), layer.eq(1), group.eq(0),
+                                     paddr.eq(0), waddr.eq(wbase)]
+                        m.next = "GROUP"
+                    with m.Else():
+                        m.next = "FINISH"
+            with m.State("FINISH"):
+                with m.If(finished & ~c_busy):
+                    m.d.sync += [output_phase.eq(1), output_index.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):
+                m.next = "SEND"              # one cycle for the count read
+            with m.State("SEND"):
+                lane_data = Array(counts[p][1].data for p in range(P))
+                is_last = output_index == sizes[layers] - 1
+                m.d.comb += [self.result.valid.eq(1),
+                             self.result.payload.count.eq(lane_data[output_index[:lb] if lb else 0]),
+                             self.result.payload.last.eq(is_last)]
+                with m.If(self.result.ready):
+                    m.d.sync += output_index.eq(output_index + 1)
+                    with m.If(is_last):
+                        m.d.sync += [running.eq(0), output_phase.eq(0)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "READ"
+        return m
+
+
+def groups(size, lanes):
+    """Groups of ``lanes`` neurons that cover a layer of ``size`` (the last may be partial)."""
+    return -(-size // lanes)
+
+
+def check_fits(model, config):
+    """Raise :class:`~spinemu.hdl.model_image.ModelError` unless ``config`` can run ``model``."""
+    from .model_image import ModelError
+    c, reasons = config, []
+    if model.layers > c.max_layers:
+        reasons.append(f"{model.layers} layers, the design holds at most {c.max_layers}")
+    if model.sizes[0] > c.max_inputs:
+        reasons.append(f"{model.sizes[0]} inputs, the design takes at most {c.max_inputs}")
+    if max(model.sizes[1:]) > c.max_width:
+        reasons.append(f"a layer of {max(model.sizes[1:])} neurons, the design's limit is "
+                       f"{c.max_width}")
+    if model.input_bits > c.input_bits or model.weight_bits > c.weight_bits:
+        reasons.append(f"{model.input_bits}-bit inputs and {model.weight_bits}-bit weights, the "
+                       f"design has {c.input_bits} and {c.weight_bits}")
+    if model.fmt != c.fmt:
+        reasons.append(f"neuron format {model.fmt}, the design uses {c.fmt}")
+    words = sum(groups(model.sizes[l + 1], c.lanes) * model.sizes[l] for l in range(model.layers))
+    if words > c.weight_depth:
+        reasons.append(f"{words} weight words per lane, the design has {c.weight_depth}")
+    entries = sum(groups(n, c.lanes) for n in model.sizes[1:])
+    if entries > c.param_depth:
+        reasons.append(f"{entries} parameter entries per lane, the design has {c.param_depth}")
+    if reasons:
+        raise ModelError("the model does not fit this design: " + "; ".join(reasons))
+
+
+def model_writes(model, config):
+    """The ``(region, addr, data)`` writes that load ``model`` into an engine (``docs/engine.md``).
+
+    Lane ``p`` holds neurons ``j = g * lanes + p`` of every layer, group by group: their weight rows
+    one after another from layer 1 on, and their ``{bias, theta, sigma}`` entries. Lanes beyond a
+    layer's last neuron get zero weights and ``(0, 0, sigma=1)``.
+    """
+    check_fits(model, config)
+    c, P = config, config.lanes
+    writes = [(Region.CONFIG, 0, model.layers)]
+    writes += [(Region.CONFIG, 1 + l, n) for l, n in enumerate(model.sizes)]
+    for p in range(P):
+        word, entry = 0, 0
+        for l in range(model.layers):
+            n_out, n_in = model.sizes[l + 1], model.sizes[l]
+            for g in range(groups(n_out, P)):
+                j = g * P + p
+                row = model.weights[l][j] if j < n_out else [0] * n_in
+                writes += [(Region.WEIGHT, p * c.weight_depth + word + i, int(v) & ((1 << c.weight_bits) - 1))
+                           for i, v in enumerate(row)]
+                word += n_in
+                values = ({"bias": int(model.bias[l][j]), "theta": int(model.theta[l][j]),
+                           "sigma": int(model.sigma[l][j])} if j < n_out
+                          else {"bias": 0, "theta": 0, "sigma": 1})
+                writes.append((Region.PARAM, p * c.param_depth + entry,
+                               c.param_layout.const(values).as_bits()))
+                entry += 1
+    return writes
+
+
+def input_writes(x):
+    """The writes that load input vector ``x`` (layer 0 values)."""
+    return [(Region.INPUT, i, int(v)) for i, v in enumerate(x)]
