@@ -12,7 +12,7 @@ from spinemu.hdl.engine import groups
 
 from . import golden
 
-__all__ = ["run_jobs", "job_inputs"]
+__all__ = ["run_jobs", "job_inputs", "job_cycles", "macs_per_job"]
 
 
 def job_inputs(images, masks):
@@ -61,3 +61,22 @@ def run_jobs(model, inputs, seeds, samples, lanes):
                                  noise, model.fmt)
         x = spins
     return x.sum(axis=1, dtype=np.int64)
+
+
+def job_cycles(sizes, lanes, samples):
+    """The engine's cycles for one job (``LayerEngine.cycles``) when results are taken at once.
+
+    Seeding (132 per lane + 1), layer 1's pre-activations once (``N_0 + 3`` per group), then per
+    sample 3 cycles per layer-1 group from the cache and ``N_(l-1) + 3`` per group of each later
+    layer, plus 3 at each later layer's start (its inputs' spins must be written first), and finally
+    2 cycles per count out and 5 to drain. ``docs/engine.md`` derives it state by state.
+    """
+    g = [groups(n, lanes) for n in sizes[1:]]
+    per_sample = 3 * g[0] + sum(g[l] * (sizes[l] + 3) + 3 for l in range(1, len(g)))
+    return 132 * lanes + 1 + g[0] * (sizes[0] + 3) + samples * per_sample + 2 * sizes[-1] + 5
+
+
+def macs_per_job(sizes, samples):
+    """Multiply-accumulates of one job: layer 1 once, layers 2..L once per sample."""
+    return sizes[0] * sizes[1] + samples * sum(sizes[l] * sizes[l + 1]
+                                               for l in range(1, len(sizes) - 1))
