@@ -1,0 +1,265 @@
+# amaranth: UnusedElaboratable=no
+"""UART PHY: transmitter waveform, Tx->Rx loopback, and the receiver against a driven line."""
+
+import random
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
+
+from spinemu.hdl.uart import UARTRx, UARTTx, divisor_for
+
+
+async def send(ctx, stream, items, rng, idle):
+    """Offer ``items`` on ``stream``, idling (valid low) for a random cycle before each at rate
+    ``idle``."""
+    for item in items:
+        while rng.random() < idle:
+            await ctx.tick()
+        ctx.set(stream.payload, item)
+        ctx.set(stream.valid, 1)
+        await ctx.tick().until(stream.ready)
+        ctx.set(stream.valid, 0)
+
+
+async def receive(ctx, stream, count, rng, stall):
+    """Take ``count`` items from ``stream``, holding ready low at random at rate ``stall``, and
+    check that a payload offered but not taken stays offered, unchanged, on the next cycle."""
+    items, held = [], None
+    while len(items) < count:
+        ready = rng.random() >= stall
+        ctx.set(stream.ready, ready)
+        _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
+        if held is not None:
+            assert valid and payload == held, "stream payload withdrawn or changed before accepted"
+        if valid and ready:
+            items.append(payload)
+        held = payload if valid and not ready else None
+    ctx.set(stream.ready, 0)
+    return items
+
+
+def frame_bits(byte, stop=1):
+    """Line levels of one 8N1 character: start, 8 data bits LSB first, stop."""
+    return [0] + [(byte >> k) & 1 for k in range(8)] + [stop]
+
+
+class Line:
+    """Drives a serial line from a testbench, at a bit time that need not be a whole number of
+    cycles."""
+
+    def __init__(self, ctx, rx, bit_cycles):
+        self.ctx, self.rx, self.bit_cycles = ctx, rx, bit_cycles
+        self.time = 0.0  # in cycles, exact
+        self.now = 0     # in cycles, simulated
+
+    async def level(self, value, bits):
+        self.ctx.set(self.rx, value)
+        self.time += bits * self.bit_cycles
+        cycles = round(self.time) - self.now
+        if cycles > 0:
+            await self.ctx.tick().repeat(cycles)
+            self.now += cycles
+
+    async def char(self, byte, stop=1):
+        for bit in frame_bits(byte, stop):
+            await self.level(bit, 1)
+
+
+def run(dut, *testbenches, cycles, background=()):
+    """Simulate until ``testbenches`` finish; fail, instead of hanging, after ``cycles`` cycles."""
+    async def watchdog(ctx):
+        await ctx.delay(cycles * 1e-6)
+        raise AssertionError(f"testbenches still running after {cycles} cycles")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    for testbench in testbenches:
+        sim.add_testbench(testbench)
+    for testbench in (*background, watchdog):
+        sim.add_testbench(testbench, background=True)
+    sim.run()
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("divisor", [3, 0, -1])
+def test_divisor_too_small(divisor):
+    with pytest.raises(ValueError, match="at least 4"):
+        UARTTx(divisor)
+    with pytest.raises(ValueError, match="at least 4"):
+        UARTRx(divisor)
+
+
+def test_divisor_not_int():
+    with pytest.raises(TypeError):
+        UARTRx(16.0)
+
+
+def test_divisor_for():
+    assert divisor_for(12_000_000, 115_200) == 104   # 0.16% off
+    assert divisor_for(48_000_000, 3_000_000) == 16  # exact
+    with pytest.raises(ValueError, match="off"):
+        divisor_for(1_000_000, 220_000)              # 5 cycles: 9% off
+    with pytest.raises(ValueError, match="at least"):
+        divisor_for(1_000_000, 400_000)
+
+
+# --- transmitter -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("divisor", [4, 7])
+def test_tx_waveform(divisor):
+    """Back-to-back bytes give exactly start, 8 data bits LSB first, stop, ``divisor`` cycles
+    each."""
+    dut = UARTTx(divisor)
+    data = [0x55, 0x00, 0xFF, 0xA3]
+    trace = []
+
+    async def source(ctx):
+        await send(ctx, dut.i, data, random.Random(0), idle=0)
+        await ctx.tick().repeat(10 * divisor)  # let the last character out
+
+    async def probe(ctx):
+        async for _, _, tx in ctx.tick().sample(dut.tx):
+            trace.append(tx)
+
+    run(dut, source, background=[probe], cycles=20 * divisor * len(data))
+    expected = [1] + [bit for byte in data for bit in frame_bits(byte) for _ in range(divisor)]
+    assert trace[:len(expected)] == expected
+
+
+# --- loopback ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("divisor", [4, 7, 16])
+def test_loopback(divisor):
+    """Random bytes through Tx->Rx, with random input gaps and output backpressure, come out
+    intact."""
+    rng = random.Random(divisor)
+    count = 4800 // divisor
+    data = [rng.randrange(256) for _ in range(count)]
+    m = Module()
+    m.submodules.tx = tx = UARTTx(divisor)
+    m.submodules.rx = rx = UARTRx(divisor)
+    m.d.comb += rx.rx.eq(tx.tx)
+    got = []
+
+    async def source(ctx):
+        await send(ctx, tx.i, data, random.Random(rng.random()), idle=0.3)
+
+    async def sink(ctx):
+        got.extend(await receive(ctx, rx.o, count, random.Random(rng.random()), stall=0.3))
+        assert ctx.get(rx.frame_errors) == 0
+        assert ctx.get(rx.overruns) == 0
+
+    run(m, source, sink, cycles=40 * divisor * count)
+    assert got == data
+
+
+# --- receiver against a driven line ------------------------------------------------------------
+
+@pytest.mark.parametrize("divisor", [4, 7, 16])
+@pytest.mark.parametrize("mismatch", [-0.02, +0.02])
+def test_rx_baud_mismatch(divisor, mismatch):
+    """The sender's bit time is 2% off the receiver's, with random idle time between characters."""
+    rng = random.Random(divisor * 100 + round(mismatch * 100))
+    data = [rng.randrange(256) for _ in range(150)]
+    dut = UARTRx(divisor)
+    got = []
+
+    async def line(ctx):
+        wire = Line(ctx, dut.rx, divisor * (1 + mismatch))
+        await wire.level(1, 2)
+        for byte in data:
+            await wire.level(1, rng.uniform(0, 2))
+            await wire.char(byte)
+
+    async def sink(ctx):
+        got.extend(await receive(ctx, dut.o, len(data), random.Random(1), stall=0.3))
+        assert ctx.get(dut.frame_errors) == 0
+        assert ctx.get(dut.overruns) == 0
+
+    run(dut, line, sink, cycles=20 * divisor * len(data))
+    assert got == data
+
+
+def test_rx_frame_error():
+    """A low stop bit (then a short break) is counted, the byte dropped, and the next byte
+    received."""
+    divisor = 8
+    dut = UARTRx(divisor)
+
+    async def line(ctx):
+        wire = Line(ctx, dut.rx, divisor)
+        await wire.level(1, 2)
+        await wire.char(0x3C)
+        await wire.char(0xA5, stop=0)
+        await wire.level(0, 3)       # break: counted once, not once per character time
+        await wire.level(1, 1)
+        await wire.char(0x96)
+        await wire.level(1, 2)
+        assert ctx.get(dut.frame_errors) == 1
+        assert ctx.get(dut.overruns) == 0
+
+    async def sink(ctx):
+        assert await receive(ctx, dut.o, 2, random.Random(2), stall=0.3) == [0x3C, 0x96]
+
+    run(dut, line, sink, cycles=2000)
+
+
+def test_rx_glitch_ignored():
+    """A low pulse shorter than half a bit is not a start bit."""
+    divisor = 16
+    dut = UARTRx(divisor)
+
+    async def line(ctx):
+        wire = Line(ctx, dut.rx, divisor)
+        await wire.level(1, 1)
+        await wire.level(0, 0.25)
+        await wire.level(1, 2)
+        await wire.char(0x42)
+        await wire.level(1, 1)
+        assert ctx.get(dut.frame_errors) == 0
+
+    async def sink(ctx):
+        assert await receive(ctx, dut.o, 1, random.Random(3), stall=0) == [0x42]
+
+    run(dut, line, sink, cycles=2000)
+
+
+def test_rx_overrun():
+    """Bytes arriving while ``o`` is full are counted and dropped; the waiting byte is kept."""
+    divisor = 6
+    dut = UARTRx(divisor)
+
+    async def line(ctx):
+        wire = Line(ctx, dut.rx, divisor)
+        await wire.level(1, 1)
+        for byte in (0x11, 0x22, 0x33):
+            await wire.char(byte)
+        await wire.level(1, 1)
+        assert ctx.get(dut.overruns) == 2
+        assert ctx.get(dut.o.valid) and ctx.get(dut.o.payload) == 0x11
+        assert await receive(ctx, dut.o, 1, random.Random(4), stall=0) == [0x11]
+        await wire.char(0x44)
+        await wire.level(1, 1)
+        assert await receive(ctx, dut.o, 1, random.Random(5), stall=0) == [0x44]
+        assert ctx.get(dut.overruns) == 2
+
+    run(dut, line, cycles=2000)
+
+
+def test_rx_counters_saturate():
+    """Error counters stop at 0xFFFF instead of wrapping to zero."""
+    divisor = 4
+    dut = UARTRx(divisor)
+
+    async def line(ctx):
+        wire = Line(ctx, dut.rx, divisor)
+        await wire.level(1, 1)
+        ctx.set(dut.frame_errors, 0xFFFE)
+        for _ in range(3):
+            await wire.char(0x00, stop=0)
+            await wire.level(1, 1)
+        assert ctx.get(dut.frame_errors) == 0xFFFF
+
+    run(dut, line, cycles=2000)
