@@ -12,7 +12,7 @@ from spinemu.hdl.engine import groups
 
 from . import golden
 
-__all__ = ["run_jobs", "job_inputs", "job_cycles", "macs_per_job"]
+__all__ = ["run_jobs", "run_network", "job_inputs", "job_cycles", "macs_per_job"]
 
 
 def job_inputs(images, masks):
@@ -38,28 +38,34 @@ def run_jobs(model, inputs, seeds, samples, lanes):
     ``inputs`` has shape ``(jobs, N_0)`` (see :func:`job_inputs`); ``seeds`` one seed per job.
     """
     inputs = np.asarray(inputs, dtype=np.int64)
-    jobs = len(inputs)
-    if inputs.shape != (jobs, model.sizes[0]) or len(seeds) != jobs:
-        raise ValueError(f"inputs must have shape (jobs, {model.sizes[0]}) with one seed per job")
     if inputs.size and (inputs.min() < 0 or inputs.max() >= 1 << model.input_bits):
         raise ValueError(f"inputs must be {model.input_bits}-bit unsigned values")
+    return run_network(model.sizes, model.weights, model.bias, model.theta, model.sigma,
+                       model.fmt, inputs, seeds, samples, lanes)
+
+
+def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples, lanes):
+    """:func:`run_jobs` on the parameters themselves (as a design holds them, unvalidated)."""
+    inputs = np.asarray(inputs, dtype=np.int64)
+    jobs = len(inputs)
+    if inputs.shape != (jobs, sizes[0]) or len(seeds) != jobs:
+        raise ValueError(f"inputs must have shape (jobs, {sizes[0]}) with one seed per job")
     if not 1 <= samples < 1 << 16:
         raise ValueError(f"samples must be 1..65535, not {samples}")
-    per_sample = [groups(n, lanes) for n in model.sizes[1:]]
+    layers = len(sizes) - 1
+    per_sample = [groups(n, lanes) for n in sizes[1:]]
     offsets = np.cumsum([0] + per_sample)
     codes = golden.job_noise_codes(seeds, lanes, samples * offsets[-1])   # (jobs, codes, lanes)
     s = np.arange(samples)[:, None]
-    a = _dot(inputs, model.weights[0]) + model.bias[0]                    # layer 1, once
+    a = _dot(inputs, np.asarray(weights[0])) + bias[0]                    # layer 1, once
     x = None
-    for l in range(model.layers):
+    for l in range(layers):
         if l:
-            a = _dot(x.reshape(-1, model.sizes[l]), model.weights[l]).reshape(
-                jobs, samples, -1) + model.bias[l]
-        j = np.arange(model.sizes[l + 1])
+            a = _dot(x.reshape(-1, sizes[l]), np.asarray(weights[l])).reshape(
+                jobs, samples, -1) + bias[l]
+        j = np.arange(sizes[l + 1])
         noise = codes[:, s * offsets[-1] + offsets[l] + j // lanes, j % lanes]  # (jobs, S, N_l)
-        spins, _ = golden.neuron(a if l else a[:, None, :], model.theta[l], model.sigma[l],
-                                 noise, model.fmt)
-        x = spins
+        x, _ = golden.neuron(a if l else a[:, None, :], theta[l], sigma[l], noise, fmt)
     return x.sum(axis=1, dtype=np.int64)
 
 

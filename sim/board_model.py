@@ -1,0 +1,184 @@
+"""The golden board: the whole design at the byte level, in Python.
+
+:class:`GoldenBoard` takes the bytes a host sends and returns the bytes the design answers, exactly:
+the same frame handling (``hdl/framing.py``), the same command semantics and checks
+(``hdl/protocol_engine.py``), the same results (:mod:`spinemu.sim.engine_model`) and the same cycle
+counts. Results are defined for valid models only (``ModelImage`` refuses models that could
+overflow the pre-activation); the design does not check that itself.
+"""
+
+import struct
+
+import numpy as np
+
+from spinemu.hdl.engine import EngineConfig, Region, groups
+from spinemu.hdl.framing import (DELIMITER, MAX_PAYLOAD, FrameDecodeError, FrameError,
+                                 decode_frame, encode_frame)
+from spinemu.hdl.protocol import (UNREADABLE_SEQ, Opcode, Status, element_bytes,
+                                  identify_body)
+from spinemu.hdl.protocol_engine import STATUS_FIELDS
+
+from .engine_model import job_cycles, run_network
+
+__all__ = ["GoldenBoard"]
+
+
+class _Refused(Exception):
+    def __init__(self, status):
+        self.status = status
+
+
+def _signed(value, bits):
+    return value - (1 << bits) if value >> (bits - 1) & 1 else value
+
+
+class GoldenBoard:
+    """A design with ``config``, as bytes in and bytes out (:meth:`feed`)."""
+
+    def __init__(self, config=EngineConfig(), max_payload=MAX_PAYLOAD):
+        c = self.config = config
+        self.max_payload = max_payload
+        self._partial = b""
+        self.layers = 0
+        self.sizes = [0] * (c.max_layers + 1)
+        self.memory = {Region.INPUT: np.zeros(c.max_inputs, np.int64),
+                       Region.WEIGHT: np.zeros(c.lanes * c.weight_depth, np.int64),
+                       Region.PARAM: np.zeros(c.lanes * c.param_depth, object)}
+        self.results = []
+        self.job_cycles = 0
+        self.counters = {name: 0 for name, _ in STATUS_FIELDS}
+
+    def feed(self, data):
+        """The bytes the design sends back after receiving ``data``."""
+        out = []
+        # Whole frames, however long: the decoder judges a frame only at its delimiter (COBS,
+        # then length, then CRC), so capping it as a host's FrameSplitter does would change that.
+        *frames, self._partial = (self._partial + bytes(data)).split(bytes([DELIMITER]))
+        for frame in filter(None, frames):
+            try:
+                payload = decode_frame(frame, self.max_payload)
+            except FrameDecodeError as error:
+                name = {FrameError.COBS: "cobs_errors", FrameError.LENGTH: "length_errors",
+                        FrameError.CRC: "crc_errors"}[error.kind]
+                self.counters[name] = min(self.counters[name] + 1, 0xFFFF)
+                response = bytes([UNREADABLE_SEQ, Status.BAD_FRAME.value, error.kind.value])
+            else:
+                response = self._request(payload)
+            out.append(encode_frame(response, self.max_payload))
+        return b"".join(out)
+
+    # ---- one request ----------------------------------------------------------------------------
+
+    def _request(self, payload):
+        seq = payload[0]
+        try:
+            if len(payload) < 2:
+                raise _Refused(Status.BAD_LENGTH)
+            body = self._command(payload[1], payload[2:])
+            return bytes([seq, Status.OK.value]) + body
+        except _Refused as refused:
+            self.counters["bad_requests"] = min(self.counters["bad_requests"] + 1, 0xFFFF)
+            return bytes([seq, refused.status.value])
+
+    def _command(self, opcode, body):
+        c = self.config
+        if opcode == Opcode.IDENTIFY.value or opcode == Opcode.STATUS.value:
+            if body:
+                raise _Refused(Status.BAD_LENGTH)
+            if opcode == Opcode.IDENTIFY.value:
+                return identify_body(c, self.max_payload)
+            return b"".join(self.counters[name].to_bytes(n, "little") for name, n in STATUS_FIELDS)
+        if opcode == Opcode.WRITE.value:
+            return self._write(body)
+        if opcode == Opcode.RUN.value:
+            if len(body) != 10:
+                raise _Refused(Status.BAD_LENGTH)
+            seed, samples = struct.unpack("<QH", body)
+            if self.layers == 0:
+                raise _Refused(Status.NO_MODEL)
+            if samples == 0:
+                raise _Refused(Status.OUT_OF_RANGE)
+            return self._run(seed, samples)
+        if opcode == Opcode.READ.value:
+            if len(body) != 3:
+                raise _Refused(Status.BAD_LENGTH)
+            offset, count = struct.unpack("<HB", body)
+            if count == 0 or 2 + 2 * count > self.max_payload or offset + count > len(self.results):
+                raise _Refused(Status.OUT_OF_RANGE)
+            return b"".join(int(v).to_bytes(2, "little")
+                            for v in self.results[offset:offset + count])
+        raise _Refused(Status.BAD_OPCODE)
+
+    def _write(self, body):
+        c = self.config
+        if body and body[0] > Region.PARAM.value:
+            raise _Refused(Status.OUT_OF_RANGE)
+        if len(body) < 6:
+            raise _Refused(Status.BAD_LENGTH)
+        region = Region(body[0])
+        addr = int.from_bytes(body[1:5], "little")
+        size = element_bytes(region, c)
+        bits = {Region.CONFIG: 16, Region.INPUT: c.input_bits, Region.WEIGHT: c.weight_bits,
+                Region.PARAM: c.param_layout.size}[region]
+        depth = {Region.CONFIG: c.max_layers + 2, Region.INPUT: c.max_inputs,
+                 Region.WEIGHT: c.lanes * c.weight_depth,
+                 Region.PARAM: c.lanes * c.param_depth}[region]
+        elements = body[5:]
+        for start in range(0, len(elements) - len(elements) % size, size):
+            value = int.from_bytes(elements[start:start + size], "little")
+            ok = addr < depth and value >> bits == 0
+            if region == Region.CONFIG:
+                limit = (c.max_layers if addr == 0 else c.max_inputs if addr == 1
+                         else c.max_width)
+                ok = ok and 0 < value <= limit
+            if not ok:
+                raise _Refused(Status.OUT_OF_RANGE)
+            if region == Region.CONFIG:
+                if addr == 0:
+                    self.layers = value
+                else:
+                    self.sizes[addr - 1] = value
+            else:
+                self.memory[region][addr] = value
+            addr += 1
+        if len(elements) % size:
+            raise _Refused(Status.BAD_LENGTH)
+        return b""
+
+    def _network(self):
+        """The layers as the design holds them in its lane memories (the inverse of model_writes)."""
+        c, P = self.config, self.config.lanes
+        sizes = self.sizes[:self.layers + 1]
+        layout = c.param_layout
+        weights, bias, theta, sigma = [], [], [], []
+        for l in range(self.layers):
+            n_out, n_in = sizes[l + 1], sizes[l]
+            w = np.zeros((n_out, n_in), np.int64)
+            b, t, s = (np.zeros(n_out, np.int64) for _ in range(3))
+            weights.append(w), bias.append(b), theta.append(t), sigma.append(s)
+        for p in range(P):
+            word, entry = 0, 0
+            for l in range(self.layers):
+                n_out, n_in = sizes[l + 1], sizes[l]
+                for g in range(groups(n_out, P)):
+                    j = g * P + p
+                    if j < n_out:
+                        raw = self.memory[Region.WEIGHT][p * c.weight_depth + word:][:n_in]
+                        weights[l][j, :len(raw)] = [_signed(int(v), c.weight_bits) for v in raw]
+                        fields = layout.from_bits(int(self.memory[Region.PARAM][p * c.param_depth
+                                                                                 + entry]))
+                        bias[l][j], theta[l][j], sigma[l][j] = fields.bias, fields.theta, fields.sigma
+                    word += n_in
+                    entry += 1
+        return sizes, weights, bias, theta, sigma
+
+    def _run(self, seed, samples):
+        c = self.config
+        sizes, weights, bias, theta, sigma = self._network()
+        x = self.memory[Region.INPUT][:sizes[0]][None, :]
+        counts = run_network(sizes, weights, bias, theta, sigma, c.fmt, x, [seed], samples,
+                             c.lanes)[0]
+        self.results = [int(v) & 0xFFFF for v in counts]
+        self.counters["jobs"] = (self.counters["jobs"] + 1) & 0xFFFFFFFF
+        self.job_cycles = job_cycles(sizes, c.lanes, samples)
+        return self.job_cycles.to_bytes(4, "little")
