@@ -1,16 +1,34 @@
-"""Fit measured device switching curves (I50, sigma) and write them to CALIB.json.
+"""Fit device switching curves (I50, sigma), map them onto spin neurons, verify, write CALIB.json.
 
 The switching probability is fitted as P(I) = Phi((I - I50) / sigma). The CSV holds aggregated
 counts (columns current, trials, switched) or raw trials (current, switched as 0/1), optionally with
 a device column for a population (one fit per device). The probit fit comes with 95%
 profile-likelihood intervals and a deviance test, and is compared by AIC with logistic and
-thermal-activation curves. See docs/calibration.md.
+thermal-activation curves.
+
+The fit is then mapped onto the neuron's codes: a = round((I - offset) * scale), theta = (I50 -
+offset) * scale, sigma_a = sigma * scale (defaults: offset = I50, scale = 32 / sigma); with a
+population each neuron gets its own seeded device draw. Last, the emulated neuron is swept over the
+measured currents on a backend and compared with the device curve (target: max |P_emulated -
+P_device| <= 0.01); the exit status is 1 if it misses. See docs/calibration.md.
+
+examples:
+  spinemu calibrate host/data/example_switching.csv --out calib.json --plot curve.png --unit mA
+  spinemu calibrate host/data/example_population.csv --out calib.json --neurons 16 --seed 3
+  spinemu calibrate host/data/example_switching.csv --out calib.json --backend verilator
 """
 
 import json
 import os
+import sys
+
+import numpy as np
+from scipy.special import ndtr
 
 from spinemu.host.calibration import MODELS, calibrate, calibration_report, read_measurements
+from spinemu.host.calibration_map import (BACKENDS, DEFAULT_TRIALS, FALSE_ALARM, SIGMA_INPUT,
+                                          map_calibration, mapping_report, verification_report,
+                                          verify)
 from spinemu.host.cli import UserError
 
 
@@ -20,23 +38,86 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="CALIB.json", required=True, help="where to write the fit")
     parser.add_argument("--plot", metavar="CURVE.png", help="also plot the data and the fitted curves")
     parser.add_argument("--unit", help="the unit of the current column, for reports (e.g. mA)")
+    parser.add_argument("--scale", type=float, metavar="X",
+                        help="input units per current unit, e.g. a trained network's (default: "
+                             f"{SIGMA_INPUT:g} / sigma, so sigma is {SIGMA_INPUT:g} input units)")
+    parser.add_argument("--offset", type=float, metavar="I",
+                        help="the current that maps to input 0 (default: I50, so the nominal "
+                             "device has theta 0)")
+    parser.add_argument("--neurons", type=int, metavar="N",
+                        help="emulated neurons to map (default: 1, or the number of devices of a "
+                             "population); with a population each gets its own device draw")
+    parser.add_argument("--seed", type=int, default=1, metavar="S",
+                        help="seed of the population draws and of the verification's noise (default: 1)")
+    parser.add_argument("--backend", choices=BACKENDS, default="golden",
+                        help="where the emulated neuron is verified (default: golden)")
+    parser.add_argument("--trials", type=int, metavar="T",
+                        help="evaluations per swept input (default: "
+                             + ", ".join(f"{b} {t}" for b, t in DEFAULT_TRIALS.items()) + ")")
+    parser.add_argument("--verify", type=int, metavar="K",
+                        help="verify the first K neurons (default: up to 4 on golden, 1 on the "
+                             "simulators)")
 
 
 def run(args):
-    """Read, fit, write the JSON (and plot), print a summary; returns the exit status."""
+    """Read, fit, map, verify, write the JSON (and plot), print a summary; returns the exit status.
+
+    The status is 1 when the verification misses its target (the files are still written).
+    """
+    if not 0 <= args.seed < 1 << 64:
+        raise UserError(f"--seed must be 0..2^64-1, not {args.seed}")
     measurements = read_measurements(args.data, unit=args.unit)
     calibration = calibrate(measurements)
     report = calibration_report(calibration)
-    # The mapping onto the neuron's fixed-point codes ("neurons") and the check of the emulated
-    # neuron against the fitted curve ("verification") go into `report` here, before it is written.
+    mapping = map_calibration(calibration, neurons=args.neurons, seed=args.seed, scale=args.scale,
+                              offset=args.offset)
+    report["mapping"], report["neurons"], report["quantization"] = mapping_report(mapping)
+    verification = verify(mapping, backend=args.backend, trials=args.trials, neurons=args.verify,
+                          seed=args.seed, log=sys.stderr)
+    report["verification"] = verification_report(verification)
     _write(args.out, lambda path: _dump(report, path))
     if args.plot:
         # imported here so that a run without --plot never loads matplotlib
         from spinemu.host.calibration_plot import plot_calibration
-        _write(args.plot, lambda path: plot_calibration(calibration, path))
+        _write(args.plot, lambda path: plot_calibration(calibration, path,
+                                                         emulated=_emulated_curves(verification)))
     print(summary(report))
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
+    if not verification.passed:
+        print(f"verification FAILED: {_failure(report['verification'])}")
+        return 1
     return 0
+
+
+def _emulated_curves(verification):
+    """The plot's extra curves: the first verified neuron's measured points and exact curve, and
+    for a drawn device (which has no data in the plot) that device's own curve."""
+    check = verification.checks[0]
+    neuron = check.neuron
+    curves = [(check.current, check.measured,
+               f"emulated neuron {neuron.index}, {verification.backend}, {check.trials} trials/point",
+               dict(linestyle="none", marker="x", markersize=5)),
+              (check.exact_current, check.exact_all, f"emulated neuron {neuron.index}, exact",
+               dict(linestyle="-", linewidth=0.8))]
+    if neuron.source == "population draw":
+        grid = np.linspace(check.exact_current.min(), check.exact_current.max(), 400)
+        curves.append((grid, ndtr((grid - neuron.i50) / neuron.sigma),
+                       f"drawn device {neuron.index}: I50={neuron.i50:.4g} sigma={neuron.sigma:.3g}",
+                       dict(color="gray", linestyle="--")))
+    return curves
+
+
+def _failure(v):
+    reasons = []
+    if v["exact_max_abs_error"] > v["target"]:
+        reasons.append(f"the exact emulated curve is {v['exact_max_abs_error']:.4f} from the device "
+                       f"curve, more than the target {v['target']:g}; check --scale and --offset "
+                       "against the formats' resolution")
+    if v["consistency_p"] < FALSE_ALARM:
+        reasons.append(f"the {v['backend']} counts disagree with the exact emulated curve "
+                       f"(consistency p = {v['consistency_p']:.2g}): the backend does not realise "
+                       "the design's noise")
+    return "; ".join(reasons)
 
 
 def _dump(report, path):
@@ -80,7 +161,38 @@ def summary(report):
     lines.append("  AIC differences: " + ", ".join(f"{m} {delta[m]:+.1f}" for m in MODELS)
                  + f" -> the data prefer {report['preferred_model']}"
                  + (" (not decisive: next model within 2)" if sorted(delta.values())[1] < 2 else ""))
+    if "mapping" in report:
+        lines.extend(_mapping_lines(report, unit))
     return "\n".join(lines)
+
+
+def _mapping_lines(report, unit):
+    mapping, neurons, q = report["mapping"], report["neurons"], report["quantization"]
+    per = f" per {unit.strip()}" if unit else " per current unit"
+    lines = [f"mapping: a = round((I - {mapping['offset']:.6g}) x {mapping['scale']:.6g}{per}); "
+             f"theta {mapping['formats']['theta']}, sigma {mapping['formats']['sigma']}; "
+             f"{len(neurons)} neuron(s)"
+             + (f", devices drawn from a {mapping['draws']} (seed {mapping['seed']})"
+                if mapping["draws"] else "")]
+    for n in neurons[:4]:
+        lines.append(f"  neuron {n['index']}: I50 {n['i50']:.5g}{unit}, sigma {n['sigma']:.4g}{unit} -> "
+                     f"theta code {n['theta_code']} ({n['theta']:g} input units), sigma code "
+                     f"{n['sigma_code']} ({n['sigma_a']:g} input units)")
+    if len(neurons) > 4:
+        lines.append(f"  ... {len(neurons) - 4} more in the JSON")
+    lines.append(f"  quantization: theta within {q['max_theta_abs_error']:.2g}{unit}, sigma within "
+                 f"{q['max_sigma_rel_error']:.2%}: the curve moves by at most "
+                 f"{q['max_curve_error']:.2g}; input step {q['input_step']:.3g}{unit}: rounding a "
+                 f"current to an input moves P by up to {q['max_input_rounding_error']:.2g}")
+    v = report.get("verification")
+    if v is not None:
+        lines.append(
+            f"verification on {v['backend']}, neuron(s) {', '.join(map(str, v['neurons']))}, "
+            f"{v['points']} inputs x {v['trials_per_point']} trials: max |P_emulated - P_device| = "
+            f"{v['max_abs_error']:.4f} (sampling sd {v['sampling_sd']:.4f}); exact "
+            f"{v['exact_max_abs_error']:.5f} over {v['exact_points']} inputs; consistency p = "
+            f"{v['consistency_p']:.2g}; target {v['target']:g}: {'pass' if v['pass'] else 'FAIL'}")
+    return lines
 
 
 def _g(value):

@@ -32,7 +32,8 @@ def plot_calibration(calibration, path, emulated=None):
     labelled with its AIC difference. A population: every device's data
     and probit curve in one panel, and a scatter of (I50, sigma) with their confidence intervals.
     ``emulated`` adds curves to the (first) panel: an ``(x, p, label)`` tuple or a list of them, e.g.
-    the emulated neuron's measured switching probability.
+    the emulated neuron's measured switching probability; a fourth element, a dict of matplotlib
+    line properties, overrides the default black dash-dot line (e.g. markers for measured points).
     """
     if isinstance(emulated, tuple):
         emulated = [emulated]
@@ -46,12 +47,16 @@ def plot_calibration(calibration, path, emulated=None):
         fig = Figure(figsize=(12, 4.8), layout="constrained")
         ax, scatter = fig.subplots(1, 2)
         _population_panels(ax, scatter, calibration.devices, f" [{unit}]" if unit else "")
-    for x, p, label in emulated or ():
-        ax.plot(x, p, color="black", linestyle="-.", linewidth=1.2, label=label)
+    for x, p, label, *style in emulated or ():
+        ax.plot(x, p, **{"color": "black", "linestyle": "-.", "linewidth": 1.2, **dict(*style)},
+                label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("switching probability")
     ax.set_ylim(-0.03, 1.03)
-    ax.legend(fontsize="small", loc="upper left")
+    if calibration.population is None:
+        ax.legend(fontsize="small", loc="upper left")
+    else:  # a population's curves (and a drawn neuron's) may fill every corner: keep the legend outside
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title(calibration.measurements.path, fontsize="small")
     fig.savefig(path, dpi=120)
 
