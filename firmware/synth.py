@@ -26,7 +26,7 @@ __all__ = ["FAMILIES", "synth_stats", "place_and_route_fmax", "OutOfContextHarne
 #: default P&R target (the board's oscillator frequency).
 FAMILIES = {
     "ice40": {
-        "synth": "synth_ice40 -dsp",
+        "synth": "synth_ice40 -dsp -spram",
         "nextpnr": "nextpnr-ice40",
         "device": ["--up5k", "--package", "sg48"],
         "target_mhz": 12.0,

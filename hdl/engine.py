@@ -42,7 +42,7 @@ class Region(enum.Enum, shape=2):
 
     CONFIG = 0   # addr 0: layers L; addr 1 + l: size N_l, l = 0..L
     INPUT = 1    # addr i: input x_i (layer 0)
-    WEIGHT = 2   # addr = lane * weight_depth + word
+    WEIGHT = 2   # addr = word; a word holds one weight per lane, lane 0 lowest
     PARAM = 3    # addr = lane * param_depth + word: {bias, theta, sigma}
 
 
@@ -71,8 +71,8 @@ class EngineConfig:
         for name in ("max_layers", "max_inputs", "max_width", "weight_depth", "param_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.lanes * max(self.weight_depth, self.param_depth) > 1 << ADDR_BITS:
-            raise ValueError(f"lanes x depth exceeds the {ADDR_BITS}-bit write address")
+        if max(self.weight_depth, self.lanes * self.param_depth) > 1 << ADDR_BITS:
+            raise ValueError(f"a memory region exceeds the {ADDR_BITS}-bit write address")
 
     @property
     def max_groups(self):
@@ -89,7 +89,7 @@ class EngineConfig:
 
     @property
     def data_bits(self):
-        return max(self.param_layout.size, 16)
+        return max(self.param_layout.size, self.lanes * self.weight_bits, 16)
 
 
 class LayerEngine(wiring.Component):
@@ -141,9 +141,15 @@ class LayerEngine(wiring.Component):
             return mem.write_port(), mem.read_port()
 
         in_w, in_r = add_memory("inputs", c.input_bits, c.max_inputs)
-        weights, params, cache, counts, lanes = [], [], [], [], []
+        # All lanes read the same weight address every cycle, so one word holds every lane's
+        # weight; one address serves host writes (idle) and engine reads (running), so the memory
+        # is single-ported and fits iCE40 SPRAM.
+        weight_word = data.ArrayLayout(signed(c.weight_bits), P)
+        weights = memory.Memory(shape=weight_word, depth=c.weight_depth, init=[])
+        m.submodules.weights = weights
+        weights_w, weights_r = weights.write_port(), weights.read_port()
+        params, cache, counts, lanes = [], [], [], []
         for p in range(P):
-            weights.append(add_memory(f"weights{p}", signed(c.weight_bits), c.weight_depth))
             params.append(add_memory(f"params{p}", c.param_layout, c.param_depth))
             cache.append(add_memory(f"cache{p}", a_shape, c.max_groups))
             counts.append(add_memory(f"counts{p}", COUNT_BITS, c.max_groups))
@@ -164,8 +170,14 @@ class LayerEngine(wiring.Component):
                                     & (w.addr < base + depth))]
 
         region_write(in_w, Region.INPUT, 0, c.max_inputs)
+        weight_addr = Signal(range(c.weight_depth))
+        m.d.comb += [weights_w.addr.eq(weight_addr), weights_r.addr.eq(weight_addr),
+                     weights_w.data.eq(w.data),
+                     weights_w.en.eq(write & (w.region == Region.WEIGHT)
+                                     & (w.addr < c.weight_depth)),
+                     # SPRAM's read data is undefined while it writes: never read then.
+                     weights_r.en.eq(~weights_w.en.any())]
         for p in range(P):
-            region_write(weights[p][0], Region.WEIGHT, p * c.weight_depth, c.weight_depth)
             region_write(params[p][0], Region.PARAM, p * c.param_depth, c.param_depth)
         with m.If(write & (w.region == Region.CONFIG)):
             with m.If(w.addr == 0):
@@ -268,11 +280,11 @@ class LayerEngine(wiring.Component):
         x = Mux(from_spins, spin_in, in_r.data)
         m.d.comb += [in_r.addr.eq(index), spins[0][1].addr.eq(index >> lb),
                      spins[1][1].addr.eq(index >> lb)]
+        m.d.comb += weight_addr.eq(Mux(idle, w.addr, waddr))
         for p in range(P):
-            m.d.comb += [weights[p][1].addr.eq(waddr), params[p][1].addr.eq(paddr),
-                         cache[p][1].addr.eq(group)]
+            m.d.comb += [params[p][1].addr.eq(paddr), cache[p][1].addr.eq(group)]
             with m.If(mac):
-                m.d.sync += acc[p].eq(acc[p] + weights[p][1].data * x)
+                m.d.sync += acc[p].eq(acc[p] + weights_r.data[p] * x)
         m.d.sync += [mac.eq(0), bit_sel.eq(index[:lb] if lb else 0)]
 
         with m.FSM(name="feeder"):
@@ -390,7 +402,7 @@ def check_fits(model, config):
         reasons.append(f"neuron format {model.fmt}, the design uses {c.fmt}")
     words = sum(groups(model.sizes[l + 1], c.lanes) * model.sizes[l] for l in range(model.layers))
     if words > c.weight_depth:
-        reasons.append(f"{words} weight words per lane, the design has {c.weight_depth}")
+        reasons.append(f"{words} weight words, the design has {c.weight_depth}")
     entries = sum(groups(n, c.lanes) for n in model.sizes[1:])
     if entries > c.param_depth:
         reasons.append(f"{entries} parameter entries per lane, the design has {c.param_depth}")
@@ -401,30 +413,34 @@ def check_fits(model, config):
 def model_writes(model, config):
     """The ``(region, addr, data)`` writes that load ``model`` into an engine (``docs/engine.md``).
 
-    Lane ``p`` holds neurons ``j = g * lanes + p`` of every layer, group by group: their weight rows
-    one after another from layer 1 on, and their ``{bias, theta, sigma}`` entries. Lanes beyond a
-    layer's last neuron get zero weights and ``(0, 0, sigma=1)``.
+    Lane ``p`` computes neurons ``j = g * lanes + p`` of every layer, group by group. Weight word
+    ``w`` holds, for every lane, the weight of its neuron for one input: group after group from layer
+    1 on, ``N_(l-1)`` words per group. Lane ``p``'s ``{bias, theta, sigma}`` entries follow the same
+    group order. Lanes beyond a layer's last neuron get zero weights and ``(0, 0, sigma=1)``.
     """
     check_fits(model, config)
     c, P = config, config.lanes
     writes = [(Region.CONFIG, 0, model.layers)]
     writes += [(Region.CONFIG, 1 + l, n) for l, n in enumerate(model.sizes)]
-    for p in range(P):
-        word, entry = 0, 0
-        for l in range(model.layers):
-            n_out, n_in = model.sizes[l + 1], model.sizes[l]
-            for g in range(groups(n_out, P)):
+    mask = (1 << c.weight_bits) - 1
+    word, entry = 0, 0
+    for l in range(model.layers):
+        n_out, n_in = model.sizes[l + 1], model.sizes[l]
+        for g in range(groups(n_out, P)):
+            rows = [model.weights[l][j] if j < n_out else [0] * n_in
+                    for j in range(g * P, g * P + P)]
+            for i in range(n_in):
+                packed = sum((int(rows[p][i]) & mask) << (p * c.weight_bits) for p in range(P))
+                writes.append((Region.WEIGHT, word + i, packed))
+            word += n_in
+            for p in range(P):
                 j = g * P + p
-                row = model.weights[l][j] if j < n_out else [0] * n_in
-                writes += [(Region.WEIGHT, p * c.weight_depth + word + i, int(v) & ((1 << c.weight_bits) - 1))
-                           for i, v in enumerate(row)]
-                word += n_in
                 values = ({"bias": int(model.bias[l][j]), "theta": int(model.theta[l][j]),
                            "sigma": int(model.sigma[l][j])} if j < n_out
                           else {"bias": 0, "theta": 0, "sigma": 1})
                 writes.append((Region.PARAM, p * c.param_depth + entry,
                                c.param_layout.const(values).as_bits()))
-                entry += 1
+            entry += 1
     return writes
 
 

@@ -44,7 +44,8 @@ class Status(enum.Enum, shape=8):
 
 def element_bytes(region, config):
     """Bytes per element of a WRITE to ``region``: little-endian, as wide as the memory word."""
-    bits = {Region.CONFIG: 16, Region.INPUT: config.input_bits, Region.WEIGHT: config.weight_bits,
+    bits = {Region.CONFIG: 16, Region.INPUT: config.input_bits,
+            Region.WEIGHT: config.lanes * config.weight_bits,
             Region.PARAM: config.param_layout.size}[Region(region)]
     return -(-bits // 8)
 

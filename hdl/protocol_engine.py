@@ -94,10 +94,10 @@ class ProtocolEngine(wiring.Component):
 
         # Elements of a WRITE: width and depth of each region.
         elem_bytes = Array(Const(element_bytes(r, c), 4) for r in Region)
-        elem_bits = Array(Const(b, 8) for b in (16, c.input_bits, c.weight_bits,
-                                                c.param_layout.size))
-        depth = Array(Const(d, 32) for d in (c.max_layers + 2, c.max_inputs,
-                                             c.lanes * c.weight_depth, c.lanes * c.param_depth))
+        elem_bits = Array(Const(b, 16) for b in (16, c.input_bits, c.lanes * c.weight_bits,
+                                                 c.param_layout.size))
+        depth = Array(Const(d, 32) for d in (c.max_layers + 2, c.max_inputs, c.weight_depth,
+                                             c.lanes * c.param_depth))
         n_elem_bytes = elem_bytes[region[:2]]
         value_ok = (element >> elem_bits[region[:2]]) == 0
         config_ok = Signal()

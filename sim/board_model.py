@@ -42,7 +42,7 @@ class GoldenBoard:
         self.layers = 0
         self.sizes = [0] * (c.max_layers + 1)
         self.memory = {Region.INPUT: np.zeros(c.max_inputs, np.int64),
-                       Region.WEIGHT: np.zeros(c.lanes * c.weight_depth, np.int64),
+                       Region.WEIGHT: np.zeros(c.weight_depth, object),
                        Region.PARAM: np.zeros(c.lanes * c.param_depth, object)}
         self.results = []
         self.job_cycles = 0
@@ -118,11 +118,10 @@ class GoldenBoard:
         region = Region(body[0])
         addr = int.from_bytes(body[1:5], "little")
         size = element_bytes(region, c)
-        bits = {Region.CONFIG: 16, Region.INPUT: c.input_bits, Region.WEIGHT: c.weight_bits,
-                Region.PARAM: c.param_layout.size}[region]
+        bits = {Region.CONFIG: 16, Region.INPUT: c.input_bits,
+                Region.WEIGHT: c.lanes * c.weight_bits, Region.PARAM: c.param_layout.size}[region]
         depth = {Region.CONFIG: c.max_layers + 2, Region.INPUT: c.max_inputs,
-                 Region.WEIGHT: c.lanes * c.weight_depth,
-                 Region.PARAM: c.lanes * c.param_depth}[region]
+                 Region.WEIGHT: c.weight_depth, Region.PARAM: c.lanes * c.param_depth}[region]
         elements = body[5:]
         for start in range(0, len(elements) - len(elements) % size, size):
             value = int.from_bytes(elements[start:start + size], "little")
@@ -163,8 +162,11 @@ class GoldenBoard:
                 for g in range(groups(n_out, P)):
                     j = g * P + p
                     if j < n_out:
-                        raw = self.memory[Region.WEIGHT][p * c.weight_depth + word:][:n_in]
-                        weights[l][j, :len(raw)] = [_signed(int(v), c.weight_bits) for v in raw]
+                        raw = self.memory[Region.WEIGHT][word:][:n_in]
+                        mask = (1 << c.weight_bits) - 1
+                        weights[l][j, :len(raw)] = [
+                            _signed(int(v) >> (p * c.weight_bits) & mask, c.weight_bits)
+                            for v in raw]
                         fields = layout.from_bits(int(self.memory[Region.PARAM][p * c.param_depth
                                                                                  + entry]))
                         bias[l][j], theta[l][j], sigma[l][j] = fields.bias, fields.theta, fields.sigma

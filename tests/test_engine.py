@@ -58,11 +58,14 @@ def test_model_writes_layout():
     model = random_model((3, 3), seed=0, fmt=config.fmt)
     writes = model_writes(model, config)
     assert writes[:3] == [(Region.CONFIG, 0, 1), (Region.CONFIG, 1, 3), (Region.CONFIG, 2, 3)]
-    weights = [(a, d) for r, a, d in writes if r == Region.WEIGHT]
-    # Lane 1 holds neuron 1 (group 0) and a zero row for the missing neuron 3 (group 1).
-    lane1 = [d for a, d in weights if a >= config.weight_depth]
-    mask = (1 << config.weight_bits) - 1
+    words = [d for r, a, d in writes if r == Region.WEIGHT]
+    # Lane 1 computes neuron 1 (group 0) and pads the missing neuron 3 (group 1) with zeros.
+    bits, mask = config.weight_bits, (1 << config.weight_bits) - 1
+    lane1 = [w >> bits & mask for w in words]
     assert lane1 == [int(v) & mask for v in model.weights[0][1]] + [0, 0, 0]
+    lane0 = [w & mask for w in words]
+    assert lane0 == [int(v) & mask for v in model.weights[0][0]] + \
+        [int(v) & mask for v in model.weights[0][2]]
 
 
 def test_models_that_do_not_fit_are_refused_with_the_reason():
@@ -73,7 +76,7 @@ def test_models_that_do_not_fit_are_refused_with_the_reason():
         check_fits(random_model((4, 4, 4, 4, 4, 4), seed=0, fmt=config.fmt), config)
     with pytest.raises(ModelError, match="neuron format"):
         check_fits(random_model((4, 4), seed=0), config)
-    with pytest.raises(ModelError, match="weight words per lane"):
+    with pytest.raises(ModelError, match="weight words, the design has 1000"):
         check_fits(random_model((16, 24, 24, 24, 24), seed=0, fmt=config.fmt),
                    EngineConfig(lanes=1, max_layers=4, max_inputs=16, max_width=24,
                                 weight_depth=1000, param_depth=256))
