@@ -20,12 +20,12 @@ import numpy as np
 from amaranth.back import verilog
 
 __all__ = ["SIMULATORS", "BenchError", "StreamResult", "cache_dir", "simulator_environment",
-           "run_bench", "run_stream_bench", "unpack_fields"]
+           "run_bench", "run_stream_bench", "run_link_bench", "unpack_fields"]
 
 SIMULATORS = ("icarus", "verilator")
 TOPLEVEL = "top"
 # Amaranth's Verilog is correct but not lint-clean (implicit widening); lint is not our check.
-_BUILD_ARGS = {"icarus": [], "verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"]}
+_BUILD_ARGS = {"icarus": ["-g2005"], "verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"]}
 
 
 class BenchError(RuntimeError):
@@ -46,6 +46,12 @@ def simulator_environment(simulator):
         bin_dir = str(root / "bin")
         if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        # The wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
+        # designs large enough to be split into several C++ files; a make command-line variable
+        # (through MAKEFLAGS) overrides it.
+        if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+            os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "")
+                                       + " CFG_CXXFLAGS_PCH_I=-include").strip()
     elif simulator == "icarus":
         if shutil.which("iverilog") is None:
             raise BenchError("Icarus Verilog (iverilog) is not installed; on Debian: "
@@ -77,7 +83,7 @@ def run_bench(component, *, simulator, test_module, config, testcase=None):
 
     simulator_environment(simulator)
     text = verilog.convert(component, name=TOPLEVEL, emit_src=False)
-    key = hashlib.sha256(f"{simulator}\0{text}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{simulator}\0{_BUILD_ARGS[simulator]}\0{text}".encode()).hexdigest()[:16]
     build_dir = cache_dir() / "rtl" / simulator / key
     source = build_dir / f"{TOPLEVEL}.v"
     runner = get_runner(simulator)
@@ -146,3 +152,15 @@ def unpack_fields(words, width, count, *, signed=False):
     if signed:
         fields = np.where(fields >= 1 << (width - 1), fields - (1 << width), fields)
     return fields
+
+
+def run_link_bench(component, *, simulator, requests, valid_p=1.0, ready_p=1.0, stall_seed=0,
+                   max_cycles=1_000_000):
+    """The answers (bytes) of a byte-stream design to each of ``requests``, on ``simulator``."""
+    out = run_bench(component, simulator=simulator, test_module="spinemu.sim.benches.link_bench",
+                    config={"requests": [bytes(r).hex() for r in requests], "valid_p": valid_p,
+                            "ready_p": ready_p, "stall_seed": stall_seed,
+                            "max_cycles": max_cycles})
+    answers = [bytes.fromhex(a) for a in json.loads((out / "answers.json").read_text())]
+    shutil.rmtree(out, ignore_errors=True)
+    return answers

@@ -1,0 +1,100 @@
+"""Link traffic shared by the protocol tests: a small design, and good and bad request sequences
+whose every answer byte the tests compare with the golden board."""
+
+import numpy as np
+
+from spinemu.hdl.engine import EngineConfig, Region, input_writes, model_writes
+from spinemu.hdl.framing import cobs_encode, decode_frame, encode_frame
+from spinemu.hdl.model_image import random_model
+from spinemu.hdl.protocol import (Opcode, Status, read_body, request, run_body, write_body,
+                                  write_bodies)
+from spinemu.sim.board_model import GoldenBoard
+
+CONFIG = EngineConfig(lanes=2, max_layers=3, max_inputs=16, max_width=16, weight_depth=256,
+                      param_depth=32)
+MAX_PAYLOAD = 64
+
+
+def _frames(payloads):
+    return [encode_frame(p, MAX_PAYLOAD) for p in payloads]
+
+
+def _load(model, x, seq):
+    bodies = write_bodies(model_writes(model, CONFIG) + input_writes(x), CONFIG, MAX_PAYLOAD)
+    return [request(seq + i, Opcode.WRITE, b) for i, b in enumerate(bodies)]
+
+
+def status_of(answer):
+    """The status byte of an answer frame."""
+    return decode_frame(answer[:-1], MAX_PAYLOAD)[1]
+
+
+def golden_answers(requests):
+    """The golden board's answers, and the board (for its counters)."""
+    board = GoldenBoard(CONFIG, MAX_PAYLOAD)
+    return [board.feed(r) for r in requests], board
+
+
+def good_traffic(seed):
+    """IDENTIFY, a model load, jobs with different seeds and inputs, READs and STATUS."""
+    rng = np.random.default_rng(seed)
+    model = random_model((7, 9, 4), seed=seed, fmt=CONFIG.fmt)
+    payloads = [request(1, Opcode.IDENTIFY)] + _load(model, rng.integers(0, 32, 7), 10)
+    payloads += [request(50, Opcode.RUN, run_body(int(rng.integers(0, 2 ** 63)), 3)),
+                 request(51, Opcode.READ, read_body(0, 4)),
+                 request(52, Opcode.READ, read_body(1, 2)), request(53, Opcode.STATUS)]
+    payloads += _load(model, rng.integers(0, 32, 7), 60)
+    payloads += [request(90, Opcode.RUN, run_body(2 ** 64 - 1, 5)),
+                 request(91, Opcode.READ, read_body(0, 4)),
+                 request(92, Opcode.RUN, run_body(0, 2)), request(93, Opcode.READ, read_body(0, 4))]
+    return _frames(payloads)
+
+
+#: Statuses of the bad requests in :func:`bad_traffic`, in order.
+BAD_STATUSES = [Status.BAD_LENGTH, Status.NO_MODEL, Status.BAD_OPCODE, Status.BAD_OPCODE,
+                Status.BAD_LENGTH, Status.OUT_OF_RANGE, Status.BAD_LENGTH, Status.OUT_OF_RANGE,
+                Status.OUT_OF_RANGE, Status.OUT_OF_RANGE, Status.OUT_OF_RANGE, Status.BAD_LENGTH,
+                Status.BAD_LENGTH, Status.BAD_LENGTH, Status.OUT_OF_RANGE]
+#: Statuses of the requests after the model load in :func:`bad_traffic`.
+TAIL_STATUSES = [Status.OUT_OF_RANGE, Status.OK, Status.OUT_OF_RANGE, Status.OUT_OF_RANGE,
+                 Status.OK, Status.OK]
+
+
+def bad_traffic():
+    """Three unreadable frames, an empty frame before a good one, every kind of bad request, then
+    a model load and a good job among more bad requests."""
+    good = encode_frame(request(7, Opcode.STATUS), MAX_PAYLOAD)
+    corrupt_crc = bytearray(good)
+    corrupt_crc[2] ^= 0x40
+    raw = [
+        bytes(corrupt_crc),
+        bytes([5, 1, 2]) + b"\0",                             # a COBS code byte past the end
+        cobs_encode(bytes(range(1, 120))) + b"\0",            # longer than the payload limit
+        b"\0" + good,                                         # an empty frame is skipped
+    ]
+    payloads = [
+        bytes([3]),                                           # no opcode
+        request(4, Opcode.RUN, run_body(1, 1)),               # no model yet
+        bytes([5, 0x7E]),                                     # unknown opcode
+        bytes([6, 0x7E, 1, 2]),                               # unknown opcode with a body
+        request(8, Opcode.IDENTIFY, b"x"),                    # IDENTIFY takes no body
+        request(9, Opcode.WRITE, bytes([7]) + bytes(4) + b"\1"),   # no such region
+        request(10, Opcode.WRITE, bytes([1, 0, 0])),          # address cut short
+        request(11, Opcode.WRITE, write_body(Region.INPUT, 15, [1, 2], CONFIG)),  # past the end
+        request(12, Opcode.WRITE, write_body(Region.INPUT, 0, [32], CONFIG)),     # 6 bits > 5
+        request(13, Opcode.WRITE, write_body(Region.CONFIG, 0, [4], CONFIG)),     # 4 layers > 3
+        request(14, Opcode.WRITE, write_body(Region.CONFIG, 2, [0], CONFIG)),     # empty layer
+        request(15, Opcode.WRITE, write_body(Region.PARAM, 0, [1], CONFIG)[:-1]),  # partial
+        request(16, Opcode.RUN, run_body(1, 1)[:-1]),         # short RUN
+        request(17, Opcode.RUN, run_body(1, 1) + b"!"),       # long RUN
+        request(18, Opcode.READ, read_body(0, 1)),            # nothing to read yet
+    ]
+    model = random_model((7, 9, 4), seed=5, fmt=CONFIG.fmt)
+    payloads += _load(model, np.arange(7), 30)
+    payloads += [request(60, Opcode.RUN, run_body(9, 0)),     # zero samples
+                 request(61, Opcode.RUN, run_body(9, 4)),
+                 request(62, Opcode.READ, read_body(3, 2)),   # past the 4 results
+                 request(63, Opcode.READ, read_body(0, 40)),  # more than one frame holds
+                 request(64, Opcode.READ, read_body(0, 4)),
+                 request(65, Opcode.STATUS)]
+    return raw + _frames(payloads)
