@@ -65,7 +65,7 @@ def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples,
                 jobs, samples, -1) + bias[l]
         j = np.arange(sizes[l + 1])
         noise = codes[:, s * offsets[-1] + offsets[l] + j // lanes, j % lanes]  # (jobs, S, N_l)
-        x, _ = golden.neuron(a if l else a[:, None, :], theta[l], sigma[l], noise, fmt)
+        x = golden.spins(a if l else a[:, None, :], theta[l], sigma[l], noise, fmt)
     return x.sum(axis=1, dtype=np.int64)
 
 
