@@ -4,8 +4,9 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 from scipy.stats import norm
+
+from amaranth_streams import receive, run, send
 
 from spinemu.hdl import noise as hw
 from spinemu.hdl.neuron import NeuronFormat, NoisyNeuron, SpinNeuron
@@ -23,36 +24,6 @@ def _random_inputs(rng, count, fmt=FMT):
     return [(pick(fmt.a), pick(fmt.theta), pick(fmt.sigma, 1)) for _ in range(count)]
 
 
-def _run(dut, *benches):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    for bench in benches:
-        sim.add_testbench(bench)
-    sim.run()
-
-
-async def _send(ctx, stream, payloads, rng, valid_p):
-    for payload in payloads:
-        while rng.random() >= valid_p:  # idle cycles between transfers
-            ctx.set(stream.valid, 0)
-            await ctx.tick()
-        ctx.set(stream.valid, 1)
-        ctx.set(stream.payload, payload)
-        await ctx.tick().until(stream.ready)
-    ctx.set(stream.valid, 0)
-
-
-async def _receive(ctx, stream, count, rng, ready_p):
-    got = []
-    while len(got) < count:
-        ready = rng.random() < ready_p
-        ctx.set(stream.ready, ready)
-        _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
-        if valid and ready:
-            got.append((payload.spin, payload.value))
-    return got
-
-
 def test_spin_neuron_joins_streams_bit_exactly():
     rng = random.Random(3)
     inputs = _random_inputs(rng, 400)
@@ -62,16 +33,17 @@ def test_spin_neuron_joins_streams_bit_exactly():
     got = []
 
     async def send_inputs(ctx):
-        await _send(ctx, dut.i, [{"a": a, "theta": t, "sigma": s} for a, t, s in inputs],
-                    random.Random(4), 0.6)
+        await send(ctx, dut.i, [{"a": a, "theta": t, "sigma": s} for a, t, s in inputs],
+                   random.Random(4), idle=0.4)
 
     async def send_noise(ctx):
-        await _send(ctx, dut.noise, codes, random.Random(5), 0.7)
+        await send(ctx, dut.noise, codes, random.Random(5), idle=0.3)
 
-    async def receive(ctx):
-        got.extend(await _receive(ctx, dut.o, len(inputs), random.Random(6), 0.6))
+    async def take(ctx):
+        got.extend((p.spin, p.value) for p in
+                   await receive(ctx, dut.o, len(inputs), random.Random(6), stall=0.4))
 
-    _run(dut, send_inputs, send_noise, receive)
+    run(dut, send_inputs, send_noise, take, cycles=20_000)
     a, theta, sigma = np.array(inputs).T
     spin, value = golden.neuron(a, theta, sigma, codes, FMT)
     np.testing.assert_array_equal(np.array(got), np.stack([spin, value], axis=1))
@@ -86,18 +58,19 @@ def test_noisy_neuron_matches_golden(fmt):
     dut = NoisyNeuron(17, fmt)
     got = []
 
-    async def send(ctx):
+    async def feed(ctx):
         ctx.set(dut.seed, seed_state(99, 17))
         ctx.set(dut.load, 1)
         await ctx.tick()
         ctx.set(dut.load, 0)
-        await _send(ctx, dut.i, [{"a": a, "theta": t, "sigma": s} for a, t, s in inputs],
-                    random.Random(9), 0.7)
+        await send(ctx, dut.i, [{"a": a, "theta": t, "sigma": s} for a, t, s in inputs],
+                   random.Random(9), idle=0.3)
 
-    async def receive(ctx):
-        got.extend(await _receive(ctx, dut.o, len(inputs), random.Random(10), 0.7))
+    async def take(ctx):
+        got.extend((p.spin, p.value) for p in
+                   await receive(ctx, dut.o, len(inputs), random.Random(10), stall=0.3))
 
-    _run(dut, send, receive)
+    run(dut, feed, take, cycles=20_000)
     a, theta, sigma = np.array(inputs).T
     codes = golden.noise_codes(99, 1, len(inputs), first=17)[:, 0]
     spin, value = golden.neuron(a, theta, sigma, codes, fmt)
