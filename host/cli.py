@@ -19,6 +19,8 @@ COMMANDS = {
     "noise": "noise_cmd",
     "bench": "bench_cmd",
     "calibrate": "calibrate_cmd",
+    "model": "model_cmd",
+    "reconstruct": "reconstruct_cmd",
 }
 
 
