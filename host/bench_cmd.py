@@ -4,13 +4,19 @@
 normal generator, the named reference, in the same run), the cycles per second of each simulator on
 a noise bank, and LUT/FF/BRAM/DSP (yosys) and Fmax (nextpnr) of one noise block, one neuron and one
 complete noisy neuron on iCE40 UP5K and ECP5 85F.
+
+`spinemu bench engine` measures, for a network (`--shape`, or `--model M.bin`), the golden model's
+jobs per second against a float torch forward pass of the same network (the named reference, same
+jobs, same run), and the engine's cycles per image on Verilator against multiply-accumulates / lanes.
 """
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+from spinemu.hdl.engine import EngineConfig
 from spinemu.hdl.neuron import NoisyNeuron, SpinNeuron
 from spinemu.hdl.noise import GaussianNoise
 from spinemu.sim import golden
@@ -18,7 +24,7 @@ from spinemu.sim.noise_backends import BACKENDS, generate_noise
 
 from .cli import UserError
 
-TARGETS = ("noise",)
+TARGETS = ("noise", "engine")
 FAMILIES = ("ice40", "ecp5")
 
 
@@ -30,6 +36,14 @@ def add_arguments(parser):
                         help="samples per block on each simulator (default: 100000)")
     parser.add_argument("--blocks", type=int, default=4, help="noise blocks (default: 4)")
     parser.add_argument("--no-synth", action="store_true", help="skip synthesis and Fmax")
+    parser.add_argument("--shape", default="128,256,256,64",
+                        help="engine: layer sizes of a random network (default: 128,256,256,64)")
+    parser.add_argument("--model", type=Path, help="engine: a model image instead of --shape")
+    parser.add_argument("--lanes", type=int, default=4, help="engine: lanes (default: 4)")
+    parser.add_argument("--jobs", type=int, default=540,
+                        help="engine: golden/torch jobs (default: 540, the digits test split)")
+    parser.add_argument("--job-samples", type=int, default=32, help="engine: samples per job")
+    parser.add_argument("--no-rtl", action="store_true", help="engine: skip the Verilator run")
 
 
 def _timed(fn):
@@ -70,7 +84,73 @@ def _synthesis():
                   f"{stats['dsp']:>4} {fmax:>9.1f}")
 
 
+def _torch_forward(model, inputs, samples):
+    """The same network in float32 torch: spins sampled with torch's Gaussian noise."""
+    import torch
+    x = torch.as_tensor(inputs, dtype=torch.float32)
+    layers = [(torch.as_tensor(np.asarray(w), dtype=torch.float32),
+               torch.as_tensor(np.asarray(b), dtype=torch.float32),
+               torch.as_tensor(np.asarray(t) / (1 << model.fmt.theta_frac), dtype=torch.float32),
+               torch.as_tensor(np.asarray(s) / (1 << model.fmt.sigma_frac), dtype=torch.float32))
+              for w, b, t, s in zip(model.weights, model.bias, model.theta, model.sigma)]
+
+    def forward():
+        with torch.no_grad():
+            w, b, t, s = layers[0]
+            a = (x @ w.T + b)[:, None, :].expand(-1, samples, -1)
+            spins = (a + s * torch.randn_like(a) > t).float()
+            for w, b, t, s in layers[1:]:
+                a = spins @ w.T + b
+                spins = (a + s * torch.randn_like(a) > t).float()
+            return spins.sum(dim=1)
+    return forward
+
+
+def _engine(args):
+    from spinemu.hdl.model_image import ModelError, ModelImage, random_model
+    from spinemu.sim.engine_backends import default_config, run_engine
+    from spinemu.sim.engine_model import job_cycles, macs_per_job, run_jobs
+
+    try:
+        if args.model is not None:
+            model = ModelImage.from_bytes(args.model.read_bytes(), source=str(args.model))
+        else:
+            shape = tuple(int(n) for n in args.shape.split(","))
+            model = random_model(shape, seed=1, fmt=EngineConfig().fmt)
+        config = default_config(model, args.lanes)
+    except (OSError, ValueError, ModelError) as error:
+        raise UserError(str(error)) from None
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(0, 1 << model.input_bits, size=(args.jobs, model.sizes[0]))
+    seeds = list(range(args.jobs))
+    S = args.job_samples
+    run_jobs(model, inputs[:8], seeds[:8], S, args.lanes)  # warm caches (jump tables)
+    _, golden_s = _timed(lambda: run_jobs(model, inputs, seeds, S, args.lanes))
+    forward = _torch_forward(model, inputs, S)
+    forward()
+    _, torch_s = _timed(forward)
+    print(f"network {model.sizes}, {args.lanes} lanes, S={S}, {args.jobs} jobs")
+    print(f"golden model: {args.jobs / golden_s:,.0f} jobs/s; float torch forward pass: "
+          f"{args.jobs / torch_s:,.0f} jobs/s; ratio {torch_s / golden_s:.2f}")
+    macs = macs_per_job(model.sizes, S)
+    formula = job_cycles(model.sizes, args.lanes, S)
+    print(f"MACs per image {macs:,}; MACs / lanes {macs / args.lanes:,.0f}; documented cycles "
+          f"{formula:,} ({formula / (macs / args.lanes):.3f} x)")
+    if args.no_rtl:
+        return True
+    print("running one job on verilator...", file=sys.stderr)
+    rtl = run_engine("verilator", config, model, inputs[:1], seeds[:1], S)
+    cycles = int(rtl.cycles[0])
+    same = np.array_equal(rtl.counts, run_jobs(model, inputs[:1], seeds[:1], S, args.lanes))
+    print(f"verilator: {cycles:,} cycles per image = {cycles / (macs / args.lanes):.3f} x MACs/lanes "
+          f"(equal to the documented count: {'yes' if cycles == formula else 'NO'}; counts equal "
+          f"to golden: {'yes' if same else 'NO'}); {rtl.rate:,.0f} cycles/s")
+    return same and cycles == formula
+
+
 def run(args):
+    if args.target == "engine":
+        return 0 if _engine(args) else 1
     if args.blocks < 1 or args.samples < 1 or args.sim_samples < 10:
         raise UserError("--blocks, --samples must be >= 1 and --sim-samples >= 10")
     ok = _noise_speed(args)

@@ -17,7 +17,7 @@ from spinemu.hdl.seeding import seed_state
 __all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "words_to_codes", "neuron", "spins",
            "switch_probability"]
 
-_SEGMENT = 512  # cycles stepped per segment; segments run side by side
+_WIDE = 8192    # elements per numpy operation worth aiming for: fewer, longer operations
 
 
 class _Linear:
@@ -72,19 +72,23 @@ def lfsr_outputs(state, cycles, *, width, taps, step):
     states = np.atleast_1d(np.asarray(state, dtype=object))
     if width > 64 or any(not 0 < int(s) < (1 << width) for s in states):
         raise ValueError(f"states must be 1..2^{width}-1 and width <= 64")
-    segments = max(1, -(-cycles // _SEGMENT))
+    # Cut each run into segments of `length` cycles so that all runs' segments together fill wide
+    # numpy operations; a power of two keeps the jump tables few and cached.
+    wanted = max(1, -(-_WIDE // len(states)))
+    length = 1 << max(5, (max(1, cycles // wanted)).bit_length() - 1)
+    segments = max(1, -(-cycles // length))
     # Starting states of all segments by doubling: s[g + 2^k] = T^(L 2^k) s[g].
     starts = states.astype(np.uint64)[:, None]
-    hop = _jump(width, taps, step, _SEGMENT)
+    hop = _jump(width, taps, step, length)
     while starts.shape[1] < segments:
         starts = np.concatenate([starts, hop.apply(starts)], axis=1)
         hop = hop @ hop
     s = starts[:, :segments]
-    out = np.empty((_SEGMENT,) + s.shape, dtype=np.uint64)
+    out = np.empty((length,) + s.shape, dtype=np.uint64)
     mask = np.uint64((1 << step) - 1)
     shifts = [np.uint64(e) for e in taps]
     k, top = np.uint64(step), np.uint64(width - step)
-    for t in range(_SEGMENT):
+    for t in range(length):
         out[t] = s & mask
         new = s >> shifts[0]
         for e in shifts[1:]:
