@@ -5,9 +5,11 @@ the host and the tests all import it::
 
     frame on the wire = COBS(payload || CRC16(payload), big-endian) || 0x00
 
-* The CRC is :data:`CRC_ALGORITHM`, CRC-16/IBM-3740 (also called CRC-16/CCITT-FALSE): polynomial
-  0x1021, initial value 0xFFFF, not reflected, no output XOR, check value 0x29B1. Sent high byte
-  first, so the CRC register run over payload and CRC ends at zero (the residue).
+* The CRC is :data:`CRC_ALGORITHM`, CRC-16/GENIBUS (also called CRC-16/EPC or CRC-16/DARC):
+  polynomial 0x1021, initial value 0xFFFF, not reflected, output XOR 0xFFFF, check value 0xD64E.
+  Sent high byte first, so the CRC register run over payload and CRC ends at the residue 0x1D0F.
+  The output XOR matters: without one, a frame with zero bytes appended after its CRC (what COBS
+  makes of a delimiter damaged into 0x01) would still pass.
 * COBS (Consistent Overhead Byte Stuffing, Cheshire & Baker 1999) removes every 0x00 from the
   payload and CRC, so 0x00 only ever marks the end of a frame and a receiver resynchronises at the
   next 0x00 after any error.
@@ -31,9 +33,9 @@ __all__ = [
     "FrameSplitter", "FrameDecoder", "FrameEncoder",
 ]
 
-#: The frame check: CRC-16/IBM-3740 (a.k.a. CRC-16/CCITT-FALSE, CRC-16/AUTOSAR). Beware that
+#: The frame check: CRC-16/GENIBUS (CRC-16/IBM-3740 with an output XOR of 0xFFFF). Beware that
 #: ``crc.catalog.CRC16_CCITT`` is a different CRC (CRC-16/KERMIT: reflected, initial value 0).
-CRC_ALGORITHM = crc.catalog.CRC16_IBM_3740
+CRC_ALGORITHM = crc.catalog.CRC16_GENIBUS
 #: :data:`CRC_ALGORITHM` over bytes: ``.compute(bytes)`` in Python, ``.create()`` in gateware.
 CRC_PARAMETERS = CRC_ALGORITHM(data_width=8)
 #: Bytes of CRC after the payload, high byte first.

@@ -77,8 +77,9 @@ class ProtocolEngine(wiring.Component):
         count = Signal(range(self.max_payload + 1))    # body bytes seen
         region = Signal(8)
         addr = Signal(32)
-        element = Signal(8 * max(element_bytes(r, c) for r in Region))
-        element_byte = Signal(range(8))
+        widest = max(element_bytes(r, c) for r in Region)
+        element = Signal(8 * widest)
+        element_byte = Signal(range(widest))
         element_last = Signal()                         # the element ended the frame
         seed = Signal(64)
         samples = Signal(16)
@@ -93,7 +94,7 @@ class ProtocolEngine(wiring.Component):
         last = dec.o.payload.last
 
         # Elements of a WRITE: width and depth of each region.
-        elem_bytes = Array(Const(element_bytes(r, c), 4) for r in Region)
+        elem_bytes = Array(Const(element_bytes(r, c), range(widest + 1)) for r in Region)
         elem_bits = Array(Const(b, 16) for b in (16, c.input_bits, c.lanes * c.weight_bits,
                                                  c.param_layout.size))
         depth = Array(Const(d, 32) for d in (c.max_layers + 2, c.max_inputs, c.weight_depth,

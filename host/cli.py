@@ -21,6 +21,8 @@ COMMANDS = {
     "calibrate": "calibrate_cmd",
     "model": "model_cmd",
     "reconstruct": "reconstruct_cmd",
+    "serve": "serve_cmd",
+    "program": "program_cmd",
 }
 
 

@@ -69,6 +69,7 @@ def lfsr_outputs(state, cycles, *, width, taps, step):
     (returns shape ``(len(state), cycles)``); ``width`` <= 64.
     """
     taps = check_lfsr(width, taps, step)
+    cycles = int(cycles)
     states = np.atleast_1d(np.asarray(state, dtype=object))
     if width > 64 or any(not 0 < int(s) < (1 << width) for s in states):
         raise ValueError(f"states must be 1..2^{width}-1 and width <= 64")

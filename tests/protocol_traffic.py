@@ -6,12 +6,16 @@ import numpy as np
 from spinemu.hdl.engine import EngineConfig, Region, input_writes, model_writes
 from spinemu.hdl.framing import cobs_encode, decode_frame, encode_frame
 from spinemu.hdl.model_image import random_model
+from spinemu.hdl.neuron import NeuronFormat
 from spinemu.hdl.protocol import (Opcode, Status, read_body, request, run_body, write_body,
                                   write_bodies)
 from spinemu.sim.board_model import GoldenBoard
 
 CONFIG = EngineConfig(lanes=2, max_layers=3, max_inputs=16, max_width=16, weight_depth=256,
                       param_depth=32)
+#: Four lanes, and parameter entries wider than 8 bytes (a 22-bit pre-activation).
+WIDE_CONFIG = EngineConfig(lanes=4, max_layers=3, max_inputs=16, max_width=16, weight_depth=256,
+                           param_depth=32, fmt=NeuronFormat(a_width=22))
 MAX_PAYLOAD = 64
 
 
@@ -19,8 +23,8 @@ def _frames(payloads):
     return [encode_frame(p, MAX_PAYLOAD) for p in payloads]
 
 
-def _load(model, x, seq):
-    bodies = write_bodies(model_writes(model, CONFIG) + input_writes(x), CONFIG, MAX_PAYLOAD)
+def _load(model, x, seq, config=CONFIG):
+    bodies = write_bodies(model_writes(model, config) + input_writes(x), config, MAX_PAYLOAD)
     return [request(seq + i, Opcode.WRITE, b) for i, b in enumerate(bodies)]
 
 
@@ -29,21 +33,21 @@ def status_of(answer):
     return decode_frame(answer[:-1], MAX_PAYLOAD)[1]
 
 
-def golden_answers(requests):
+def golden_answers(requests, config=CONFIG):
     """The golden board's answers, and the board (for its counters)."""
-    board = GoldenBoard(CONFIG, MAX_PAYLOAD)
+    board = GoldenBoard(config, MAX_PAYLOAD)
     return [board.feed(r) for r in requests], board
 
 
-def good_traffic(seed):
+def good_traffic(seed, config=CONFIG):
     """IDENTIFY, a model load, jobs with different seeds and inputs, READs and STATUS."""
     rng = np.random.default_rng(seed)
-    model = random_model((7, 9, 4), seed=seed, fmt=CONFIG.fmt)
-    payloads = [request(1, Opcode.IDENTIFY)] + _load(model, rng.integers(0, 32, 7), 10)
+    model = random_model((7, 9, 4), seed=seed, fmt=config.fmt)
+    payloads = [request(1, Opcode.IDENTIFY)] + _load(model, rng.integers(0, 32, 7), 10, config)
     payloads += [request(50, Opcode.RUN, run_body(int(rng.integers(0, 2 ** 63)), 3)),
                  request(51, Opcode.READ, read_body(0, 4)),
                  request(52, Opcode.READ, read_body(1, 2)), request(53, Opcode.STATUS)]
-    payloads += _load(model, rng.integers(0, 32, 7), 60)
+    payloads += _load(model, rng.integers(0, 32, 7), 60, config)
     payloads += [request(90, Opcode.RUN, run_body(2 ** 64 - 1, 5)),
                  request(91, Opcode.READ, read_body(0, 4)),
                  request(92, Opcode.RUN, run_body(0, 2)), request(93, Opcode.READ, read_body(0, 4))]

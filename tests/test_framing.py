@@ -147,14 +147,27 @@ def simulate_encoder(payloads, max_payload, seed, expected, idle=0.3, stall=0.3)
 
 # --- CRC and COBS reference --------------------------------------------------------------------
 
-def test_crc_is_crc16_ibm_3740():
+def test_crc_is_crc16_genibus():
     """The parameters and check value that docs/framing.md states."""
     assert (CRC_ALGORITHM.crc_width, CRC_ALGORITHM.polynomial, CRC_ALGORITHM.initial_crc) \
         == (16, 0x1021, 0xFFFF)
     assert (CRC_ALGORITHM.reflect_input, CRC_ALGORITHM.reflect_output) == (False, False)
-    assert CRC_ALGORITHM.xor_output == 0x0000
-    assert CRC_PARAMETERS.compute(b"123456789") == 0x29B1
-    assert CRC_PARAMETERS.residue() == 0x0000
+    assert CRC_ALGORITHM.xor_output == 0xFFFF
+    assert CRC_PARAMETERS.compute(b"123456789") == 0xD64E
+    assert CRC_PARAMETERS.residue() == 0x1D0F
+
+
+def test_appended_zeros_fail_the_crc():
+    # A delimiter damaged into 0x01 makes COBS append a zero byte to the frame. With no output
+    # XOR the CRC register would stay at a zero residue and the longer frame would pass.
+    rng = random.Random(7)
+    for _ in range(200):
+        payload = bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
+        frame = encode_frame(payload)
+        assert frame[-1] == 0
+        damaged = frame[:-1] + b"\x01"   # the delimiter, hit by one bit error
+        with pytest.raises(FrameDecodeError):
+            decode_frame(damaged)
 
 
 @pytest.mark.parametrize("data, encoded", [

@@ -1,21 +1,24 @@
 """The whole design behind its byte stream (Amaranth simulator) against the golden board, byte for
 byte: good requests, every kind of bad frame and bad request, and good jobs after them."""
 
-from protocol_traffic import (BAD_STATUSES, CONFIG, MAX_PAYLOAD, TAIL_STATUSES, Status,
-                              bad_traffic, golden_answers, good_traffic, status_of)
+import pytest
+
+from protocol_traffic import (BAD_STATUSES, CONFIG, MAX_PAYLOAD, TAIL_STATUSES, WIDE_CONFIG,
+                              Status, bad_traffic, golden_answers, good_traffic, status_of)
 from spinemu.sim.protocol_sim import exchange_amaranth
 
 
-def _check(requests, seed):
-    expect, board = golden_answers(requests)
-    got = exchange_amaranth(CONFIG, MAX_PAYLOAD, requests, stall_seed=seed)
+def _check(requests, seed, config=CONFIG):
+    expect, board = golden_answers(requests, config)
+    got = exchange_amaranth(config, MAX_PAYLOAD, requests, stall_seed=seed)
     for i, (g, e) in enumerate(zip(got, expect)):
         assert g == e, f"answer {i} to {requests[i].hex()}: {g.hex()} != golden {e.hex()}"
     return expect, board
 
 
-def test_jobs_end_to_end():
-    answers, board = _check(good_traffic(seed=3), seed=1)
+@pytest.mark.parametrize("config", [CONFIG, WIDE_CONFIG], ids=["2-lanes", "4-lanes-wide-params"])
+def test_jobs_end_to_end(config):
+    answers, board = _check(good_traffic(seed=3, config=config), seed=1, config=config)
     assert all(status_of(a) == Status.OK.value for a in answers)
     assert board.counters["jobs"] == 3 and sum(board.results) > 0
 
