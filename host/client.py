@@ -1,0 +1,605 @@
+"""The host's client for the design: a board, or the simulated board, behind a pyserial URL.
+
+::
+
+    from spinemu.host.client import Client
+
+    with Client.connect("socket://127.0.0.1:7777") as dev:     # or "/dev/ttyUSB1"
+        print(dev.info)                                         # what IDENTIFY said
+        dev.load_model(model)                                   # ModelError if it does not fit
+        result = dev.reconstruct(images, masks, seeds, samples=32)
+        result.reconstructed, result.counts                     # numpy arrays
+
+The link carries the frames of ``docs/framing.md`` and the commands of ``docs/protocol.md``,
+stop-and-wait: one request, then its answer. Every request has a sequence number; an answer counts
+only if its frame decodes, its sequence number is the request's and its status is OK. A timeout, an
+answer that does not decode (CRC, COBS, length), a BAD_FRAME answer (the design could not read the
+request) or a lost frame make the client send the *same* request again (every command is
+idempotent), up to ``retries`` times; then :class:`LinkError` names the request and what went wrong.
+A refused request raises :class:`ProtocolError` naming the request and the status. Answers are
+checked further where the protocol allows: a RUN must report exactly the cycles the loaded model
+takes (``docs/engine.md``), counts must not exceed the samples. So a result is never silently wrong
+or missing: it is returned checked, or an exception says why not. ``docs/host.md`` has the details.
+"""
+
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import serial
+
+from spinemu.hdl.engine import EngineConfig, check_fits, input_writes, model_writes
+from spinemu.hdl.framing import FrameDecodeError, FrameSplitter, decode_frame, encode_frame
+from spinemu.hdl.model_image import ModelError, ModelImage
+from spinemu.hdl.neuron import NeuronFormat
+from spinemu.hdl.protocol import (FORMAT_VERSION, IDENTIFY, UNREADABLE_SEQ, Opcode, Status,
+                                  build_hash, read_body, request, run_body, write_bodies)
+from spinemu.hdl.protocol_engine import STATUS_FIELDS
+from spinemu.sim.engine_model import job_cycles, job_inputs
+
+__all__ = ["Client", "DesignInfo", "DesignStatus", "JobResults", "Reconstruction", "LinkStats",
+           "SpinemuError", "LinkError", "ProtocolError", "ModelError", "DEFAULT_BAUD"]
+
+#: The boards' UART rate (``firmware/boards.py``); ignored by ``socket://`` URLs.
+DEFAULT_BAUD = 1_000_000
+#: Answers are cut out of the byte stream with room for any design's largest frame (u16 in
+#: IDENTIFY); they are then judged against the design's own ``max_payload``.
+_SPLIT_LIMIT = 0xFFFF
+_SEQ_COUNT = UNREADABLE_SEQ            # sequence numbers 0..254; 0xFF marks unreadable frames
+
+#: Refusals that a well-formed request gets only when damage slipped past the CRC: retried.
+_RETRIED_STATUSES = (Status.BAD_LENGTH, Status.OUT_OF_RANGE)
+
+_STATUS_MEANING = {
+    Status.BAD_OPCODE: "the design does not know the command",
+    Status.BAD_LENGTH: "the request's body has the wrong length",
+    Status.OUT_OF_RANGE: "a region, address, value, sample count or read window is out of range",
+    Status.NO_MODEL: "no model is loaded (was the design reset?)",
+    Status.BAD_FRAME: "the design could not read the request",
+}
+
+
+class SpinemuError(Exception):
+    """Base of the client's errors."""
+
+
+class LinkError(SpinemuError, ConnectionError):
+    """The link failed: it could not be opened, it closed, or a request got no valid answer
+    after every retry. The message names the URL, the request and what went wrong."""
+
+
+class ProtocolError(SpinemuError):
+    """The design refused a request (``status`` is its :class:`Status`) or answered something
+    inconsistent (``status`` is None). The message names the request."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class DesignInfo:
+    """What IDENTIFY reports: the :class:`EngineConfig` it implies, the largest frame payload and
+    the build hash. ``hash_matches`` says whether ``build_hash`` is the hash this spinemu computes
+    for that configuration (False: the design was built from another version of the gateware)."""
+
+    version: int
+    config: EngineConfig
+    max_payload: int
+    build_hash: int
+    hash_matches: bool
+
+    @classmethod
+    def from_body(cls, body):
+        """Decode an IDENTIFY answer body; :class:`ProtocolError` if it is not one."""
+        if len(body) != IDENTIFY.size:
+            raise ProtocolError(f"IDENTIFY answered {len(body)} bytes, not {IDENTIFY.size}: "
+                                f"not a spinemu design of format version {FORMAT_VERSION}")
+        (version, lanes, max_layers, max_inputs, max_width, weight_depth, param_depth, input_bits,
+         weight_bits, a_width, theta_frac, sigma_width, sigma_frac, max_payload,
+         hash_) = IDENTIFY.unpack(body)
+        if version != FORMAT_VERSION:
+            raise ProtocolError(f"the design speaks protocol format version {version}; this "
+                                f"client speaks version {FORMAT_VERSION}")
+        try:
+            config = EngineConfig(
+                lanes=lanes, max_layers=max_layers, max_inputs=max_inputs, max_width=max_width,
+                weight_depth=weight_depth, param_depth=param_depth, input_bits=input_bits,
+                weight_bits=weight_bits,
+                fmt=NeuronFormat(a_width=a_width, theta_frac=theta_frac, sigma_width=sigma_width,
+                                 sigma_frac=sigma_frac))
+        except ValueError as error:
+            raise ProtocolError(f"IDENTIFY reports an impossible configuration: {error}") from None
+        if max_payload < 8:
+            raise ProtocolError(f"IDENTIFY reports frames of at most {max_payload} bytes; the "
+                                f"protocol needs at least 8")
+        return cls(version, config, max_payload, hash_, hash_ == build_hash(config, max_payload))
+
+
+@dataclass(frozen=True)
+class DesignStatus:
+    """The STATUS counters (``docs/protocol.md``): frame errors the design saw, refused requests,
+    UART errors, and jobs run since reset."""
+
+    cobs_errors: int
+    length_errors: int
+    crc_errors: int
+    bad_requests: int
+    uart_frame_errors: int
+    uart_overruns: int
+    jobs: int
+
+
+@dataclass
+class LinkStats:
+    """What the link has seen since the client connected (:attr:`Client.stats`).
+
+    ``requests``: requests answered; ``resends``: requests sent again; ``timeouts``: waits that
+    ended without an answer; ``damaged``: answers that did not decode (CRC, COBS, length);
+    ``unreadable``: BAD_FRAME answers (the design could not read a frame); ``stale``: answers to
+    earlier requests (duplicates after a resend), dropped. ``wait_s``: time blocked reading the
+    link, ``write_s``: time writing to it.
+    """
+
+    requests: int = 0
+    resends: int = 0
+    timeouts: int = 0
+    damaged: int = 0
+    unreadable: int = 0
+    stale: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    wait_s: float = 0.0
+    write_s: float = 0.0
+
+    def copy(self):
+        return replace(self)
+
+    def __sub__(self, other):
+        return LinkStats(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+
+
+@dataclass
+class JobResults:
+    """Results of a batch of jobs: ``counts`` int64 ``(jobs, N_L)`` (spin counts of the last layer),
+    ``cycles`` int64 ``(jobs,)`` (the engine's cycles per job), the ``samples`` and ``seeds`` they
+    ran with, the wall-clock ``seconds`` of the batch and the :class:`LinkStats` of it."""
+
+    counts: np.ndarray
+    cycles: np.ndarray
+    samples: int
+    seeds: np.ndarray
+    seconds: float
+    link: LinkStats = field(default_factory=LinkStats)
+
+    @property
+    def jobs_per_s(self):
+        return len(self.counts) / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass
+class Reconstruction(JobResults):
+    """:class:`JobResults` of occluded images plus ``reconstructed`` (float in [0, 1], the images'
+    shape): known pixels as they were (``image / max_value``), hidden ones the fraction of samples
+    in which their output spin fired."""
+
+    reconstructed: np.ndarray = None
+
+
+def _check_seeds(seeds, jobs):
+    seeds = list(seeds) if np.ndim(seeds) else None
+    if seeds is None or len(seeds) != jobs:
+        raise ValueError(f"one seed per job is needed: {jobs} jobs, seeds {seeds!r}")
+    for s in seeds:
+        if not isinstance(s, (int, np.integer)) or not 0 <= int(s) < 1 << 64:
+            raise ValueError(f"seeds must be integers 0..2^64-1, not {s!r}")
+    return np.array([int(s) for s in seeds], dtype=np.uint64)
+
+
+class Client:
+    """A connection to a design (see the module docstring). Use :meth:`connect`.
+
+    ``port`` is an open pyserial port (or any object with its ``read``, ``write``, ``timeout`` and
+    ``close``). ``timeout``: seconds to wait for an answer, on top of a job's own time for RUN;
+    ``retries``: how often a request is sent again before :class:`LinkError`; ``min_clock_hz``:
+    the slowest clock the design may run at, which bounds how long a RUN may take (the simulated
+    board under Icarus or Amaranth is slow: pass 1000); ``progress``: a progress bar over jobs
+    (None: only on a terminal).
+    """
+
+    def __init__(self, port, *, url=None, timeout=1.0, retries=3, min_clock_hz=10_000,
+                 progress=None):
+        if timeout <= 0 or retries < 0 or min_clock_hz <= 0:
+            raise ValueError("timeout and min_clock_hz must be positive, retries at least 0")
+        self.port, self.url = port, url or getattr(port, "portstr", None) or "the link"
+        self.timeout, self.retries, self.min_clock_hz = timeout, retries, min_clock_hz
+        self.progress = progress
+        self.stats = LinkStats()
+        self.info = None
+        self.model = None
+        self._splitter = FrameSplitter(_SPLIT_LIMIT)
+        self._frames = deque()
+        self._seq = 0
+        self._max_payload = _SPLIT_LIMIT
+        self._input = None                  # the input vector the design holds, if known
+        self._job_rate = None               # cycles per second seen on RUNs
+        self._extra_wait = 0.0              # a duplicate job may run before the next answer
+        self._port_timeout = None
+
+    # ---- connection -----------------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, url, *, baudrate=DEFAULT_BAUD, identify=True, **options):
+        """Open ``url`` (``/dev/ttyUSB1``, ``socket://127.0.0.1:PORT``, any pyserial URL) and
+        IDENTIFY the design. ``options`` go to :class:`Client`. Raises :class:`LinkError` if the
+        link cannot be opened or the design does not answer."""
+        try:
+            port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05,
+                                         write_timeout=options.get("timeout", 1.0) + 5.0)
+        except (serial.SerialException, ValueError, OSError) as error:
+            hint = (" (is `spinemu serve` running on that port?)" if url.startswith("socket://")
+                    else "")
+            raise LinkError(f"cannot open {url}: {error}{hint}") from None
+        sock = getattr(port, "_socket", None)           # socket:// URLs: no Nagle delay
+        if sock is not None:
+            import socket
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = cls(port, url=url, **options)
+        if identify:
+            try:
+                client.identify()
+            except BaseException:
+                client.close()
+                raise
+        return client
+
+    def close(self):
+        """Close the link (the design keeps its model)."""
+        if self.port is not None:
+            try:
+                self.port.close()
+            finally:
+                self.port = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        info = self.info
+        what = (f"{info.config.lanes} lanes, max payload {info.max_payload}, build hash "
+                f"0x{info.build_hash:08x}" if info else "not identified")
+        model = f", model {'-'.join(map(str, self.model.sizes))}" if self.model else ""
+        return f"<Client {self.url}: {what}{model}>"
+
+    # ---- commands ---------------------------------------------------------------------------
+
+    def identify(self):
+        """IDENTIFY the design: a :class:`DesignInfo` (also kept as :attr:`info`)."""
+        for _ in range(self.retries + 1):
+            body = self._request(Opcode.IDENTIFY, b"", "IDENTIFY", size=None)
+            # A body of another length from a design of this version is a damaged answer; one of
+            # another version is judged by DesignInfo.from_body.
+            if len(body) == IDENTIFY.size or not body or body[0] != FORMAT_VERSION:
+                break
+            self.stats.damaged += 1
+        info = DesignInfo.from_body(body)
+        if not info.hash_matches:
+            warnings.warn(f"the design at {self.url} reports build hash 0x{info.build_hash:08x}, "
+                          f"not 0x{build_hash(info.config, info.max_payload):08x} as this spinemu "
+                          f"computes for its configuration: it was built from other gateware",
+                          stacklevel=2)
+        self.info, self._max_payload = info, info.max_payload
+        return info
+
+    def status(self):
+        """The design's STATUS counters (:class:`DesignStatus`)."""
+        body = self._request(Opcode.STATUS, b"", "STATUS", size=sum(n for _, n in STATUS_FIELDS))
+        values, pos = {}, 0
+        for name, n in STATUS_FIELDS:
+            values[name] = int.from_bytes(body[pos:pos + n], "little")
+            pos += n
+        return DesignStatus(**values)
+
+    def load_model(self, model):
+        """Load ``model`` (a :class:`ModelImage`, its bytes, or the path of a model image).
+
+        The model is checked against the identified design first: :class:`ModelError` says every
+        reason it does not fit, and nothing is written. Then the WRITE frames of
+        :func:`~spinemu.hdl.engine.model_writes` go out, merged into frames as large as the design
+        takes."""
+        if isinstance(model, (str, Path)):
+            path = Path(model)
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                raise ModelError(f"{path}: cannot read the model image: {error.strerror}") from None
+            model = ModelImage.from_bytes(data, source=str(path))
+        elif isinstance(model, (bytes, bytearray)):
+            model = ModelImage.from_bytes(bytes(model))
+        info = self._require_info()
+        check_fits(model, info.config)
+        bodies = write_bodies(model_writes(model, info.config), info.config, info.max_payload)
+        self.model, self._input = None, None
+        bar = self._bar(len(bodies), "frame", "loading the model", minimum=64)
+        try:
+            for i, body in enumerate(bodies):
+                self._request(Opcode.WRITE, body, f"WRITE {i + 1} of {len(bodies)} of the model",
+                              size=0)
+                bar.update()
+        finally:
+            bar.close()
+        self.model = model
+        return model
+
+    def run(self, inputs, seeds, samples, *, progress=None):
+        """Run one job per row of ``inputs`` (shape ``(jobs, N_0)``, the engine's input vectors,
+        see :func:`~spinemu.sim.engine_model.job_inputs`) with its seed from ``seeds`` and
+        ``samples`` samples: a :class:`JobResults`."""
+        model = self._require_model()
+        c = self.info.config
+        inputs = np.asarray(inputs)
+        if inputs.ndim != 2 or inputs.shape[1] != model.sizes[0]:
+            raise ValueError(f"inputs must have shape (jobs, {model.sizes[0]}), not "
+                             f"{inputs.shape}")
+        if not np.issubdtype(inputs.dtype, np.integer) and inputs.size:
+            if not np.array_equal(inputs, np.round(inputs)):
+                raise ValueError("inputs must be integers")
+        inputs = inputs.astype(np.int64)
+        if inputs.size and (inputs.min() < 0 or inputs.max() >= 1 << model.input_bits):
+            raise ValueError(f"inputs must be {model.input_bits}-bit unsigned values "
+                             f"(0..{(1 << model.input_bits) - 1})")
+        jobs = len(inputs)
+        seeds = _check_seeds(seeds, jobs)
+        if not isinstance(samples, (int, np.integer)) or not 1 <= samples < 1 << 16:
+            raise ValueError(f"samples must be 1..65535, not {samples!r}")
+        samples = int(samples)
+
+        outputs = model.sizes[-1]
+        per_read = min(255, (self.info.max_payload - 2) // 2)
+        reads = [(o, min(per_read, outputs - o)) for o in range(0, outputs, per_read)]
+        expected = job_cycles(model.sizes, c.lanes, samples)
+        counts = np.zeros((jobs, outputs), np.int64)
+        cycles = np.zeros(jobs, np.int64)
+        before, began = self.stats.copy(), time.perf_counter()
+        bar = self._bar(jobs, "job", None, progress=progress, minimum=2)
+        try:
+            prepared = self._input_bodies(inputs[0]) if jobs else None
+            for k in range(jobs):
+                bodies, prepared = prepared, None
+                if bodies:
+                    self._input = None
+                    for i, body in enumerate(bodies):
+                        self._request(Opcode.WRITE, body, f"WRITE {i + 1} of {len(bodies)} of "
+                                      f"job {k}'s input", size=0)
+                    self._input = inputs[k]
+
+                def prepare_next(k=k):
+                    # Overlapped with the job: the next job's frames, built while the design runs.
+                    nonlocal prepared
+                    if k + 1 < jobs:
+                        prepared = self._input_bodies(inputs[k + 1], after=inputs[k])
+
+                cycles[k] = self._run_job(k, int(seeds[k]), samples, expected, prepare_next)
+                if prepared is None and k + 1 < jobs:
+                    prepare_next()
+                for offset, count in reads:
+                    counts[k, offset:offset + count] = self._read_counts(k, offset, count,
+                                                                         samples)
+                bar.update()
+        finally:
+            bar.close()
+        return JobResults(counts, cycles, samples, seeds, time.perf_counter() - began,
+                          self.stats - before)
+
+    def reconstruct(self, images, masks, seeds, samples, *, max_value=None, progress=None):
+        """Imagine the hidden pixels of occluded ``images``: one job per image.
+
+        ``images``: unsigned integer pixels (``(n, ...)``, below ``2^input_bits``); ``masks``: the
+        same shape, 1 where a pixel is known. The model must take ``2 x pixels`` inputs (image
+        with hidden pixels zeroed, then mask) and give ``pixels`` outputs. ``max_value`` (default
+        ``2^input_bits - 1``) scales known pixels into [0, 1]. Returns a :class:`Reconstruction`.
+        """
+        model = self._require_model()
+        images, masks = np.asarray(images), np.asarray(masks)
+        if images.shape != masks.shape or images.ndim < 2:
+            raise ValueError(f"images {images.shape} and masks {masks.shape} must have the same "
+                             f"shape (n, ...)")
+        if masks.size and not np.isin(masks, (0, 1)).all():
+            raise ValueError("masks must be 0 (hidden) or 1 (known)")
+        pixels = int(np.prod(images.shape[1:]))
+        if model.sizes[0] != 2 * pixels or model.sizes[-1] != pixels:
+            raise ValueError(f"the loaded model has {model.sizes[0]} inputs and "
+                             f"{model.sizes[-1]} outputs; images of {pixels} pixels need "
+                             f"{2 * pixels} inputs and {pixels} outputs")
+        if max_value is None:
+            max_value = (1 << model.input_bits) - 1
+        result = self.run(job_inputs(images, masks), seeds, samples, progress=progress)
+        reconstructed = np.where(masks == 1, images / max_value,
+                                 result.counts.reshape(images.shape) / result.samples)
+        return Reconstruction(**{f.name: getattr(result, f.name) for f in fields(JobResults)},
+                              reconstructed=reconstructed)
+
+    # ---- the jobs -----------------------------------------------------------------------------
+
+    def _input_bodies(self, x, after=None):
+        """WRITE bodies that load input ``x``; none if the design already holds it (or will, once
+        the job before, with input ``after``, has been loaded)."""
+        held = self._input if after is None else after
+        if held is not None and np.array_equal(held, x):
+            return []
+        return write_bodies(input_writes(x), self.info.config, self.info.max_payload)
+
+    def _run_timeout(self, expected):
+        limit = expected / self.min_clock_hz
+        if self._job_rate:
+            limit = min(limit, 4 * expected / self._job_rate)
+        return self.timeout + limit
+
+    def _run_job(self, k, seed, samples, expected, work):
+        what = f"RUN of job {k} (seed {seed}, {samples} samples)"
+        timeout = self._run_timeout(expected)
+        began, sends = time.perf_counter(), self.stats.resends
+        body = self._request(Opcode.RUN, run_body(seed, samples), what, size=4, timeout=timeout,
+                             work=work)
+        if self.stats.resends == sends:
+            rate = expected / max(time.perf_counter() - began, 1e-9)
+            self._job_rate = min(self._job_rate or rate, rate)     # the slowest seen
+        else:
+            # The job may run again for the request sent again: the next answer can wait for it.
+            self._extra_wait = timeout
+        cycles = int.from_bytes(body, "little")
+        if cycles != expected:
+            raise ProtocolError(
+                f"{what} took {cycles} cycles, but the loaded model takes {expected}: the design "
+                f"does not hold the model this client loaded (was it reset or reloaded?)")
+        return cycles
+
+    def _read_counts(self, k, offset, count, samples):
+        what = f"READ of job {k}'s counts {offset}..{offset + count - 1}"
+        body = self._request(Opcode.READ, read_body(offset, count), what, size=2 * count)
+        values = np.frombuffer(body, dtype="<u2").astype(np.int64)
+        if values.max(initial=0) > samples:
+            raise ProtocolError(f"{what}: a count of {values.max()} exceeds the {samples} "
+                                f"samples")
+        return values
+
+    # ---- requests -----------------------------------------------------------------------------
+
+    def _request(self, opcode, body, what, *, size, timeout=None, work=None):
+        """Send a request until an OK answer with its sequence number and a body of ``size``
+        bytes (None: any) comes; that body.
+
+        The client builds only well-formed requests, so BAD_LENGTH and OUT_OF_RANGE answers, like
+        bodies of the wrong length, come from damage the CRC cannot see (a delimiter 0x00 hit
+        into 0x01 appends a zero byte, which CRC-16/IBM-3740 does not detect): they are retried
+        too, and only a refusal on every attempt is reported as one."""
+        if self.port is None:
+            raise LinkError(f"{what}: the client is closed")
+        seq = self._seq
+        self._seq = (self._seq + 1) % _SEQ_COUNT
+        # A leading 0x00 ends whatever a damaged earlier frame left in the design's decoder.
+        frame = b"\x00" + encode_frame(request(seq, opcode, body), min(self._max_payload, 0xFFFF))
+        timeout = (timeout or self.timeout) + self._extra_wait
+        self._extra_wait = 0.0
+        problems, refusal = [], None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.resends += 1
+            self._write(frame, what)
+            if work is not None:
+                work()
+                work = None
+            answer = self._answer(seq, timeout, what)
+            refusal = None
+            if isinstance(answer, str):
+                problems.append(answer)
+                continue
+            status, answer_body = answer
+            if status != Status.OK.value:
+                try:
+                    status = Status(status)
+                except ValueError:
+                    raise ProtocolError(f"{what}: the design answered unknown status "
+                                        f"{status}") from None
+                refusal = ProtocolError(f"the design refused {what}: {status.name} "
+                                        f"({_STATUS_MEANING.get(status, '')})", status)
+                if status not in _RETRIED_STATUSES:
+                    raise refusal
+                problems.append(f"refused with {status.name}")
+                continue
+            if size is not None and len(answer_body) != size:
+                self.stats.damaged += 1
+                problems.append(f"an answer of {len(answer_body)} bytes, not {size}")
+                continue
+            self.stats.requests += 1
+            return answer_body
+        if refusal is not None:
+            raise refusal
+        raise LinkError(f"no valid answer to {what} from {self.url} after "
+                        f"{self.retries + 1} attempts: {'; '.join(problems)}")
+
+    def _answer(self, seq, timeout, what):
+        """(status, body) of the answer to request ``seq``, or why it should be sent again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while not self._frames:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.stats.timeouts += 1
+                    return f"no answer in {timeout:.3g} s"
+                self._frames.extend(self._splitter.feed(self._read(remaining, what)))
+            frame = self._frames.popleft()
+            try:
+                payload = decode_frame(frame, self._max_payload)
+            except FrameDecodeError as error:
+                self.stats.damaged += 1
+                return f"damaged answer ({error})"
+            if len(payload) < 2:
+                self.stats.damaged += 1
+                return "answer of one byte"
+            if payload[0] == UNREADABLE_SEQ and payload[1] == Status.BAD_FRAME.value:
+                self.stats.unreadable += 1
+                return "the design could not read the request (BAD_FRAME)"
+            if payload[0] != seq:
+                self.stats.stale += 1
+                continue
+            return payload[1], bytes(payload[2:])
+
+    # ---- the link -----------------------------------------------------------------------------
+
+    def _set_timeout(self, value):
+        if value != self._port_timeout:
+            self.port.timeout = value
+            self._port_timeout = value
+
+    def _read(self, remaining, what):
+        began = time.perf_counter()
+        try:
+            self._set_timeout(min(remaining, 0.25))
+            data = self.port.read(1)
+            if data:
+                self._set_timeout(0)
+                data += self.port.read(65536)
+        except serial.SerialException as error:
+            raise LinkError(f"the link to {self.url} failed while waiting for the answer to "
+                            f"{what}: {error}") from None
+        finally:
+            self.stats.wait_s += time.perf_counter() - began
+        self.stats.bytes_in += len(data)
+        return data
+
+    def _write(self, data, what):
+        began = time.perf_counter()
+        try:
+            self.port.write(data)
+        except (serial.SerialException, OSError) as error:
+            raise LinkError(f"the link to {self.url} failed while sending {what}: "
+                            f"{error}") from None
+        finally:
+            self.stats.write_s += time.perf_counter() - began
+        self.stats.bytes_out += len(data)
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _require_info(self):
+        if self.info is None:
+            self.identify()
+        return self.info
+
+    def _require_model(self):
+        if self.model is None:
+            raise SpinemuError("no model loaded: call load_model() first (a load that failed "
+                               "leaves none)")
+        return self.model
+
+    def _bar(self, total, unit, desc, *, progress=None, minimum=1):
+        from tqdm import tqdm
+        show = self.progress if progress is None else progress
+        disable = (not show) if show is not None else (None if total >= minimum else True)
+        return tqdm(total=total, unit=unit, desc=desc, disable=disable, leave=False)

@@ -1,0 +1,231 @@
+"""cocotb bench of the simulated board: the design's byte stream (``i``/``o``) on a TCP socket.
+
+Started by :class:`spinemu.sim.serve.RTLServer`. It listens on ``host:port`` (port 0: a free one),
+writes ``ready.json`` (``host``, ``port``, ``pid``) into ``out_dir`` and serves one connection at a
+time, until the client leaves (``once``), SIGTERM or SIGINT arrives, or the process that started the
+simulator dies. Time accounting goes to ``stats.json``.
+
+Bytes move at falling clock edges, one per cycle each way: a byte offered on ``i`` while ``ready``
+is high, and every ``o`` byte (``o.ready`` is always high, as a UART transmitter's FIFO would be).
+When nothing moves, Python does not step the clock: during a job it waits in the simulator for
+``o.valid`` to rise (or :data:`~spinemu.sim.serve.CHUNK_CYCLES`), and when the design has answered
+everything it blocks on the socket (simulated time stands still until the client sends).
+"""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
+from cocotb.utils import get_sim_time
+
+from spinemu.hdl.framing import DELIMITER
+from spinemu.sim.benches.common import config
+from spinemu.sim.serve import CHUNK_CYCLES, LinkSocket, quiet_cycles
+
+PERIOD_NS = 10
+
+
+class _Stop:
+    """A stop request: SIGTERM, SIGINT, or the parent process gone."""
+
+    def __init__(self):
+        self.requested = False
+        self.parent = os.getppid()
+
+    def install(self):
+        """Take SIGTERM and SIGINT over from the simulator (Icarus installs its own handlers when
+        the simulation starts, so this must run after the first simulated time step)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handler)
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+    def __call__(self):
+        if os.getppid() != self.parent:
+            self.requested = True
+        return self.requested
+
+
+class _Stats:
+    def __init__(self, out_dir):
+        self.path = Path(out_dir) / "stats.json"
+        self.values = {"connections": 0, "bytes_in": 0, "bytes_out": 0, "answers": 0,
+                       "wait_client_s": 0.0, "compute_s": 0.0, "compute_cycles": 0,
+                       "stream_s": 0.0, "stream_cycles": 0, "quiet_waits": 0,
+                       "client_waits": 0}
+        self.dirty = True
+
+    def add(self, **values):
+        for key, value in values.items():
+            self.values[key] += value
+        self.dirty = True
+
+    def write(self):
+        self.dirty = False
+        self.values["sim_cycles"] = int(get_sim_time("ns")) // PERIOD_NS
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.values, indent=1))
+        tmp.replace(self.path)
+
+
+async def _session(dut, link, stats, stop, quiet):
+    """Serve one connection; returns when the client leaves or a stop is requested."""
+    fall = FallingEdge(dut.clk)
+    o_rise = RisingEdge(dut.o__valid)
+    i_rise = RisingEdge(dut.i__ready)
+    chunk = Timer(CHUNK_CYCLES * PERIOD_NS, unit="ns")
+    quiet_timer = Timer(quiet * PERIOD_NS, unit="ns")
+    i_valid, i_payload, i_ready = dut.i__valid, dut.i__payload, dut.i__ready
+    o_valid, o_payload, busy = dut.o__valid, dut.o__payload, dut.busy
+    pending, head = bytearray(), 0          # bytes from the socket not yet in the design
+    out = bytearray()                       # answer bytes not yet sent
+    offering = False
+    outstanding = 0                         # request frames not yet answered
+    last_in = DELIMITER
+    streamed = 0
+
+    def receive():
+        data = link.receive(0)
+        if data:
+            stats.add(bytes_in=len(data))
+        return data
+
+    began = time.perf_counter()
+    while not stop():
+        await fall
+        moved = False
+        if o_valid.value:
+            # o.ready is always high: this byte is taken at the next rising edge.
+            byte = o_payload.value.to_unsigned()
+            out.append(byte)
+            moved = True
+            if byte == DELIMITER:
+                link.send(bytes(out))
+                stats.add(bytes_out=len(out), answers=1)
+                out.clear()
+                outstanding = max(0, outstanding - 1)
+        if head < len(pending) and i_ready.value:
+            # i.ready is high until the next rising edge, which takes the byte offered now.
+            byte = pending[head]
+            i_payload.value = byte
+            if not offering:
+                i_valid.value = 1
+                offering = True
+            head += 1
+            outstanding += byte == DELIMITER and last_in != DELIMITER
+            last_in, moved = byte, True
+        elif offering:
+            i_valid.value = 0
+            offering = False
+        if moved:
+            streamed += 1
+            if head == len(pending) or streamed % 64 == 0:
+                data = receive()
+                if data is None:
+                    break
+                if head == len(pending):
+                    pending, head = bytearray(), 0
+                pending += data
+            continue
+
+        # Nothing moved at this edge.
+        now = time.perf_counter()
+        stats.add(stream_s=now - began, stream_cycles=streamed)
+        streamed = 0
+        if head == len(pending):
+            pending, head = bytearray(), 0
+        data = receive()
+        if data is None:
+            break
+        if data:
+            pending += data
+            began = time.perf_counter()
+            continue
+        cycles_before = get_sim_time("ns")
+        if pending or busy.value:
+            # A job, or the decoder holding a frame: run until the design answers or takes bytes.
+            if out:
+                link.send(bytes(out))
+                out.clear()
+            triggers = (o_rise, i_rise, chunk) if pending else (o_rise, chunk)
+            await First(*triggers)
+            began = time.perf_counter()
+            stats.add(compute_s=began - now,
+                      compute_cycles=int(get_sim_time("ns") - cycles_before) // PERIOD_NS)
+            continue
+        if outstanding:
+            # A request is being handled; its answer starts within `quiet` cycles.
+            await First(o_rise, quiet_timer)
+            began = time.perf_counter()
+            stats.add(compute_s=began - now, quiet_waits=1,
+                      compute_cycles=int(get_sim_time("ns") - cycles_before) // PERIOD_NS)
+            if not o_valid.value and not busy.value:
+                outstanding = 0                 # a frame the design does not answer
+            continue
+        # The design has answered everything: wait for the client without simulating.
+        if out:
+            link.send(bytes(out))
+            out.clear()
+        data = b""
+        while data == b"" and not stop():
+            data = link.receive(0.1)
+            if data == b"" and stats.dirty and time.perf_counter() - now > 0.2:
+                stats.write()               # a snapshot whenever the design has been idle
+        began = time.perf_counter()
+        stats.add(wait_client_s=began - now, client_waits=1)
+        if data is None:
+            break
+        pending += data
+        stats.add(bytes_in=len(data))
+    if offering:
+        i_valid.value = 0
+
+
+@cocotb.test()
+async def serve(dut):
+    cfg = config()
+    stop = _Stop()
+    out_dir = Path(cfg["out_dir"])
+    try:
+        link = LinkSocket(cfg["host"], cfg["port"], stop)
+    except OSError as error:
+        (out_dir / "error.txt").write_text(f"cannot listen on {cfg['host']}:{cfg['port']}: "
+                                           f"{error.strerror or error}")
+        raise
+    stats = _Stats(out_dir)
+
+    dut.i__valid.value = 0
+    dut.i__payload.value = 0
+    dut.o__ready.value = 1
+    for name in ("uart_frame_errors", "uart_overruns"):
+        if hasattr(dut, name):
+            getattr(dut, name).value = 0
+    # The clock toggles in the simulator (GPI), not in a Python coroutine: no Python per cycle.
+    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
+    dut.rst.value = 1
+    for _ in range(2):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    stop.install()
+    # Ready: listening, and a stop request is now heard.
+    ready = out_dir / "ready.json"
+    ready.with_suffix(".tmp").write_text(json.dumps({"host": link.host, "port": link.port,
+                                                      "pid": os.getpid()}))
+    ready.with_suffix(".tmp").replace(ready)
+    try:
+        while link.accept():
+            stats.add(connections=1)
+            await _session(dut, link, stats, stop, quiet_cycles(cfg["max_payload"]))
+            link.drop()
+            stats.write()
+            if cfg.get("once") or stop():
+                break
+    finally:
+        link.close()
+        stats.write()
