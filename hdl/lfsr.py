@@ -34,7 +34,7 @@ def check_lfsr(width, taps, step):
     if not is_primitive(width, taps):
         raise ValueError(
             f"x^{width} + " + " + ".join(f"x^{e}" for e in taps)
-            + f" is not a primitive polynomial: an LFSR with these taps is not maximal-length")
+            + " is not a primitive polynomial: an LFSR with these taps is not maximal-length")
     if not 1 <= step <= width - taps[0]:
         raise ValueError(
             f"an LFSR of width {width} with highest tap {taps[0]} can advance 1..{width - taps[0]} "
@@ -94,7 +94,7 @@ class LFSR(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        n, k = self.width, self.step
+        k = self.step
         new = Cat(*[_xor([self.state[e + i] for e in self.taps]) for i in range(k)])
         with m.If(self.load):
             m.d.sync += self.state.eq(self.seed)

@@ -8,11 +8,11 @@ is silently truncated), though elements before it in the same frame have been wr
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Signal
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine import COUNT_BITS, EngineConfig, LayerEngine, Region
-from .framing import FRAME_BYTE, MAX_PAYLOAD, FrameDecoder, FrameEncoder
+from .framing import MAX_PAYLOAD, FrameDecoder, FrameEncoder
 from .protocol import UNREADABLE_SEQ, Opcode, Status, element_bytes, identify_body
 
 __all__ = ["ProtocolEngine", "STATUS_FIELDS"]

@@ -116,8 +116,8 @@ def run(args):
     print(f"spinemu serve: {args.backend} board, {origin}: {describe_config(config)}",
           flush=True)
     if args.backend in ("verilator", "icarus"):
-        print(f"spinemu serve: building the design (the first time for a configuration takes a "
-              f"while; builds are cached)...", flush=True)
+        print("spinemu serve: building the design (the first time for a configuration takes a "
+              "while; builds are cached)...", flush=True)
     previous = signal.signal(signal.SIGTERM, _terminate)
     server, stop_error = None, None
     try:

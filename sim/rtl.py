@@ -25,7 +25,11 @@ __all__ = ["SIMULATORS", "BenchError", "StreamResult", "cache_dir", "simulator_e
 SIMULATORS = ("icarus", "verilator")
 TOPLEVEL = "top"
 # Amaranth's Verilog is correct but not lint-clean (implicit widening); lint is not our check.
-_BUILD_ARGS = {"icarus": ["-g2005"], "verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"]}
+# cocotb's runner makes every Verilator signal public (--public-flat-rw), which stops most of
+# Verilator's optimisations; the benches use only the top-level ports, and run ~3x faster without.
+_BUILD_ARGS = {"icarus": ["-g2005"],
+               "verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--no-public-flat-rw",
+                             "--public-depth", "1"]}
 
 
 class BenchError(RuntimeError):

@@ -21,7 +21,6 @@ design's first answer byte (or a bounded time) in the simulator, and reads the s
 such waits and while bytes are moving.
 """
 
-import hashlib
 import json
 import os
 import select
@@ -378,46 +377,13 @@ class RTLServer(Server):
         return self.out_dir / "sim.log"
 
 
-#: Build arguments on top of :mod:`spinemu.sim.rtl`'s. cocotb's runner makes every Verilator
-#: signal public (``--public-flat-rw``), which stops most of Verilator's optimisations; the bench
-#: needs only the top-level ports, and the simulation runs about 3 times faster without it.
-_EXTRA_BUILD_ARGS = {"icarus": [], "verilator": ["--no-public-flat-rw", "--public-depth", "1"]}
-
-
 def _run_serve_bench(component, simulator, config):
-    """:func:`spinemu.sim.rtl.run_bench` for the serve bench, with :data:`_EXTRA_BUILD_ARGS`
-    (cached the same way, under keys of their own)."""
-    from amaranth.back import verilog
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
     from . import rtl
-
-    rtl.simulator_environment(simulator)
-    build_args = rtl._BUILD_ARGS[simulator] + _EXTRA_BUILD_ARGS[simulator]
-    text = verilog.convert(component, name=rtl.TOPLEVEL, emit_src=False)
-    key = hashlib.sha256(f"{simulator}\0{build_args}\0{text}".encode()).hexdigest()[:16]
-    build_dir = rtl.cache_dir() / "rtl" / simulator / key
-    source = build_dir / f"{rtl.TOPLEVEL}.v"
-    runner = get_runner(simulator)
-    with rtl._locked(build_dir.with_suffix(".lock")):
-        build_dir.mkdir(parents=True, exist_ok=True)
-        if not source.exists() or source.read_text() != text:
-            source.write_text(text)
-        runner.build(sources=[source], hdl_toplevel=rtl.TOPLEVEL, build_dir=build_dir,
-                     build_args=build_args, timescale=("1ns", "1ps"),
-                     log_file=build_dir / "build.log")
-    out_dir = Path(config["out_dir"])
-    config_file = out_dir / "config.json"
-    config_file.write_text(json.dumps(config))
-    log = out_dir / "sim.log"
-    results = runner.test(
-        test_module="spinemu.sim.benches.serve_bench", hdl_toplevel=rtl.TOPLEVEL,
-        build_dir=build_dir, test_dir=out_dir, results_xml=str(out_dir / "results.xml"),
-        extra_env={"SPINEMU_BENCH": str(config_file)}, log_file=log)
-    tests, failed = get_results(Path(results))
-    if tests == 0 or failed:
-        raise ServeError(f"the {simulator} bench failed; see {log}")
+    try:
+        rtl.run_bench(component, simulator=simulator,
+                      test_module="spinemu.sim.benches.serve_bench", config=config)
+    except rtl.BenchError as error:
+        raise ServeError(f"the {simulator} bench failed: {error}") from None
 
 
 def start_server(backend, config=EngineConfig(), max_payload=MAX_PAYLOAD, *, host=DEFAULT_HOST,

@@ -8,7 +8,6 @@ import random
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.sim import Simulator
 
 from amaranth_streams import receive, run, send
 from spinemu.hdl.framing import (
@@ -42,11 +41,11 @@ def edge_payloads(rng, max_payload):
     """Payloads at the COBS block boundaries: zero-free runs of 253..255 and 508 bytes (some
     running on into the CRC), all zeros, a single byte, and the longest payload."""
     cases = [b"\x00", b"\x01", bytes(max_payload), nonzero(rng, max_payload)]
-    for run in (252, 253, 254, 255, 508):
-        if run <= max_payload:
-            cases.append(nonzero(rng, run))
-        if run + 2 <= max_payload:
-            cases.append(b"\x00" + nonzero(rng, run) + b"\x00")
+    for length in (252, 253, 254, 255, 508):
+        if length <= max_payload:
+            cases.append(nonzero(rng, length))
+        if length + 2 <= max_payload:
+            cases.append(b"\x00" + nonzero(rng, length) + b"\x00")
     return cases
 
 

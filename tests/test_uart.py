@@ -5,7 +5,6 @@ import random
 
 import pytest
 from amaranth.hdl import Module
-from amaranth.sim import Simulator
 
 from amaranth_streams import receive, run, send
 from spinemu.hdl.uart import UARTRx, UARTTx, divisor_for
