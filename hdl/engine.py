@@ -29,6 +29,7 @@ from .neuron import NeuronFormat, NoisyNeuron
 from .noise import MAX_BLOCKS
 from .seeder import Seeder
 from .seeding import SEED_BITS
+from .weight_memory import WeightMemory
 
 __all__ = ["Region", "EngineConfig", "LayerEngine", "COUNT_BITS", "SAMPLE_BITS"]
 
@@ -143,11 +144,10 @@ class LayerEngine(wiring.Component):
         in_w, in_r = add_memory("inputs", c.input_bits, c.max_inputs)
         # All lanes read the same weight address every cycle, so one word holds every lane's
         # weight; one address serves host writes (idle) and engine reads (running), so the memory
-        # is single-ported and fits iCE40 SPRAM.
+        # is single-ported and fits iCE40 SPRAM (WeightMemory uses it on an UltraPlus platform).
         weight_word = data.ArrayLayout(signed(c.weight_bits), P)
-        weights = memory.Memory(shape=weight_word, depth=c.weight_depth, init=[])
-        m.submodules.weights = weights
-        weights_w, weights_r = weights.write_port(), weights.read_port()
+        m.submodules.weights = weights = WeightMemory(weight_word.size, c.weight_depth)
+        weight_data = data.View(weight_word, weights.read_data)
         params, cache, counts, lanes = [], [], [], []
         for p in range(P):
             params.append(add_memory(f"params{p}", c.param_layout, c.param_depth))
@@ -171,12 +171,11 @@ class LayerEngine(wiring.Component):
 
         region_write(in_w, Region.INPUT, 0, c.max_inputs)
         weight_addr = Signal(range(c.weight_depth))
-        m.d.comb += [weights_w.addr.eq(weight_addr), weights_r.addr.eq(weight_addr),
-                     weights_w.data.eq(w.data),
-                     weights_w.en.eq(write & (w.region == Region.WEIGHT)
-                                     & (w.addr < c.weight_depth)),
+        m.d.comb += [weights.addr.eq(weight_addr), weights.write_data.eq(w.data),
+                     weights.write_en.eq(write & (w.region == Region.WEIGHT)
+                                         & (w.addr < c.weight_depth)),
                      # SPRAM's read data is undefined while it writes: never read then.
-                     weights_r.en.eq(~weights_w.en.any())]
+                     weights.read_en.eq(~weights.write_en)]
         for p in range(P):
             region_write(params[p][0], Region.PARAM, p * c.param_depth, c.param_depth)
         with m.If(write & (w.region == Region.CONFIG)):
@@ -284,7 +283,7 @@ class LayerEngine(wiring.Component):
         for p in range(P):
             m.d.comb += [params[p][1].addr.eq(paddr), cache[p][1].addr.eq(group)]
             with m.If(mac):
-                m.d.sync += acc[p].eq(acc[p] + weights_r.data[p] * x)
+                m.d.sync += acc[p].eq(acc[p] + weight_data[p] * x)
         m.d.sync += [mac.eq(0), bit_sel.eq(index[:lb] if lb else 0)]
 
         with m.FSM(name="feeder"):

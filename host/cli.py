@@ -23,6 +23,7 @@ COMMANDS = {
     "reconstruct": "reconstruct_cmd",
     "serve": "serve_cmd",
     "program": "program_cmd",
+    "build": "build_cmd",
 }
 
 

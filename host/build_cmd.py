@@ -1,0 +1,77 @@
+"""Build a board's bitstream with the pip-installed toolchain and write its report.
+
+Runs yosys, nextpnr and icepack/ecppack (the YoWASP builds) through Amaranth's platform build and
+writes the bitstream (`top.bin` for the iCEBreaker, `top.bit` for the ULX3S), the tool files and
+logs, and `report.json`: LUT/FF/BRAM/SPRAM/DSP (yosys), placement and the achieved Fmax (nextpnr),
+the engine configuration and its build hash, and the neuron updates per second. A build takes
+minutes; docs/boards.md has the figures measured for each board.
+
+examples:
+  spinemu build --board icebreaker --out build/icebreaker
+  spinemu build --board ulx3s --out build/ulx3s-8 --lanes 8 --network 128,256,256,64
+"""
+
+from pathlib import Path
+
+from spinemu.firmware.boards import BOARDS, DEFAULT_BAUD
+from spinemu.firmware.toolchain import ToolError, ToolNotFound
+
+from .cli import UserError
+
+
+def _sizes(text):
+    try:
+        sizes = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise UserError(f"--network must be comma-separated layer sizes like 128,256,64, "
+                        f"not {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise UserError(f"--network needs the input size and at least one layer, all >= 1, "
+                        f"not {text!r}")
+    return sizes
+
+
+def add_arguments(parser):
+    boards = "; ".join(
+        f"{b.name}: {b.description}, {b.clk_hz / 1e6:g} MHz, default {b.lanes} lanes sized for "
+        f"{'-'.join(map(str, b.network))}" for b in BOARDS.values())
+    parser.add_argument("--board", required=True, metavar="BOARD", help=f"the board ({boards})")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="folder for the bitstream, tool files and report.json")
+    parser.add_argument("--lanes", type=int, metavar="N",
+                        help="neurons computed at once, a power of two (default: the board's)")
+    parser.add_argument("--network", metavar="N0,N1,...",
+                        help="layer sizes the engine's memories are sized for, inputs first "
+                             "(default: the board's)")
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                        help=f"UART baud rate (default: {DEFAULT_BAUD})")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+
+
+def run(args):
+    # imported here so that `spinemu --help` does not load the toolchain wrappers' dependencies
+    from spinemu.firmware.build import BuildError, build_board
+
+    network = _sizes(args.network) if args.network else None
+    try:
+        report = build_board(args.board, args.out, lanes=args.lanes, network=network,
+                             baud=args.baud, seed=args.seed, progress=print)
+    except (BuildError, ToolNotFound, ToolError) as error:
+        raise UserError(str(error)) from None
+    print(summary(report))
+    print(f"wrote {Path(args.out) / report['bitstream']} and {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def summary(report):
+    """A few lines that say what was built and how it did."""
+    spram = f" SPRAM {report['spram']}" if report["family"] == "ice40" else ""
+    return "\n".join([
+        f"{report['board']} ({report['device']}): {report['lanes']} lanes, network "
+        f"{'-'.join(map(str, report['layer_sizes']))}, build hash {report['build_hash']}",
+        f"LUT {report['lut']} FF {report['ff']} BRAM {report['bram']}{spram} DSP {report['dsp']}",
+        f"Fmax {report['fmax_mhz']:.1f} MHz (clock {report['clock_mhz']:g} MHz), UART "
+        f"{report['baud']} baud, {report['updates_per_s']:.3g} neuron updates/s, "
+        f"{report['samples_per_s']:.0f} samples/s of the network; built in "
+        f"{report['build_seconds']:.0f} s",
+    ])
