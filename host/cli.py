@@ -21,6 +21,8 @@ COMMANDS = {
     "calibrate": "calibrate_cmd",
     "model": "model_cmd",
     "reconstruct": "reconstruct_cmd",
+    "train": "train_cmd",
+    "evaluate": "evaluate_cmd",
     "serve": "serve_cmd",
     "program": "program_cmd",
     "build": "build_cmd",

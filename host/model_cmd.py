@@ -16,7 +16,16 @@ from spinemu.hdl.model_image import ModelError, ModelImage, random_model
 
 from .cli import UserError
 
-__all__ = ["add_arguments", "run", "parse_shape", "load_model", "describe"]
+__all__ = ["add_arguments", "run", "parse_shape", "load_model", "describe", "DEFAULT_MODEL",
+           "resolve_model"]
+
+#: The shipped digits model (``docs/training.md`` says how it is regenerated).
+DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "digits_model.bin"
+
+
+def resolve_model(text):
+    """``"default"`` -> the shipped model's path; anything else is a path."""
+    return DEFAULT_MODEL if str(text) == "default" else Path(text)
 
 
 def add_arguments(parser):

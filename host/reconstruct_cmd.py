@@ -34,7 +34,7 @@ from spinemu.sim.rtl import BenchError
 
 from .cli import UserError
 from .datasets import DATASETS, load_dataset, split
-from .model_cmd import load_model
+from .model_cmd import load_model, resolve_model
 from .occlusion import OCCLUSIONS, occlusion_masks
 
 __all__ = ["add_arguments", "run", "job_seed", "reconstruct_images"]
@@ -43,8 +43,9 @@ _MASK64 = (1 << 64) - 1
 
 
 def add_arguments(parser):
-    parser.add_argument("--model", type=Path, required=True, metavar="M.bin",
-                        help="the model image (see `spinemu model`)")
+    parser.add_argument("--model", type=resolve_model, required=True, metavar="M.bin",
+                        help="the model image (see `spinemu model`), or `default`: the shipped "
+                             "digits model")
     parser.add_argument("--backend", choices=BACKENDS, default="golden",
                         help="where the jobs run (default: golden)")
     parser.add_argument("--dataset", choices=DATASETS, default="digits",

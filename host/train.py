@@ -1,0 +1,549 @@
+"""Train the all-spin network: device-faithful, quantization-aware, exported as the integer image.
+
+The network (``docs/training.md`` is the spec) is a stack of dense layers of probit spin neurons.
+Its input is what an engine job gets (:func:`spinemu.sim.engine_model.job_inputs`): the image with
+its hidden pixels zeroed (integers ``0 .. max_value``), then the mask (0/1). Neuron ``j`` of a layer
+computes, in units of its own noise width,
+
+    u_j = sum_i w_ji x_i + b_j          and fires with  P(s_j = 1) = Phi(u_j),
+
+which is the device's ``Phi((a - theta) / sigma)`` with ``a = sigma u + theta`` in the design's
+integer units. Hidden and output units are spins; an output pixel is the fraction of S samples in
+which its spin fired.
+
+**Training.** Forward passes *sample* every hidden spin (``s = [u + z > 0]``, ``z ~ N(0, 1)``), K
+times per image. The backward pass replaces ``d s / d u`` by ``d Phi(u) / d u = phi(u)``, the
+derivative of the spin's exact expectation (the straight-through estimator with the probit's
+derivative; see ``docs/training.md`` for why and what it costs). The output layer is not sampled in
+training: its loss is the binary cross-entropy between each target pixel ``image / max_value`` and
+``mean_K Phi(u_out)``, the expected output given the K sampled hidden states, which is what
+``counts / S`` estimates. Hidden pixels weigh 1, known pixels :attr:`TrainConfig.known_weight`.
+Every training image gets a fresh occlusion mask each epoch, of a kind drawn uniformly from
+:data:`~spinemu.host.occlusion.OCCLUSIONS`.
+
+**Quantization.** Each neuron's noise width ``sigma_j`` (in integer pre-activation units) is a code
+of the design's format, and it sets the neuron's weight grid: ``W = round(w sigma_j)`` in
+``weight_bits``-bit integers, ``B = round(b sigma_j + theta_j)``. Without a calibration
+``theta_j = 0`` and ``sigma_j`` is the largest code that keeps the neuron's largest weight in range
+(per-neuron scaling); with a calibration both are the calibrated device's codes (see
+:func:`load_calibration`) and the weights are clipped to what the device's sigma allows. The last
+:attr:`TrainConfig.qat_fraction` of the epochs trains through this rounding (straight-through), so
+the exported integers *are* the network of the last step: ``(W x + B - theta) / sigma == u``.
+
+Determinism: torch runs on one thread; the masks, the order and every noise draw come from the
+seed, so the same arguments give a byte-identical model image (on the same platform and torch).
+"""
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spinemu.hdl.model_image import ModelError, ModelImage
+from spinemu.hdl.neuron import NeuronFormat
+
+from .cli import UserError
+from .datasets import split
+from .evaluate import ReferenceClassifier, train_classifier
+from .occlusion import OCCLUSIONS, occlusion_mask
+
+__all__ = [
+    "FORMAT", "TrainConfig", "NeuronCodes", "Trained", "FloatNetwork", "load_calibration",
+    "network_sizes", "train", "export", "save_companion", "load_companion", "companion_path",
+    "sample_counts", "gaussian_noise", "COMPANION_FORMAT",
+]
+
+#: The default design's neuron format (``EngineConfig().fmt``): a Q20.0, theta Q20.8, sigma UQ8.8.
+FORMAT = NeuronFormat(a_width=20)
+COMPANION_FORMAT = "spinemu training companion"
+COMPANION_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What ``spinemu train`` can change; the defaults made the shipped digits model."""
+
+    hidden: tuple = (256, 192)     #: hidden layer sizes (the iCEBreaker's reference network)
+    epochs: int = 300
+    batch: int = 64                #: images per step
+    samples: int = 8               #: K: sampled hidden states per image per step
+    lr: float = 3e-3               #: Adam's step size, cosine-annealed to 0 over the epochs
+    known_weight: float = 0.2      #: loss weight of a known pixel (a hidden one weighs 1)
+    qat_fraction: float = 0.25     #: the last part of the epochs trains through the rounding
+    weight_bits: int = 8
+    seed: int = 0
+    classifier_epochs: int = 200   #: epochs of the reference classifier
+
+    def check(self):
+        """UserError naming the option for any value out of range."""
+        rules = [("--hidden", all(1 <= n <= 0xFFFF for n in self.hidden) and len(self.hidden) >= 1,
+                  "one or more layer sizes 1..65535"),
+                 ("--epochs", self.epochs >= 1, "at least 1"),
+                 ("--batch", self.batch >= 1, "at least 1"),
+                 ("--train-samples", self.samples >= 1, "at least 1"),
+                 ("--lr", self.lr > 0 and math.isfinite(self.lr), "a positive number"),
+                 ("--known-weight", 0 <= self.known_weight < math.inf, "0 or more"),
+                 ("--qat-fraction", 0 <= self.qat_fraction <= 1, "0..1"),
+                 ("--weight-bits", 2 <= self.weight_bits <= 8, "2..8"),
+                 ("--seed", 0 <= self.seed < 1 << 63, "0..2^63-1")]
+        for option, ok, need in rules:
+            if not ok:
+                raise UserError(f"{option} must be {need}")
+
+
+@dataclass(frozen=True)
+class NeuronCodes:
+    """Fixed per-neuron codes from a calibration: ``theta[l]``, ``sigma[l]`` (int64 arrays, one
+    code per neuron of layer ``l + 1``, in :data:`FORMAT`), and where they came from."""
+
+    theta: tuple
+    sigma: tuple
+    source: str
+    device_neurons: int
+
+
+def network_sizes(dataset, hidden):
+    """``(2 * pixels, *hidden, pixels)``: image and mask in, one spin per pixel out."""
+    pixels = int(np.prod(dataset.shape))
+    return (2 * pixels, *(int(n) for n in hidden), pixels)
+
+
+def _format_fracs(text):
+    """``"UQ8.8"`` / ``"Q16.8"`` -> (signed, integer bits, fraction bits)."""
+    signed = not text.startswith("U")
+    whole, frac = text.lstrip("UQ").split(".")
+    return signed, int(whole), int(frac)
+
+
+def load_calibration(path, sizes, fmt=FORMAT):
+    """Per-neuron codes for a network of ``sizes`` from ``spinemu calibrate``'s CALIB.json.
+
+    The JSON's ``neurons`` list holds the emulated neurons' ``theta_code`` and ``sigma_code`` in
+    the design's formats (``docs/calibration.md``). Network neuron ``k``, counted through the
+    layers in order (layer 1's neurons first), gets calibration neuron ``k mod M`` of the ``M``
+    listed: run ``spinemu calibrate --neurons N`` with N = the network's neurons to give every one
+    its own drawn device. The codes are used as they are (the calibration's ``--scale`` sets the
+    weights' grid). UserError naming the file and the problem otherwise.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such calibration file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read the calibration ({error})") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: not JSON ({error})") from None
+    neurons = data.get("neurons") if isinstance(data, dict) else None
+    if not isinstance(neurons, list) or not neurons:
+        raise UserError(f"{path}: no 'neurons' list; write the file with `spinemu calibrate`")
+    formats = (data.get("mapping") or {}).get("formats") or {}
+    for name, frac in (("theta", fmt.theta_frac), ("sigma", fmt.sigma_frac)):
+        text = formats.get(name)
+        if text is None:
+            raise UserError(f"{path}: mapping.formats.{name} is missing")
+        try:
+            got = _format_fracs(text)[2]
+        except ValueError:
+            raise UserError(f"{path}: mapping.formats.{name} is {text!r}, not a Q format") from None
+        if got != frac:
+            raise UserError(f"{path}: {name} codes have {got} fraction bits ({text}); the design "
+                            f"format has {frac}")
+    theta, sigma = [], []
+    for i, neuron in enumerate(neurons):
+        try:
+            t, s = neuron["theta_code"], neuron["sigma_code"]
+        except (KeyError, TypeError):
+            raise UserError(f"{path}: neurons[{i}] has no theta_code and sigma_code") from None
+        if not (isinstance(t, int) and isinstance(s, int)):
+            raise UserError(f"{path}: neurons[{i}]: codes must be integers")
+        if not fmt.theta.min_code <= t <= fmt.theta.max_code:
+            raise UserError(f"{path}: neurons[{i}]: theta_code {t} outside {fmt.theta.describe()}")
+        if not 1 <= s <= fmt.sigma.max_code:
+            raise UserError(f"{path}: neurons[{i}]: sigma_code {s} outside 1..{fmt.sigma.max_code}")
+        theta.append(t)
+        sigma.append(s)
+    theta, sigma = np.array(theta, np.int64), np.array(sigma, np.int64)
+    per_layer_t, per_layer_s, first = [], [], 0
+    for n in sizes[1:]:
+        index = (first + np.arange(n)) % len(theta)
+        per_layer_t.append(theta[index])
+        per_layer_s.append(sigma[index])
+        first += n
+    return NeuronCodes(tuple(per_layer_t), tuple(per_layer_s), str(path), len(theta))
+
+
+# ---------------------------------------------------------------------------------------------
+# The network in torch
+
+
+def _torch():
+    import torch
+    return torch
+
+
+class _Spin:
+    """Sampled spin forward, ``phi(u)`` backward (built lazily so that importing needs no torch)."""
+
+    fn = None
+
+    @classmethod
+    def apply(cls, u, z):
+        if cls.fn is None:
+            torch = _torch()
+
+            class Spin(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, u, z):
+                    ctx.save_for_backward(u)
+                    return (u + z > 0).to(u.dtype)
+
+                @staticmethod
+                def backward(ctx, grad):
+                    (u,) = ctx.saved_tensors
+                    return grad * torch.exp(-0.5 * u * u) * (1 / math.sqrt(2 * math.pi)), None
+
+            cls.fn = Spin
+        return cls.fn.apply(u, z)
+
+
+def _round_ste(x):
+    return x + (x.round() - x).detach()
+
+
+def _phi_cdf(u):
+    torch = _torch()
+    return 0.5 * (1 + torch.erf(u * (1 / math.sqrt(2))))
+
+
+class _Net:
+    """The trainable network: float parameters in sigma units and the quantizer."""
+
+    def __init__(self, sizes, input_scale, codes, fmt, weight_bits, generator):
+        torch = _torch()
+        self.sizes, self.fmt, self.codes = sizes, fmt, codes
+        self.w_hi = (1 << (weight_bits - 1)) - 1
+        self.input_scale = torch.tensor(input_scale, dtype=torch.float32)
+        self.weights, self.biases = [], []
+        for l in range(len(sizes) - 1):
+            n_in, n_out = sizes[l], sizes[l + 1]
+            gain = 2.0 if l == 0 else 1.0
+            w = torch.randn(n_out, n_in, generator=generator) * (gain / math.sqrt(n_in))
+            self.weights.append(w.requires_grad_())
+            self.biases.append(torch.zeros(n_out).requires_grad_())
+
+    def parameters(self):
+        return self.weights + self.biases
+
+    def effective(self, l):
+        """Layer ``l``'s weights per raw input value (sigma units)."""
+        w = self.weights[l]
+        return w * self.input_scale if l == 0 else w
+
+    def codes_of(self, l):
+        """``(theta_code, sigma_code)`` int64 arrays of layer ``l`` for the current weights."""
+        if self.codes is not None:
+            return self.codes.theta[l], self.codes.sigma[l]
+        w = self.effective(l).detach().double().abs().amax(dim=1).numpy()
+        one = 1 << self.fmt.sigma_frac
+        with np.errstate(divide="ignore"):
+            sigma = np.floor(self.w_hi * one / w)
+        sigma = np.clip(np.nan_to_num(sigma, posinf=self.fmt.sigma.max_code), 1,
+                        self.fmt.sigma.max_code).astype(np.int64)
+        return np.zeros(len(sigma), np.int64), sigma
+
+    def layer(self, l, quantize):
+        """``(w, b)`` of layer ``l`` as the forward pass uses them (sigma units)."""
+        torch = _torch()
+        theta_code, sigma_code = self.codes_of(l)
+        s = torch.tensor(sigma_code / (1 << self.fmt.sigma_frac), dtype=torch.float32)[:, None]
+        theta = torch.tensor(theta_code / (1 << self.fmt.theta_frac), dtype=torch.float32)
+        w = self.effective(l) * s
+        if quantize:
+            w = _round_ste(w)
+        w = torch.clamp(w, -self.w_hi - 1, self.w_hi) / s
+        b = self.biases[l]
+        if quantize:
+            b = (_round_ste(b * s[:, 0] + theta) - theta) / s[:, 0]
+        return w, b
+
+    def forward(self, x, samples, quantize, generator):
+        """Output pre-activations ``(batch, samples, N_L)`` with sampled hidden spins."""
+        torch = _torch()
+        w, b = self.layer(0, quantize)
+        u = (x @ w.T + b)[:, None, :].expand(-1, samples, -1)
+        for l in range(1, len(self.sizes) - 1):
+            z = torch.randn(u.shape, generator=generator)
+            h = _Spin.apply(u, z)
+            w, b = self.layer(l, quantize)
+            u = h @ w.T + b
+        return u
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class Trained:
+    """A trained network: the integer image, its float twin, the reference classifier, the record.
+
+    ``float_weights[l]`` / ``float_bias[l]`` are in sigma units per raw input value (``u = W x +
+    b``, fire when ``u + z > 0``): the float model of the ``float`` backend.
+    """
+
+    model: ModelImage
+    float_weights: list
+    float_bias: list
+    classifier: ReferenceClassifier
+    history: dict
+    meta: dict = field(default_factory=dict)
+
+
+def _masks(kinds, shape, rng, fixed):
+    out = np.empty((len(kinds), *shape), dtype=np.uint8)
+    for i, kind in enumerate(kinds):
+        out[i] = occlusion_mask("random", shape, rng) if kind == "random" else fixed[kind]
+    return out
+
+
+def train(dataset, config=TrainConfig(), calibration=None, *, fmt=FORMAT, progress=True):
+    """Train on ``dataset``'s training split; returns a :class:`Trained`.
+
+    ``calibration``: a path to CALIB.json (see :func:`load_calibration`) or ``None`` for ideal
+    neurons. ``progress``: show a tqdm bar (on stderr). The test split is never read.
+    """
+    torch = _torch()
+    from tqdm import tqdm
+
+    config.check()
+    sizes = network_sizes(dataset, config.hidden)
+    pixels, shape, top = sizes[-1], dataset.shape, dataset.max_value
+    input_bits = max(1, int(top).bit_length())
+    codes = None if calibration is None else load_calibration(calibration, sizes, fmt)
+    train_idx, _ = split(dataset)
+    images = dataset.images[train_idx].reshape(len(train_idx), pixels).astype(np.float32)
+    labels = dataset.labels[train_idx]
+    targets = images / top
+    fixed = {kind: occlusion_mask(kind, shape) for kind in OCCLUSIONS if kind != "random"}
+
+    began = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rng = np.random.default_rng(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        net = _Net(sizes, np.r_[np.full(pixels, 1.0 / top), np.ones(pixels)], codes, fmt,
+                   config.weight_bits, generator)
+        opt = torch.optim.Adam(net.parameters(), config.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.epochs)
+        qat_from = config.epochs - int(round(config.qat_fraction * config.epochs))
+        history = {"loss": np.zeros(config.epochs), "lr": np.zeros(config.epochs),
+                   "loss_by_kind": np.zeros((config.epochs, len(OCCLUSIONS))),
+                   "qat_from": qat_from}
+        n = len(images)
+        bar = tqdm(range(config.epochs), desc="training", unit="epoch", disable=not progress,
+                   leave=False)
+        for epoch in bar:
+            quantize = epoch >= qat_from
+            history["lr"][epoch] = opt.param_groups[0]["lr"]
+            order = rng.permutation(n)
+            kind_index = rng.integers(0, len(OCCLUSIONS), n)
+            masks = _masks([OCCLUSIONS[k] for k in kind_index], shape, rng, fixed)
+            masks = masks.reshape(n, pixels).astype(np.float32)
+            total, weight_sum = 0.0, 0.0
+            kind_loss, kind_count = np.zeros(len(OCCLUSIONS)), np.zeros(len(OCCLUSIONS))
+            for start in range(0, n, config.batch):
+                b = order[start:start + config.batch]
+                m = torch.from_numpy(masks[b])
+                x = torch.cat([torch.from_numpy(images[b]) * m, m], dim=1)
+                t = torch.from_numpy(targets[b])
+                u = net.forward(x, config.samples, quantize, generator)
+                p = _phi_cdf(u).mean(dim=1).clamp(1e-6, 1 - 1e-6)
+                bce = -(t * torch.log(p) + (1 - t) * torch.log(1 - p))
+                weight = (1 - m) + config.known_weight * m
+                loss = (bce * weight).sum() / weight.sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * float(weight.sum())
+                weight_sum += float(weight.sum())
+                hidden_bce = ((bce * (1 - m)).sum(dim=1) / (1 - m).sum(dim=1)).detach().numpy()
+                np.add.at(kind_loss, kind_index[b], hidden_bce)
+                np.add.at(kind_count, kind_index[b], 1)
+            sched.step()
+            history["loss"][epoch] = total / weight_sum
+            history["loss_by_kind"][epoch] = kind_loss / np.maximum(kind_count, 1)
+            bar.set_postfix(loss=f"{history['loss'][epoch]:.4f}",
+                            phase="quantized" if quantize else "float")
+        bar.close()
+        model = export(net, sizes, input_bits, config.weight_bits, fmt, quantized=True)
+        float_weights, float_bias = [], []
+        with torch.no_grad():
+            for l in range(len(sizes) - 1):
+                w, b = net.layer(l, quantize=False)
+                float_weights.append(w.double().numpy())
+                float_bias.append(b.double().numpy())
+        seconds_network = time.perf_counter() - began
+        classifier = train_classifier(images.reshape(-1, *shape) / top, labels,
+                                      len(dataset.classes), seed=config.seed,
+                                      epochs=config.classifier_epochs)
+    finally:
+        torch.set_num_threads(threads)
+    meta = {
+        "dataset": dataset.name, "shape": list(shape), "max_value": int(top),
+        "classes": list(dataset.classes), "sizes": list(sizes), "config": asdict(config),
+        "calibration": None if codes is None else {
+            "file": codes.source, "device_neurons": codes.device_neurons,
+            "rule": "network neuron k (layer 1 first) gets calibration neuron k mod M"},
+        "train_seconds": round(seconds_network, 1),
+        "train_seconds_with_classifier": round(time.perf_counter() - began, 1),
+        "torch": torch.__version__,
+    }
+    return Trained(model, float_weights, float_bias, classifier, history, meta)
+
+
+def export(net, sizes, input_bits, weight_bits, fmt=FORMAT, quantized=True):
+    """The :class:`ModelImage` of a :class:`_Net`: ``W = round(w sigma)``, ``B = round(b sigma +
+    theta)``, with every neuron's theta and sigma codes; the same rounding as the quantized
+    forward pass, so ``(W x + B - theta) / sigma`` equals its ``u``."""
+    torch = _torch()
+    weights, bias, theta, sigma = [], [], [], []
+    with torch.no_grad():
+        for l in range(len(sizes) - 1):
+            t_code, s_code = net.codes_of(l)
+            s = s_code / (1 << fmt.sigma_frac)
+            t = t_code / (1 << fmt.theta_frac)
+            # float32 products, as in the forward pass, so the rounding is the same
+            w = (net.effective(l) * torch.tensor(s, dtype=torch.float32)[:, None]).numpy()
+            w_int = np.clip(np.round(w), -net.w_hi - 1, net.w_hi).astype(np.int64)
+            b = (net.biases[l] * torch.tensor(s, dtype=torch.float32)
+                 + torch.tensor(t, dtype=torch.float32)).numpy()
+            weights.append(w_int)
+            bias.append(np.round(b).astype(np.int64))
+            theta.append(np.asarray(t_code, np.int64))
+            sigma.append(np.asarray(s_code, np.int64))
+    try:
+        return ModelImage(tuple(sizes), input_bits, weight_bits, fmt, tuple(weights), tuple(bias),
+                          tuple(theta), tuple(sigma))
+    except ModelError as error:
+        raise UserError(f"the trained network does not fit the design: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling (the float backend) and the companion file
+
+
+class FloatNetwork:
+    """The float model: ``weights[l]`` ``(N_l, N_(l-1))`` and ``bias[l]`` in sigma units per raw
+    input, every neuron firing when ``u + z > 0`` with ``z ~ N(0, 1)``."""
+
+    def __init__(self, weights, bias):
+        self.weights = [np.asarray(w, dtype=np.float64) for w in weights]
+        self.bias = [np.asarray(b, dtype=np.float64) for b in bias]
+        self.sizes = (self.weights[0].shape[1], *(w.shape[0] for w in self.weights))
+
+    def counts(self, inputs, seeds, samples, chunk=64):
+        """Output spin counts ``(jobs, N_L)``: job ``k`` draws its noise from
+        ``numpy.random.default_rng(seeds[k])`` (see :func:`gaussian_noise`)."""
+        inputs = np.asarray(inputs, dtype=np.float64)
+        out = np.zeros((len(inputs), self.sizes[-1]), dtype=np.int64)
+        zeros = [np.zeros(n) for n in self.sizes[1:]]
+        ones = [np.ones(n) for n in self.sizes[1:]]
+        for start in range(0, len(inputs), chunk):
+            part = slice(start, start + chunk)
+            noise = gaussian_noise(seeds[part], self.sizes, samples)
+            out[part] = sample_counts(self.weights, self.bias, zeros, ones, inputs[part], noise)
+        return out
+
+
+def gaussian_noise(seeds, sizes, samples):
+    """Per-layer standard normal draws ``(jobs, samples, N_l)``: job ``k`` takes
+    ``default_rng(seeds[k]).standard_normal((samples, N_1 + ... + N_L))``, split by layer."""
+    draws = np.stack([np.random.default_rng(int(s)).standard_normal((samples, sum(sizes[1:])))
+                      for s in seeds]) if len(seeds) else np.zeros((0, samples, sum(sizes[1:])))
+    bounds = np.cumsum([0, *sizes[1:]])
+    return [draws[:, :, bounds[l]:bounds[l + 1]] for l in range(len(sizes) - 1)]
+
+
+def sample_counts(weights, bias, theta, sigma, inputs, noise):
+    """Output spin counts of a network of spin neurons, given its noise.
+
+    Neuron ``j`` of layer ``l`` fires when ``(a_j - theta_j) + sigma_j z > 0`` with ``a = W x +
+    b``; ``noise[l]`` holds ``z``, ``(jobs, samples, N_l)``. Layer 1's ``a`` is computed once per
+    job. With integer ``W``, ``b``, inputs, and dyadic ``theta``, ``sigma``, ``z`` (the design's
+    codes) every step is exact in float64, so this is the golden model's arithmetic.
+    """
+    x = np.asarray(inputs, dtype=np.float64)
+    a = (x @ np.asarray(weights[0], dtype=np.float64).T + bias[0])[:, None, :]
+    for l in range(len(weights)):
+        if l:
+            a = x @ np.asarray(weights[l], dtype=np.float64).T + bias[l]
+        x = ((a - theta[l]) + sigma[l] * noise[l] > 0).astype(np.float64)
+    return x.sum(axis=1).astype(np.int64)
+
+
+def companion_path(model_path):
+    """Where the companion of ``M.bin`` is: ``M.npz`` beside it."""
+    return Path(model_path).with_suffix(".npz")
+
+
+def save_companion(path, trained, model_bytes):
+    """Write the float model, the reference classifier, the training record and metadata."""
+    meta = dict(trained.meta, format=COMPANION_FORMAT, version=COMPANION_VERSION,
+                model_sha256=hashlib.sha256(model_bytes).hexdigest(),
+                qat_from=int(trained.history["qat_from"]))
+    arrays = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
+    for l, (w, b) in enumerate(zip(trained.float_weights, trained.float_bias)):
+        arrays[f"float_w{l}"] = np.asarray(w, dtype=np.float32)
+        arrays[f"float_b{l}"] = np.asarray(b, dtype=np.float32)
+    arrays.update(trained.classifier.to_arrays())
+    for key in ("loss", "lr", "loss_by_kind"):
+        arrays[f"history_{key}"] = np.asarray(trained.history[key], dtype=np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # np.savez would add ".npz" to any other name
+        np.savez_compressed(f, **arrays)
+
+
+@dataclass
+class Companion:
+    """What :func:`load_companion` reads: the float model, the classifier and the metadata."""
+
+    network: FloatNetwork
+    classifier: ReferenceClassifier
+    meta: dict
+    history: dict
+
+
+def load_companion(path, model_bytes=None):
+    """Read a companion file; UserError naming it and the problem. With ``model_bytes``, check that
+    it was written for that model image."""
+    path = Path(path)
+    try:
+        with np.load(path) as f:
+            arrays = dict(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; `spinemu train` writes it next to the model "
+                        "image (the float model and the reference classifier)") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a training companion file ({error})") from None
+    try:
+        meta = json.loads(arrays["meta"].tobytes())
+        if meta.get("format") != COMPANION_FORMAT or meta.get("version") != COMPANION_VERSION:
+            raise ValueError("unknown format or version")
+        layers = len(meta["sizes"]) - 1
+        network = FloatNetwork([arrays[f"float_w{l}"] for l in range(layers)],
+                               [arrays[f"float_b{l}"] for l in range(layers)])
+        classifier = ReferenceClassifier.from_arrays(arrays)
+    except (KeyError, ValueError, TypeError) as error:
+        raise UserError(f"{path}: not a training companion file ({error})") from None
+    if model_bytes is not None and hashlib.sha256(model_bytes).hexdigest() != meta["model_sha256"]:
+        raise UserError(f"{path}: written for another model image (its SHA-256 differs); "
+                        "train again or pass the matching model")
+    history = {key[8:]: arrays[key] for key in arrays if key.startswith("history_")}
+    return Companion(network, classifier, meta, history)

@@ -1,0 +1,157 @@
+"""Train the all-spin network on a data set and export the model image the design loads.
+
+Dense layers of probit spin neurons (image and mask in, one spin per pixel out), trained with
+sampled spins and random occlusion masks of every kind, quantization-aware, in the default design's
+number formats (a Q20.0, theta Q20.8, sigma UQ8.8, 8-bit weights). Writes:
+
+  M.bin   the integer model image (what `spinemu reconstruct` and the boards load)
+  M.npz   its companion: the float model (the `float` backend of `spinemu evaluate`), the fixed
+          reference classifier (trained on the clean training images only), the training record
+  M.png   the training curve (--curve to put it elsewhere)
+
+The same arguments give a byte-identical M.bin (torch runs on one thread; everything random comes
+from --seed). With --calibration CALIB.json (from `spinemu calibrate`), network neuron k (layer 1's
+neurons first) gets calibration neuron k mod M: its theta and sigma codes go into the image as
+they are, and training fits the weights to them (docs/training.md).
+
+The shipped default model (host/data/digits_model.bin, used by `--model default`) is made by:
+  spinemu train --dataset digits --out host/data/digits_model.bin --curve out/digits_model.png
+
+examples:
+  spinemu train --dataset digits --out out/model.bin
+  spinemu calibrate host/data/example_population.csv --unit mA --neurons 512 --out out/pop.json
+  spinemu train --dataset digits --calibration out/pop.json --out out/model_pop.bin
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .cli import UserError
+from .datasets import DATASETS, load_dataset
+
+__all__ = ["add_arguments", "run", "plot_curve"]
+
+
+def _sizes(text):
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or not all(1 <= n <= 0xFFFF for n in sizes):
+        raise UserError(f"--hidden must be one or more layer sizes 1..65535 separated by commas "
+                        f"(e.g. 256,192), not {text!r}")
+    return sizes
+
+
+def add_arguments(parser):
+    from .train import TrainConfig
+    d = TrainConfig()
+    parser.add_argument("--dataset", choices=DATASETS, default="digits",
+                        help="the data set (default: digits)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="where cifar10 or folder data sets are")
+    parser.add_argument("--out", type=Path, required=True, metavar="M.bin",
+                        help="the model image to write (the companion M.npz goes beside it)")
+    parser.add_argument("--calibration", type=Path, metavar="CALIB.json",
+                        help="per-neuron theta and sigma codes from `spinemu calibrate` "
+                             "(default: ideal neurons, theta 0, sigma per neuron)")
+    parser.add_argument("--curve", type=Path, metavar="PNG",
+                        help="where to draw the training curve (default: M.png beside M.bin)")
+    parser.add_argument("--hidden", default=",".join(map(str, d.hidden)), metavar="N1,N2,...",
+                        help=f"hidden layer sizes (default: {','.join(map(str, d.hidden))})")
+    parser.add_argument("--epochs", type=int, default=d.epochs,
+                        help=f"training epochs (default: {d.epochs})")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
+    parser.add_argument("--batch", type=int, default=d.batch,
+                        help=f"images per step (default: {d.batch})")
+    parser.add_argument("--train-samples", type=int, default=d.samples, metavar="K",
+                        help=f"sampled hidden states per image per step (default: {d.samples})")
+    parser.add_argument("--lr", type=float, default=d.lr,
+                        help=f"Adam step size, cosine-annealed (default: {d.lr})")
+    parser.add_argument("--known-weight", type=float, default=d.known_weight,
+                        help=f"loss weight of a known pixel; a hidden one weighs 1 "
+                             f"(default: {d.known_weight})")
+    parser.add_argument("--qat-fraction", type=float, default=d.qat_fraction,
+                        help=f"last fraction of the epochs trained through the integer rounding "
+                             f"(default: {d.qat_fraction})")
+    parser.add_argument("--weight-bits", type=int, default=d.weight_bits,
+                        help=f"bits of a weight, 2..8 (default: {d.weight_bits})")
+    parser.add_argument("--classifier-epochs", type=int, default=d.classifier_epochs,
+                        help=f"epochs of the reference classifier (default: {d.classifier_epochs})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def plot_curve(history, path, title=""):
+    """The training curve: loss per epoch (all pixels, weighted as trained) and the hidden pixels'
+    cross-entropy per occlusion kind, with the quantization-aware epochs shaded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .occlusion import OCCLUSIONS
+
+    loss = np.asarray(history["loss"])
+    epochs = np.arange(1, len(loss) + 1)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(epochs, loss, color="black", lw=2, label="training loss (weighted BCE)")
+    by_kind = np.asarray(history["loss_by_kind"])
+    for k, kind in enumerate(OCCLUSIONS):
+        ax.plot(epochs, by_kind[:, k], lw=0.8, alpha=0.8, label=f"hidden-pixel BCE, {kind}")
+    qat = int(history["qat_from"])
+    if qat < len(loss):
+        ax.axvspan(qat + 0.5, len(loss) + 0.5, color="tab:orange", alpha=0.12,
+                   label="quantization-aware (integer weights)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("binary cross-entropy per pixel")
+    ax.set_title(title or "training (training split only)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args):
+    from spinemu.sim.engine_model import macs_per_job
+
+    from .train import TrainConfig, companion_path, save_companion, train
+
+    config = TrainConfig(hidden=_sizes(args.hidden), epochs=args.epochs, batch=args.batch,
+                         samples=args.train_samples, lr=args.lr, known_weight=args.known_weight,
+                         qat_fraction=args.qat_fraction, weight_bits=args.weight_bits,
+                         seed=args.seed, classifier_epochs=args.classifier_epochs)
+    config.check()
+    if args.classifier_epochs < 1:
+        raise UserError("--classifier-epochs must be at least 1")
+    if args.out.suffix == ".npz":
+        raise UserError(f"--out {args.out}: the model image needs a name other than .npz "
+                        "(its companion is written as .npz beside it)")
+    dataset = load_dataset(args.dataset, args.data_dir)
+    began = time.perf_counter()
+    print(f"training on {dataset.name} ({dataset.source}), hidden {args.hidden}, "
+          f"{config.epochs} epochs, seed {config.seed}"
+          + (f", calibration {args.calibration}" if args.calibration else ", ideal neurons"),
+          file=sys.stderr)
+    trained = train(dataset, config, args.calibration, progress=not args.quiet)
+    data = trained.model.to_bytes()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    companion = companion_path(args.out)
+    save_companion(companion, trained, data)
+    curve = args.curve or args.out.with_suffix(".png")
+    plot_curve(trained.history, curve,
+               f"spinemu train: {dataset.name}, {'-'.join(map(str, trained.model.sizes))}")
+    sizes = trained.model.sizes
+    once = macs_per_job(sizes, 1) - trained.model.macs_per_sample
+    print(f"network {' -> '.join(map(str, sizes))}: {once:,} "
+          f"MACs once per image + {trained.model.macs_per_sample:,} per sample; "
+          f"final training loss {trained.history['loss'][-1]:.4f}")
+    print(f"trained in {time.perf_counter() - began:.0f} s "
+          f"(network {trained.meta['train_seconds']:.0f} s)")
+    print(f"wrote {args.out} ({len(data):,} bytes), {companion}, {curve}")
+    return 0

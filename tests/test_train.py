@@ -1,0 +1,241 @@
+"""Training: determinism, the integer export (equal to the quantized network and to the golden
+model), calibrations, the command, and the shipped default model."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spinemu.hdl.engine import EngineConfig, check_fits
+from spinemu.hdl.model_image import ModelImage
+from spinemu.host.cli import UserError, main
+from spinemu.host.datasets import load_digits
+from spinemu.host.model_cmd import DEFAULT_MODEL
+from spinemu.host.train import (FORMAT, TrainConfig, _Net, companion_path, export,
+                                load_calibration, load_companion, sample_counts, train)
+from spinemu.sim import golden
+from spinemu.sim.engine_model import run_jobs
+
+TINY = TrainConfig(hidden=(12, 10), epochs=2, batch=128, samples=2, classifier_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def _random_net(sizes, seed, codes=None):
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    input_scale = np.r_[np.full(sizes[0] // 2, 1 / 16), np.ones(sizes[0] - sizes[0] // 2)]
+    net = _Net(sizes, input_scale, codes, FORMAT, 8, generator)
+    with torch.no_grad():
+        for b in net.biases:
+            b.copy_(torch.randn(b.shape, generator=generator))
+    return net
+
+
+def _calibration_file(path, neurons, formats=None):
+    path.write_text(json.dumps({
+        "mapping": {"formats": formats or {"a": "Q16.0", "theta": "Q16.8", "sigma": "UQ8.8"}},
+        "neurons": [{"index": i, "theta_code": t, "sigma_code": s}
+                    for i, (t, s) in enumerate(neurons)]}))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Determinism
+
+
+def test_training_is_deterministic(digits):
+    a = train(digits, TINY, progress=False)
+    b = train(digits, TINY, progress=False)
+    c = train(digits, TrainConfig(**{**TINY.__dict__, "seed": 1}), progress=False)
+    assert a.model.to_bytes() == b.model.to_bytes() != c.model.to_bytes()
+    assert np.array_equal(a.history["loss"], b.history["loss"])
+    assert a.model.sizes == (128, 12, 10, 64) and a.model.fmt == EngineConfig().fmt
+    assert a.model.input_bits == 5 and a.model.weight_bits == 8
+
+
+def test_train_command_writes_model_companion_and_curve(tmp_path, capsys):
+    out = tmp_path / "m.bin"
+    args = ["train", "--out", str(out), "--hidden", "8", "--epochs", "2", "--batch", "256",
+            "--train-samples", "1", "--classifier-epochs", "1", "--quiet"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "128 -> 8 -> 64" in text and f"wrote {out}" in text
+    data = out.read_bytes()
+    companion = load_companion(companion_path(out), data)
+    assert companion.meta["sizes"] == [128, 8, 64] and companion.meta["dataset"] == "digits"
+    assert len(companion.history["loss"]) == 2
+    assert (tmp_path / "m.png").stat().st_size > 1000
+    assert main(args[:2] + [str(tmp_path / "m2.bin")] + args[3:]) == 0
+    assert (tmp_path / "m2.bin").read_bytes() == data           # same arguments, same bytes
+    # an evaluation of the little model runs end to end on the float model
+    assert main(["evaluate", "--model", str(out), "--backend", "float", "--count", "10",
+                 "--samples", "2"]) == 0
+    # a companion written for another model is refused
+    (tmp_path / "m2.npz").write_bytes(companion_path(DEFAULT_MODEL).read_bytes())
+    assert main(["evaluate", "--model", str(tmp_path / "m2.bin"), "--count", "5"]) == 2
+    assert "written for another model image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--hidden", "8,x"], "--hidden must be one or more layer sizes"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--weight-bits", "9"], "--weight-bits must be 2..8"),
+    (["--qat-fraction", "1.5"], "--qat-fraction must be 0..1"),
+])
+def test_train_command_refuses_bad_options(tmp_path, capsys, args, message):
+    assert main(["train", "--out", str(tmp_path / "m.bin"), "--quiet", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m.bin").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The integer export
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_export_equals_the_quantized_network(tmp_path, calibrated):
+    """(W x + B - theta) / sigma of the exported integers is the quantized forward pass's u."""
+    import torch
+    sizes = (128, 24, 16, 64)
+    codes = None
+    if calibrated:
+        neurons = [(int(t), int(s)) for t, s in zip(np.arange(-7, 8) * 300, 6000 + 317 *
+                                                    np.arange(15))]
+        codes = load_calibration(_calibration_file(tmp_path / "c.json", neurons), sizes)
+    net = _random_net(sizes, seed=4, codes=codes)
+    model = export(net, sizes, 5, 8)
+    rng = np.random.default_rng(0)
+    for l in range(len(sizes) - 1):
+        x = rng.integers(0, 17 if l == 0 else 2, size=(50, sizes[l]))
+        if l == 0:
+            x[:, 64:] = rng.integers(0, 2, size=(50, 64))
+        with torch.no_grad():
+            w, b = net.layer(l, quantize=True)
+            u = (torch.tensor(x, dtype=torch.float32) @ w.T + b).double().numpy()
+        a = x @ model.weights[l].T + model.bias[l]
+        u_int = (a - model.theta[l] / 256) / (model.sigma[l] / 256)
+        assert np.allclose(u, u_int, rtol=1e-5, atol=1e-4)
+        if calibrated:
+            assert np.array_equal(model.theta[l], codes.theta[l])
+            assert np.array_equal(model.sigma[l], codes.sigma[l])
+        else:
+            assert np.all(model.theta[l] == 0)
+            # every neuron's largest weight uses the whole 8-bit range (or sigma is at its top)
+            top = np.abs(model.weights[l]).max(axis=1)
+            assert np.all((top >= 126) | (model.sigma[l] == FORMAT.sigma.max_code))
+
+
+def test_integer_model_with_the_design_noise_is_the_golden_model(digits):
+    """The float sampling procedure, run on the exported integers with the design's noise codes
+    (its documented schedule), counts exactly the golden model's spins."""
+    model = train(digits, TINY, progress=False).model
+    rng = np.random.default_rng(2)
+    jobs, samples, lanes = 12, 9, 4
+    inputs = np.c_[rng.integers(0, 17, size=(jobs, 64)), rng.integers(0, 2, size=(jobs, 64))]
+    seeds = [int(s) for s in rng.integers(0, 1 << 63, size=jobs)]
+    sizes = model.sizes
+    per_sample = [-(-n // lanes) for n in sizes[1:]]
+    offsets = np.cumsum([0] + per_sample)
+    codes = golden.job_noise_codes(seeds, lanes, samples * int(offsets[-1]))
+    s = np.arange(samples)[:, None]
+    noise = []
+    for l, n in enumerate(sizes[1:]):
+        j = np.arange(n)
+        noise.append(codes[:, s * offsets[-1] + offsets[l] + j // lanes, j % lanes] / 256)
+    theta = [t / 256 for t in model.theta]
+    sigma = [g / 256 for g in model.sigma]
+    mine = sample_counts(model.weights, model.bias, theta, sigma, inputs, noise)
+    assert np.array_equal(mine, run_jobs(model, inputs, seeds, samples, lanes))
+    assert 0 < mine.sum() < jobs * samples * sizes[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibrations
+
+
+def test_calibration_neurons_are_dealt_in_order(tmp_path):
+    path = _calibration_file(tmp_path / "c.json", [(10, 8000), (-20, 9000), (30, 10000)])
+    codes = load_calibration(path, (128, 4, 2))
+    assert codes.theta[0].tolist() == [10, -20, 30, 10] and codes.theta[1].tolist() == [-20, 30]
+    assert codes.sigma[0].tolist() == [8000, 9000, 10000, 8000]
+    assert codes.sigma[1].tolist() == [9000, 10000] and codes.device_neurons == 3
+
+
+def test_training_with_a_calibration_loads_its_codes(tmp_path, digits):
+    sizes = (128, 12, 10, 64)
+    rng = np.random.default_rng(5)
+    neurons = [(int(t), int(s)) for t, s in zip(rng.integers(-5000, 5000, 50),
+                                                rng.integers(6000, 10000, 50))]
+    path = _calibration_file(tmp_path / "c.json", neurons)
+    trained = train(digits, TINY, path, progress=False)
+    codes = load_calibration(path, sizes)
+    for l in range(3):
+        assert np.array_equal(trained.model.theta[l], codes.theta[l])
+        assert np.array_equal(trained.model.sigma[l], codes.sigma[l])
+    assert trained.meta["calibration"]["device_neurons"] == 50
+
+
+def test_a_calibrate_file_is_accepted(tmp_path):
+    calib = tmp_path / "pop.json"
+    csv = Path(__file__).resolve().parents[1] / "host" / "data" / "example_population.csv"
+    assert main(["calibrate", str(csv), "--unit", "mA", "--neurons",
+                 "20", "--verify", "1", "--trials", "2000", "--out", str(calib)]) in (0, 1)
+    codes = load_calibration(calib, (128, 16, 64))
+    data = json.loads(calib.read_text())["neurons"]
+    assert codes.sigma[0].tolist() == [n["sigma_code"] for n in data[:16]]
+    assert codes.theta[1].tolist() == [data[(16 + i) % 20]["theta_code"] for i in range(64)]
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{", "not JSON"),
+    ("{}", "no 'neurons' list"),
+    ('{"neurons": [{"theta_code": 0, "sigma_code": 1}]}', "mapping.formats.theta is missing"),
+    ('{"mapping": {"formats": {"theta": "Q16.4", "sigma": "UQ8.8"}}, '
+     '"neurons": [{"theta_code": 0, "sigma_code": 1}]}', "theta codes have 4 fraction bits"),
+    ('{"mapping": {"formats": {"theta": "Q16.8", "sigma": "UQ8.8"}}, '
+     '"neurons": [{"theta_code": 0, "sigma_code": 0}]}', "sigma_code 0 outside 1..65535"),
+    ('{"mapping": {"formats": {"theta": "Q16.8", "sigma": "UQ8.8"}}, '
+     '"neurons": [{"theta": 0}]}', "neurons[0] has no theta_code and sigma_code"),
+])
+def test_bad_calibrations_are_refused(tmp_path, content, message):
+    path = tmp_path / "c.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+        load_calibration(path, (128, 4, 64))
+    assert str(path) in str(info.value)
+    with pytest.raises(UserError, match="no such calibration file"):
+        load_calibration(tmp_path / "none.json", (128, 4, 64))
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped model
+
+
+def test_shipped_model_fits_the_default_design_and_the_boards():
+    data = DEFAULT_MODEL.read_bytes()
+    model = ModelImage.from_bytes(data)
+    assert model.sizes == (128, 256, 192, 64) and model.fmt == EngineConfig().fmt
+    companion = load_companion(companion_path(DEFAULT_MODEL), data)
+    assert companion.meta["config"] == {**TrainConfig().__dict__, "hidden": [256, 192]}
+    assert companion.meta["calibration"] is None
+    from spinemu.firmware.boards import BOARDS
+    for board in BOARDS.values():
+        check_fits(model, board.config)
+    assert len(data) < 110_000 and companion_path(DEFAULT_MODEL).stat().st_size < 500_000
+
+
+def test_shipped_float_model_is_the_integer_model_before_rounding():
+    """The companion's float weights, put on each neuron's integer grid, give the image's (up to
+    float32 rounding of values that lie on a half step)."""
+    data = DEFAULT_MODEL.read_bytes()
+    model = ModelImage.from_bytes(data)
+    net = load_companion(companion_path(DEFAULT_MODEL), data).network
+    for l in range(model.layers):
+        s = model.sigma[l][:, None] / 256
+        diff = np.clip(np.round(net.weights[l] * s), -128, 127) - model.weights[l]
+        assert np.abs(diff).max() <= 1 and np.mean(diff != 0) < 1e-3
