@@ -13,6 +13,8 @@ at most ``n - step``; that is why the polynomial tables prefer low taps.
 :func:`lfsr_step` is the same transition on Python integers; the golden model vectorises it.
 """
 
+import functools
+
 from amaranth.hdl import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -22,8 +24,12 @@ from .polynomials import MAXIMAL_TAPS, is_primitive
 __all__ = ["LFSR", "check_lfsr", "lfsr_step"]
 
 
+@functools.lru_cache(maxsize=None)
 def check_lfsr(width, taps, step):
-    """Validate an LFSR configuration; return ``taps`` as a tuple. Raises :class:`ValueError`."""
+    """Validate an LFSR configuration; return ``taps`` as a tuple. Raises :class:`ValueError`.
+
+    ``taps`` must be hashable (a tuple) or None; results are cached, as the primitivity test is not
+    free and the golden model asks once per lane and batch."""
     if taps is None:
         if width not in MAXIMAL_TAPS:
             raise ValueError(
@@ -80,7 +86,7 @@ class LFSR(wiring.Component):
     """
 
     def __init__(self, width, *, taps=None, step=1, init=1):
-        self.taps = check_lfsr(width, taps, step)
+        self.taps = check_lfsr(width, None if taps is None else tuple(taps), step)
         if not 0 < init < (1 << width):
             raise ValueError(f"LFSR init state must be 1..2^{width}-1 (zero locks it), not {init}")
         self.width, self.step, self.init = width, step, init

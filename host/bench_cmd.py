@@ -12,7 +12,6 @@ jobs, same run), and the engine's cycles per image on Verilator against multiply
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from spinemu.sim import golden
 from spinemu.sim.noise_backends import BACKENDS, generate_noise
 
 from .cli import UserError
+from .model_cmd import resolve_model
 
 TARGETS = ("noise", "engine")
 FAMILIES = ("ice40", "ecp5")
@@ -38,7 +38,8 @@ def add_arguments(parser):
     parser.add_argument("--no-synth", action="store_true", help="skip synthesis and Fmax")
     parser.add_argument("--shape", default="128,256,256,64",
                         help="engine: layer sizes of a random network (default: 128,256,256,64)")
-    parser.add_argument("--model", type=Path, help="engine: a model image instead of --shape")
+    parser.add_argument("--model", type=resolve_model,
+                        help="engine: a model image instead of --shape (`default`: the shipped one)")
     parser.add_argument("--lanes", type=int, default=4, help="engine: lanes (default: 4)")
     parser.add_argument("--jobs", type=int, default=540,
                         help="engine: golden/torch jobs (default: 540, the digits test split)")

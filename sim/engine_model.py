@@ -25,11 +25,13 @@ def job_inputs(images, masks):
 
 
 def _dot(x, w):
-    """Exact integer x @ w.T through float64 BLAS (every partial sum stays below 2^53)."""
+    """Exact integer x @ w.T through BLAS: float32 while every partial sum stays below 2^24
+    (integers are exact there), float64 below 2^53, Python integers beyond."""
     bound = np.abs(x).max(initial=0) * np.abs(w).sum(axis=1).max(initial=0)
     if bound >= 2 ** 53:
         return x.astype(object) @ w.T.astype(object)
-    return np.rint(x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+    dtype = np.float32 if bound < 2 ** 24 else np.float64
+    return np.rint(x.astype(dtype) @ w.T.astype(dtype)).astype(np.int64)
 
 
 def run_jobs(model, inputs, seeds, samples, lanes):

@@ -68,7 +68,7 @@ def lfsr_outputs(state, cycles, *, width, taps, step):
     ``state`` is one state (returns a uint64 array of length ``cycles``) or a sequence of states
     (returns shape ``(len(state), cycles)``); ``width`` <= 64.
     """
-    taps = check_lfsr(width, taps, step)
+    taps = check_lfsr(width, tuple(taps), step)
     cycles = int(cycles)
     states = np.atleast_1d(np.asarray(state, dtype=object))
     if width > 64 or any(not 0 < int(s) < (1 << width) for s in states):
@@ -166,7 +166,12 @@ def spins(a, theta, sigma, codes, fmt):
     frac = fmt.value.frac
     deficit = (theta << (frac - fmt.theta_frac)) - (a << frac)     # spin iff sigma*code > deficit
     positive = sigma > 0
-    limit = np.floor_divide(deficit, np.where(positive, sigma, 1))
+    # Float division is exact enough here: |deficit| < 2^53 and the quotient's distance to the next
+    # integer (>= 1/sigma) is far above float64's relative precision for |deficit * sigma| < 2^53.
+    if np.abs(deficit).max(initial=0) * max(int(sigma.max(initial=1)), 1) < 2 ** 52:
+        limit = np.floor(deficit / np.where(positive, sigma, 1))
+    else:
+        limit = np.floor_divide(deficit, np.where(positive, sigma, 1))
     # With sigma == 0 the spin is deficit < 0 for every code: a limit below or above all codes.
     limit = np.where(positive, limit, np.where(deficit < 0, -(1 << 15), 1 << 15))
     limit = np.clip(limit, -(1 << 15), (1 << 15) - 1).astype(np.int16)

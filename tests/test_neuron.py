@@ -103,3 +103,21 @@ def test_formats_refuse_out_of_range_values():
     assert FMT.sigma_code(1 / 256) == 1 and FMT.theta_code(-1.5) == -384
     with pytest.raises(ValueError, match="theta_frac must be"):
         NeuronFormat(theta_frac=17)
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["float-division", "integer-division"])
+def test_fast_spins_equal_the_exact_rule_at_ties(big):
+    # golden.spins compares codes with floor(D / sigma); ties sigma * code == D must give 0.
+    rng = np.random.default_rng(5)
+    fmt = NeuronFormat(a_width=20)
+    n = 200_000
+    sigma = rng.integers(1, fmt.sigma.max_code if big else 4000, n)
+    codes = rng.integers(-hw.MAX_CODE, hw.MAX_CODE + 1, n)
+    a = rng.integers(-2 ** 18, 2 ** 18, n)
+    # theta chosen so that the deficit is sigma * code + {-1, 0, +1}: exact ties and neighbours
+    frac, shift = fmt.value.frac, fmt.value.frac - fmt.theta_frac
+    deficit = sigma * codes + rng.integers(-1, 2, n) * (1 << shift)
+    theta = (deficit + (a << frac)) >> shift
+    expect, _ = golden.neuron(a, theta, sigma, codes, fmt)
+    np.testing.assert_array_equal(golden.spins(a, theta, sigma, codes, fmt), expect)
+    assert 0 < expect.sum() < n
