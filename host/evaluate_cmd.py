@@ -77,6 +77,11 @@ def add_arguments(parser):
                         help="the data set (default: digits)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="where cifar10 or folder data sets are")
+    parser.add_argument("--size", type=int, metavar="N",
+                        help="cifar10/folder: block-average the images to N x N (e.g. 8 for the "
+                             "digits-sized engine: 64 pixels + 64 mask bits)")
+    parser.add_argument("--levels", type=int, metavar="L",
+                        help="cifar10/folder: quantise to L grey levels (e.g. 16; default 256)")
     parser.add_argument("--occlusion", choices=OCCLUSIONS, default="bottom",
                         help="which pixels are hidden (default: bottom)")
     parser.add_argument("--samples", type=int, default=32, metavar="S",
@@ -328,7 +333,7 @@ def run(args):
     except ModelError as error:
         raise UserError(str(error)) from None
     companion = load_companion(companion_path(path), data)
-    dataset = load_dataset(args.dataset, args.data_dir)
+    dataset = load_dataset(args.dataset, args.data_dir, size=args.size, levels=args.levels)
     _check_model(model, companion, path, dataset)
     print(f"evaluating {path} on {args.backend}: {args.dataset}, {args.occlusion} occluded, "
           f"{args.samples} samples", file=sys.stderr)

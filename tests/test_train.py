@@ -239,3 +239,25 @@ def test_shipped_float_model_is_the_integer_model_before_rounding():
         s = model.sigma[l][:, None] / 256
         diff = np.clip(np.round(net.weights[l] * s), -128, 127) - model.weights[l]
         assert np.abs(diff).max() <= 1 and np.mean(diff != 0) < 1e-3
+
+
+def test_cifar10_trains_and_evaluates_at_the_digits_engine_size(tmp_path):
+    # A tiny archive in the real cifar-10-batches-py format, block-averaged to 8 x 8 at 16 levels:
+    # the digits engine's 64 pixels + 64 mask bits; at 32 x 32 x 256 the pre-activations overflow.
+    from test_datasets import write_cifar
+
+    from spinemu.hdl.model_image import ModelImage
+    from spinemu.host.cli import main
+
+    data = tmp_path / "cifar-10-batches-py"
+    write_cifar(data, per_batch=12, test=12)
+    model = tmp_path / "m.bin"
+    common = ["--dataset", "cifar10", "--data-dir", str(data), "--size", "8", "--levels", "16"]
+    assert main(["train", *common, "--out", str(model), "--epochs", "1", "--hidden", "16",
+                 "--classifier-epochs", "1", "--quiet"]) == 0
+    image = ModelImage.from_bytes(model.read_bytes())
+    assert image.sizes[0] == 128 and image.sizes[-1] == 64 and image.input_bits == 5
+    report = tmp_path / "r.json"
+    assert main(["evaluate", *common, "--model", str(model), "--samples", "2",
+                 "--report", str(report)]) == 0
+    assert report.exists()
