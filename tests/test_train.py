@@ -246,6 +246,7 @@ def test_cifar10_trains_and_evaluates_at_the_digits_engine_size(tmp_path):
     # the digits engine's 64 pixels + 64 mask bits; at 32 x 32 x 256 the pre-activations overflow.
     from test_datasets import write_cifar
 
+    from spinemu.hdl.engine import EngineConfig, check_fits
     from spinemu.hdl.model_image import ModelImage
     from spinemu.host.cli import main
 
@@ -256,7 +257,8 @@ def test_cifar10_trains_and_evaluates_at_the_digits_engine_size(tmp_path):
     assert main(["train", *common, "--out", str(model), "--epochs", "1", "--hidden", "16",
                  "--classifier-epochs", "1", "--quiet"]) == 0
     image = ModelImage.from_bytes(model.read_bytes())
-    assert image.sizes[0] == 128 and image.sizes[-1] == 64 and image.input_bits == 5
+    assert image.sizes[0] == 128 and image.sizes[-1] == 64 and image.input_bits == 4  # 0..15
+    check_fits(image, EngineConfig())  # runs on the default design
     report = tmp_path / "r.json"
     assert main(["evaluate", *common, "--model", str(model), "--samples", "2",
                  "--report", str(report)]) == 0
