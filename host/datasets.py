@@ -32,7 +32,8 @@ import numpy as np
 from spinemu.host.cli import UserError
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "load_digits", "load_cifar10", "load_folder",
-           "split", "luma", "downsample", "quantise", "TEST_SIZE", "SPLIT_SEED", "IMAGE_SUFFIXES"]
+           "split", "luma", "downsample", "quantise", "TEST_SIZE", "SPLIT_SEED", "IMAGE_SUFFIXES",
+           "add_dataset_arguments", "dataset_from_args"]
 
 #: The names :func:`load_dataset` accepts.
 DATASETS = ("digits", "cifar10", "folder")
@@ -410,3 +411,22 @@ def load_folder(data_dir, *, size=None, levels=None):
                    labels=np.array(labels, dtype=np.int64),
                    classes=tuple(d.name for d in class_dirs), max_value=levels - 1,
                    source=str(directory))
+
+
+def add_dataset_arguments(parser):
+    """The command-line options that choose a data set (``train``, ``evaluate``, ``reconstruct``);
+    :func:`dataset_from_args` loads what they name."""
+    parser.add_argument("--dataset", choices=DATASETS, default="digits",
+                        help="the data set (default: digits)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="where cifar10 or folder data sets are")
+    parser.add_argument("--size", type=int, metavar="N",
+                        help="cifar10/folder: block-average the images to N x N (e.g. 8 for the "
+                             "digits-sized engine: 64 pixels + 64 mask bits)")
+    parser.add_argument("--levels", type=int, metavar="L",
+                        help="cifar10/folder: quantise to L grey levels (e.g. 16; default 256)")
+
+
+def dataset_from_args(args):
+    """The data set that :func:`add_dataset_arguments`' options name."""
+    return load_dataset(args.dataset, args.data_dir, size=args.size, levels=args.levels)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError
-from .datasets import DATASETS, load_dataset, split
+from .datasets import add_dataset_arguments, dataset_from_args, split
 from .evaluate import CLASSIFIER_HIDDEN
 from .model_cmd import resolve_model
 from .occlusion import OCCLUSIONS, occlusion_masks
@@ -73,15 +73,7 @@ def add_arguments(parser):
                              "the shipped digits model (default: default)")
     parser.add_argument("--backend", choices=BACKENDS, default="golden",
                         help="float model or engine backend (default: golden)")
-    parser.add_argument("--dataset", choices=DATASETS, default="digits",
-                        help="the data set (default: digits)")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR",
-                        help="where cifar10 or folder data sets are")
-    parser.add_argument("--size", type=int, metavar="N",
-                        help="cifar10/folder: block-average the images to N x N (e.g. 8 for the "
-                             "digits-sized engine: 64 pixels + 64 mask bits)")
-    parser.add_argument("--levels", type=int, metavar="L",
-                        help="cifar10/folder: quantise to L grey levels (e.g. 16; default 256)")
+    add_dataset_arguments(parser)
     parser.add_argument("--occlusion", choices=OCCLUSIONS, default="bottom",
                         help="which pixels are hidden (default: bottom)")
     parser.add_argument("--samples", type=int, default=32, metavar="S",
@@ -333,7 +325,7 @@ def run(args):
     except ModelError as error:
         raise UserError(str(error)) from None
     companion = load_companion(companion_path(path), data)
-    dataset = load_dataset(args.dataset, args.data_dir, size=args.size, levels=args.levels)
+    dataset = dataset_from_args(args)
     _check_model(model, companion, path, dataset)
     print(f"evaluating {path} on {args.backend}: {args.dataset}, {args.occlusion} occluded, "
           f"{args.samples} samples", file=sys.stderr)

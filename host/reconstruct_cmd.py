@@ -33,7 +33,7 @@ from spinemu.sim.engine_model import job_inputs, macs_per_job
 from spinemu.sim.rtl import BenchError
 
 from .cli import UserError
-from .datasets import DATASETS, load_dataset, split
+from .datasets import add_dataset_arguments, dataset_from_args, split
 from .model_cmd import load_model, resolve_model
 from .occlusion import OCCLUSIONS, occlusion_masks
 
@@ -48,10 +48,7 @@ def add_arguments(parser):
                              "digits model")
     parser.add_argument("--backend", choices=BACKENDS, default="golden",
                         help="where the jobs run (default: golden)")
-    parser.add_argument("--dataset", choices=DATASETS, default="digits",
-                        help="the data set (default: digits)")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR",
-                        help="where cifar10 or folder data sets are")
+    add_dataset_arguments(parser)
     parser.add_argument("--occlusion", choices=OCCLUSIONS, default="bottom",
                         help="which pixels are hidden (default: bottom)")
     parser.add_argument("--count", type=int, default=None, metavar="N",
@@ -100,7 +97,7 @@ def run(args):
         config = default_config(model, args.lanes)
     except ValueError as error:
         raise UserError(f"--lanes: {error}") from None
-    dataset = load_dataset(args.dataset, args.data_dir)
+    dataset = dataset_from_args(args)
     _check_model(model, args.model, dataset)
     test = split(dataset)[1]
     count = len(test) if args.count is None else args.count

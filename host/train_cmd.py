@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError
-from .datasets import DATASETS, load_dataset
+from .datasets import add_dataset_arguments, dataset_from_args
 
 __all__ = ["add_arguments", "run", "plot_curve"]
 
@@ -49,15 +49,7 @@ def _sizes(text):
 def add_arguments(parser):
     from .train import TrainConfig
     d = TrainConfig()
-    parser.add_argument("--dataset", choices=DATASETS, default="digits",
-                        help="the data set (default: digits)")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR",
-                        help="where cifar10 or folder data sets are")
-    parser.add_argument("--size", type=int, metavar="N",
-                        help="cifar10/folder: block-average the images to N x N (e.g. 8 for the "
-                             "digits-sized engine: 64 pixels + 64 mask bits)")
-    parser.add_argument("--levels", type=int, metavar="L",
-                        help="cifar10/folder: quantise to L grey levels (e.g. 16; default 256)")
+    add_dataset_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="M.bin",
                         help="the model image to write (the companion M.npz goes beside it)")
     parser.add_argument("--calibration", type=Path, metavar="CALIB.json",
@@ -136,7 +128,7 @@ def run(args):
     if args.out.suffix == ".npz":
         raise UserError(f"--out {args.out}: the model image needs a name other than .npz "
                         "(its companion is written as .npz beside it)")
-    dataset = load_dataset(args.dataset, args.data_dir, size=args.size, levels=args.levels)
+    dataset = dataset_from_args(args)
     began = time.perf_counter()
     print(f"training on {dataset.name} ({dataset.source}), hidden {args.hidden}, "
           f"{config.epochs} epochs, seed {config.seed}"
