@@ -24,8 +24,15 @@ tools:
 	  apt-get update -qq && apt-get install -y -qq iverilog >/dev/null; } || { \
 	  echo "error: Icarus Verilog is missing; install it with: apt-get install iverilog" >&2; exit 1; }
 
-demo: env tools
-	$(BIN)/spinemu noise --report --samples 10000000 --neurons 4 --plot out/noise.png
+# The demo's simulated board is compiled once, as part of installing (cached by its hash).
+DEMO_STAMP := $(VENV)/.demo-board
+
+$(DEMO_STAMP): $(STAMP)
+	$(BIN)/spinemu demo --prepare
+	touch $@
+
+demo: env $(DEMO_STAMP)
+	$(BIN)/spinemu demo
 
 test: env tools
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15 tests

@@ -26,6 +26,7 @@ COMMANDS = {
     "serve": "serve_cmd",
     "program": "program_cmd",
     "build": "build_cmd",
+    "demo": "demo_cmd",
 }
 
 
