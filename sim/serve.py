@@ -21,6 +21,7 @@ design's first answer byte (or a bounded time) in the simulator, and reads the s
 such waits and while bytes are moving.
 """
 
+import abc
 import json
 import os
 import select
@@ -124,7 +125,7 @@ class LinkSocket:
         self.listener.close()
 
 
-class Server:
+class Server(abc.ABC):
     """A running simulated board (see :func:`start_server`); a context manager that stops it.
 
     ``url`` is what a client connects to; ``stats()`` gives the server's time accounting (the RTL
@@ -160,9 +161,9 @@ class Server:
     def running(self):
         return self._thread is not None and self._thread.is_alive()
 
+    @abc.abstractmethod
     def stop(self, timeout=10.0):
         """Ask the server to stop and wait for it (at most ``timeout`` seconds)."""
-        raise NotImplementedError
 
     def stats(self):
         return {}
