@@ -35,6 +35,7 @@ from .cli import UserError
 from .datasets import add_dataset_arguments, dataset_from_args, split
 from .evaluate import CLASSIFIER_HIDDEN
 from .model_cmd import resolve_model
+from .reconstruct_cmd import job_seed
 from .occlusion import OCCLUSIONS, occlusion_masks
 
 __all__ = ["add_arguments", "run", "job_seed", "run_backend",
@@ -45,15 +46,6 @@ ENGINE_BACKENDS = ("golden", "amaranth", "icarus", "verilator")
 BACKENDS = ("float",) + ENGINE_BACKENDS
 _MASK64 = (1 << 64) - 1
 FID_FEATURES = CLASSIFIER_HIDDEN[-1]   # the reference classifier's penultimate layer
-
-
-def job_seed(seed, k):
-    """The job seed of test image ``k`` for ``--seed seed``: `spinemu reconstruct`'s rule."""
-    try:
-        from .reconstruct_cmd import job_seed as reconstruct_seed
-    except ImportError:  # pragma: no cover - reconstruct is part of the project
-        return (seed * (1 << 20) + k) & _MASK64
-    return reconstruct_seed(seed, k)
 
 
 def _list(text, option):

@@ -11,9 +11,9 @@ import random
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge
 
-from spinemu.sim.benches.common import config, start
+from spinemu.sim.benches.common import Handshake, config, start
 
 
 @cocotb.test()
@@ -30,26 +30,19 @@ async def link(dut):
             getattr(dut, name).value = 0
     await start(dut)
     answers = []
+    streams = Handshake(dut, rng, valid_p, ready_p)
     for text in cfg["requests"]:
-        data, sent, answer, cycles, offering = bytes.fromhex(text), 0, bytearray(), 0, False
+        data, answer, cycles = bytes.fromhex(text), bytearray(), 0
+        streams.feed(data)
         while not (answer and answer[-1] == 0):
-            if sent == len(data) and not answer and not dut.o__valid.value:
+            if streams.sent == len(data) and not answer and not dut.o__valid.value:
                 # The design is computing: wait for its first byte without a Python step per cycle.
                 dut.i__valid.value = 0
                 await First(RisingEdge(dut.o__valid), ClockCycles(dut.clk, limit))
                 await FallingEdge(dut.clk)
-            if not offering and sent < len(data) and rng.random() < valid_p:
-                dut.i__payload.value = data[sent]
-                offering = True
-            dut.i__valid.value = offering
-            ready = rng.random() < ready_p
-            dut.o__ready.value = ready
-            await ReadOnly()
-            if offering and dut.i__ready.value:
-                sent, offering = sent + 1, False
-            if ready and dut.o__valid.value:
-                answer.append(dut.o__payload.value.to_unsigned())
-            await FallingEdge(dut.clk)
+            byte = await streams.cycle()
+            if byte is not None:
+                answer.append(byte)
             cycles += 1
             if cycles > limit:
                 raise AssertionError(f"no whole answer to request {len(answers)} in {limit} cycles")

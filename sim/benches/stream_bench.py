@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly
+from cocotb.triggers import FallingEdge
 
-from spinemu.sim.benches.common import config, start
+from spinemu.sim.benches.common import Handshake, config, start
 
 
 @cocotb.test()
@@ -32,7 +32,6 @@ async def stream(dut):
     rng = random.Random(cfg.get("stall_seed", 0))
     valid_p, ready_p = cfg.get("valid_p", 1.0), cfg.get("ready_p", 1.0)
     inputs, wanted = list(cfg.get("inputs", [])), cfg["outputs"]
-    has_input = hasattr(dut, "i__valid")
     await start(dut)
     if "load" in cfg:
         for name, value in cfg["load"].items():
@@ -41,26 +40,17 @@ async def stream(dut):
         await FallingEdge(dut.clk)
         dut.load.value = 0
 
-    outputs, cycles, sent, began = [], 0, 0, time.perf_counter()
-    offering = False
+    outputs, cycles, began = [], 0, time.perf_counter()
+    streams = Handshake(dut, rng, valid_p, ready_p)
+    streams.feed(inputs)
     while len(outputs) < wanted:
         if cycles >= cfg.get("max_cycles", 100 * (wanted + len(inputs)) + 1000):
             raise AssertionError(f"only {len(outputs)} of {wanted} outputs after {cycles} cycles")
-        if has_input:
-            # A word once offered stays offered until taken (stream rule); idle cycles come between.
-            if not offering and sent < len(inputs) and rng.random() < valid_p:
-                dut.i__payload.value = inputs[sent]
-                offering = True
-            dut.i__valid.value = offering
-        ready = rng.random() < ready_p
-        dut.o__ready.value = ready
-        await ReadOnly()
-        if offering and dut.i__ready.value:
-            sent, offering = sent + 1, False
-        if ready and dut.o__valid.value:
-            outputs.append(dut.o__payload.value.to_unsigned())
-        await FallingEdge(dut.clk)
+        word = await streams.cycle()
+        if word is not None:
+            outputs.append(word)
         cycles += 1
+    sent = streams.sent
     out = Path(cfg["out_dir"])
     (out / "outputs.json").write_text(json.dumps(outputs))
     (out / "timing.json").write_text(json.dumps(
