@@ -82,12 +82,17 @@ def run_bench(component, *, simulator, test_module, config, testcase=None):
     ``SPINEMU_BENCH``; the bench writes its results into the directory ``config["out_dir"]``, which
     this function creates in a temporary place when absent and returns.
     """
+    import cocotb_tools
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     simulator_environment(simulator)
     text = verilog.convert(component, name=TOPLEVEL, emit_src=False)
-    key = hashlib.sha256(f"{simulator}\0{_BUILD_ARGS[simulator]}\0{text}".encode()).hexdigest()[:16]
+    # The build's makefiles name cocotb's and the simulator's files by path: another installation
+    # (another venv) sharing the cache must not reuse them.
+    install = f"{Path(cocotb_tools.__file__).parent}\0{os.environ.get('VERILATOR_ROOT')}"
+    key = hashlib.sha256(f"{simulator}\0{_BUILD_ARGS[simulator]}\0{install}\0{text}".encode()
+                         ).hexdigest()[:16]
     build_dir = cache_dir() / "rtl" / simulator / key
     source = build_dir / f"{TOPLEVEL}.v"
     runner = get_runner(simulator)
