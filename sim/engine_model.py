@@ -6,6 +6,9 @@ its noise block seeded with ``seed_state(seed, p)``. Lanes beyond a layer's last
 their code.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from spinemu.hdl.engine import groups
@@ -24,14 +27,20 @@ def job_inputs(images, masks):
     return np.concatenate([flat, masks.reshape(len(masks), -1)], axis=1).astype(np.int64)
 
 
-def _dot(x, w):
-    """Exact integer x @ w.T through BLAS: float32 while every partial sum stays below 2^24
-    (integers are exact there), float64 below 2^53, Python integers beyond."""
-    bound = np.abs(x).max(initial=0) * np.abs(w).sum(axis=1).max(initial=0)
-    if bound >= 2 ** 53:
-        return x.astype(object) @ w.T.astype(object)
-    dtype = np.float32 if bound < 2 ** 24 else np.float64
-    return np.rint(x.astype(dtype) @ w.T.astype(dtype)).astype(np.int64)
+def _exact_weights(w, x_bound):
+    """``w.T`` in a type in which ``x @ w.T`` is exact for integer ``|x| <= x_bound``: float32 while
+    every partial sum stays below 2^24 (integers are exact there, and BLAS is fast), float64 below
+    2^53, Python integers beyond."""
+    w = np.asarray(w)
+    bound = x_bound * int(np.abs(w).sum(axis=1).max(initial=0))
+    dtype = np.float32 if bound < 2 ** 24 else np.float64 if bound < 2 ** 53 else object
+    return w.T.astype(dtype)
+
+
+def _dot(x, wt):
+    """Integer ``x @ w.T`` with ``wt`` from :func:`_exact_weights`: int64, or Python integers."""
+    product = x.astype(wt.dtype) @ wt
+    return product if wt.dtype == object else product.astype(np.int64)
 
 
 def run_jobs(model, inputs, seeds, samples, lanes):
@@ -54,19 +63,37 @@ def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples,
         raise ValueError(f"inputs must have shape (jobs, {sizes[0]}) with one seed per job")
     if not 1 <= samples < 1 << 16:
         raise ValueError(f"samples must be 1..65535, not {samples}")
+    x_bounds = [int(np.abs(inputs).max(initial=0))] + [1] * (len(sizes) - 2)   # later: spins
+    weights = [_exact_weights(w, x) for w, x in zip(weights, x_bounds)]
+    network = (sizes, weights, bias, theta, sigma, fmt)
+    # Batches of jobs: wide numpy operations whose temporaries stay in the cache; in threads, as
+    # numpy releases the GIL in its loops.
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        counts = pool.map(lambda at: _run_batch(network, inputs[at:at + _BATCH],
+                                                seeds[at:at + _BATCH], samples, lanes),
+                          range(0, jobs, _BATCH))
+        return np.concatenate([np.zeros((0, sizes[-1]), dtype=np.int64), *counts])
+
+
+_BATCH = 64
+
+
+def _run_batch(network, inputs, seeds, samples, lanes):
+    sizes, weights, bias, theta, sigma, fmt = network
+    jobs = len(inputs)
     layers = len(sizes) - 1
     per_sample = [groups(n, lanes) for n in sizes[1:]]
-    offsets = np.cumsum([0] + per_sample)
-    codes = golden.job_noise_codes(seeds, lanes, samples * offsets[-1])   # (jobs, codes, lanes)
-    s = np.arange(samples)[:, None]
-    a = _dot(inputs, np.asarray(weights[0])) + bias[0]                    # layer 1, once
+    offsets = np.cumsum([0] + per_sample) * lanes
+    codes = golden.job_noise_codes(seeds, lanes, samples * sum(per_sample))
+    # A sample's codes are its groups' in order, each group's lanes in order: neuron j of layer l
+    # takes code offsets[l] + j of the sample.
+    codes = codes.reshape(jobs, samples, offsets[-1])
+    a = _dot(inputs, weights[0]) + bias[0]                              # layer 1, once
     x = None
     for l in range(layers):
         if l:
-            a = _dot(x.reshape(-1, sizes[l]), np.asarray(weights[l])).reshape(
-                jobs, samples, -1) + bias[l]
-        j = np.arange(sizes[l + 1])
-        noise = codes[:, s * offsets[-1] + offsets[l] + j // lanes, j % lanes]  # (jobs, S, N_l)
+            a = _dot(x.reshape(-1, sizes[l]), weights[l]).reshape(jobs, samples, -1) + bias[l]
+        noise = codes[:, :, offsets[l]:offsets[l] + sizes[l + 1]]          # (jobs, S, N_l)
         x = golden.spins(a if l else a[:, None, :], theta[l], sigma[l], noise, fmt)
     return x.sum(axis=1, dtype=np.int64)
 

@@ -2,7 +2,10 @@
 
 An LFSR is sequential, so to vectorise it in time the model cuts a run of ``cycles`` into segments,
 computes each segment's starting state with a jump-ahead (the LFSR transition is linear over GF(2), so
-``T^L`` is a 64x64 bit matrix), and steps all segments at once with word operations.
+``T^L`` is a 64x64 bit matrix, applied with a table look-up per byte), and steps all segments at once
+with word operations. A noise block's 64-bit LFSR, which emits 32 bits a cycle, is stepped as a
+recurrence on 32-bit words, and its words become codes in cache-sized blocks with a few table
+look-ups (``docs/noise.md`` has the word's fields).
 """
 
 import functools
@@ -49,17 +52,54 @@ class _Linear:
             e >>= 1
         return result
 
+    @functools.cached_property
+    def _byte_tables(self):
+        """The images of every value of each byte of the input: a (bytes, 256) uint64 table."""
+        columns = np.zeros(-(-len(self.columns) // 8) * 8, dtype=np.uint64)
+        columns[:len(self.columns)] = self.columns
+        tables = np.zeros((len(columns) // 8, 256), dtype=np.uint64)
+        for bit in range(8):    # values with top bit `bit`: those below it, plus its column
+            tables[:, 1 << bit:2 << bit] = tables[:, :1 << bit] ^ columns[bit::8, None]
+        return tables
+
     def apply(self, states):
-        """Apply to a uint64 array of states."""
+        """Apply to a uint64 array of states: one table look-up per byte."""
         out = np.zeros_like(states)
-        for i, col in enumerate(self.columns):
-            out ^= ((states >> np.uint64(i)) & np.uint64(1)) * np.uint64(col)
+        for b, table in enumerate(self._byte_tables):
+            out ^= table.take((states >> np.uint64(8 * b)) & np.uint64(0xFF))
         return out
 
 
 @functools.lru_cache(maxsize=None)
 def _jump(width, taps, step, cycles):
+    """T^cycles of the LFSR's transition T; powers of two by squaring the cached half."""
+    if cycles > 1 and cycles & (cycles - 1) == 0:
+        half = _jump(width, taps, step, cycles // 2)
+        return half @ half
     return _Linear.lfsr(width, taps, step).power(cycles)
+
+
+def _starts(states, cycles, *, width, taps, step):
+    """Cut each run of ``cycles`` into segments so that all runs' segments together fill wide numpy
+    operations; returns the segments' starting states, shape ``(len(states), segments)``, and their
+    length (a power of two, which keeps the jump tables few and cached)."""
+    wanted = max(1, -(-_WIDE // len(states)))
+    length = 1 << max(5, (max(1, cycles // wanted)).bit_length() - 1)
+    segments = max(1, -(-cycles // length))
+    # Starting states of all segments by doubling: s[g + 2^k] = T^(L 2^k) s[g].
+    starts = np.asarray(states, dtype=np.uint64)[:, None]
+    while starts.shape[1] < segments:
+        hop = _jump(width, taps, step, length * starts.shape[1])
+        starts = np.concatenate([starts, hop.apply(starts)], axis=1)
+    return starts[:, :segments], length
+
+
+def _runs(steps, count, cycles):
+    """``steps`` of shape ``(length, count * segments)`` (a value per cycle of each segment) as
+    ``(count, cycles)``: each run's segments one after the other."""
+    length = len(steps)
+    runs = steps.reshape(length, count, -1).transpose(1, 2, 0).reshape(count, -1)
+    return runs[:, :cycles]
 
 
 def lfsr_outputs(state, cycles, *, width, taps, step):
@@ -73,19 +113,9 @@ def lfsr_outputs(state, cycles, *, width, taps, step):
     states = np.atleast_1d(np.asarray(state, dtype=object))
     if width > 64 or any(not 0 < int(s) < (1 << width) for s in states):
         raise ValueError(f"states must be 1..2^{width}-1 and width <= 64")
-    # Cut each run into segments of `length` cycles so that all runs' segments together fill wide
-    # numpy operations; a power of two keeps the jump tables few and cached.
-    wanted = max(1, -(-_WIDE // len(states)))
-    length = 1 << max(5, (max(1, cycles // wanted)).bit_length() - 1)
-    segments = max(1, -(-cycles // length))
-    # Starting states of all segments by doubling: s[g + 2^k] = T^(L 2^k) s[g].
-    starts = states.astype(np.uint64)[:, None]
-    hop = _jump(width, taps, step, length)
-    while starts.shape[1] < segments:
-        starts = np.concatenate([starts, hop.apply(starts)], axis=1)
-        hop = hop @ hop
-    s = starts[:, :segments]
-    out = np.empty((length,) + s.shape, dtype=np.uint64)
+    s, length = _starts(list(states), cycles, width=width, taps=taps, step=step)
+    s = s.reshape(-1)
+    out = np.empty((length, len(s)), dtype=np.uint64)
     mask = np.uint64((1 << step) - 1)
     shifts = [np.uint64(e) for e in taps]
     k, top = np.uint64(step), np.uint64(width - step)
@@ -95,28 +125,75 @@ def lfsr_outputs(state, cycles, *, width, taps, step):
         for e in shifts[1:]:
             new ^= s >> e
         s = (s >> k) | ((new & mask) << top)
-    out = out.transpose(1, 2, 0).reshape(len(states), -1)[:, :cycles]
+    out = _runs(out, len(states), cycles)
     return out[0] if np.ndim(state) == 0 else out
 
 
+def _noise_words(states, cycles, taps):
+    """:func:`lfsr_outputs` of a noise block's LFSR (64 bits, 32 per cycle), faster: its state is
+    two output words, ``(w[t], w[t+1])``, so ``w[t+2]`` is the XOR over the taps ``e`` of the 32
+    bits at ``e`` of that pair, and the model steps uint32 words with no state to shift. Returns
+    the words by cycle, shape ``(length, len(states) * segments)`` (see :func:`_runs`)."""
+    assert NOISE_DEGREE == 2 * hw.WORD_BITS == 64 and max(taps) <= hw.WORD_BITS
+    starts, length = _starts(states, cycles, width=NOISE_DEGREE, taps=taps, step=hw.WORD_BITS)
+    starts = starts.reshape(-1)
+    w = np.empty((length + 2, len(starts)), dtype=np.uint32)
+    w[0], w[1] = starts & np.uint64(0xFFFF_FFFF), starts >> np.uint64(hw.WORD_BITS)
+    part = np.empty_like(w[0])
+    for t in range(length):
+        low, high, new = w[t], w[t + 1], w[t + 2]
+        new[:] = 0
+        for e in taps:
+            if e in (0, hw.WORD_BITS):
+                new ^= high if e else low
+            else:
+                np.right_shift(low, np.uint32(e), out=part)
+                new ^= part
+                np.left_shift(high, np.uint32(hw.WORD_BITS - e), out=part)
+                new ^= part
+    return w[:length]
+
+
 @functools.cache
-def _table_arrays():
+def _code_tables():
+    """Per bin ``i``: the key bound ``q[i] 2^7 + i`` (a word's low 25 bits, ``v 2^7 + i``, are below
+    it exactly when ``v < q[i]``), and the code magnitudes ``2 (8 b) + 1`` of ``b = i`` and of
+    ``b = alias[i]`` before the offset is added."""
     _, q, alias = hw.alias_table()
-    return np.array(q, dtype=np.uint32), np.array(alias, dtype=np.int32)
+    bins = np.arange(1 << hw.BIN_BITS, dtype=np.uint32)
+    key = (np.array(q, dtype=np.uint32) << np.uint32(hw.BIN_BITS)) | bins
+    base = 2 * (1 << hw.OFFSET_BITS)
+    return key, (base * bins + 1).astype(np.int16), (base * np.array(alias) + 1).astype(np.int16)
+
+
+_BLOCK = 1 << 14    # words converted at a time: the temporaries stay in the cache
 
 
 def words_to_codes(words):
     """Map 32-bit uniform words to noise codes exactly as :class:`~spinemu.hdl.noise.GaussianNoise`."""
-    q, alias = _table_arrays()
-    words = np.asarray(words).astype(np.uint32)  # the fields use the low 32 bits only
-    i = (words & np.uint32((1 << hw.BIN_BITS) - 1)).astype(np.int32)
-    v = (words >> np.uint32(hw.BIN_BITS)) & np.uint32((1 << hw.THRESHOLD_BITS) - 1)
-    rest = (words >> np.uint32(hw.BIN_BITS + hw.THRESHOLD_BITS)).astype(np.int32)
-    offset = rest & ((1 << hw.OFFSET_BITS) - 1)
-    sign = (rest >> hw.OFFSET_BITS) & 1
-    chosen = np.where(v < q[i], i, alias[i])
-    magnitude = 2 * ((chosen << hw.OFFSET_BITS) + offset) + 1
-    return (magnitude * (1 - 2 * sign)).astype(np.int16)
+    words = np.asarray(words)
+    flat = words.reshape(-1)
+    out = np.empty(flat.shape, dtype=np.int16)
+    for at in range(0, flat.size, _BLOCK):
+        out[at:at + _BLOCK] = _block_codes(flat[at:at + _BLOCK])
+    return out.reshape(words.shape)
+
+
+_OFFSET_AT = hw.BIN_BITS + hw.THRESHOLD_BITS     # a word: bin, threshold, offset, sign
+_SIGN_AT = _OFFSET_AT + hw.OFFSET_BITS
+
+
+def _block_codes(words):
+    key, own, aliased = _code_tables()
+    w = words.astype(np.uint32, copy=False)  # the fields use the low 32 bits only
+    i = w & np.uint32((1 << hw.BIN_BITS) - 1)
+    below = (w & np.uint32((1 << _OFFSET_AT) - 1)) < key.take(i)
+    magnitude = np.where(below, own.take(i), aliased.take(i))
+    # 2 o: the offset field o shifted down one bit less
+    offset = (w >> np.uint32(_OFFSET_AT - 1)) & np.uint32(2 * ((1 << hw.OFFSET_BITS) - 1))
+    magnitude |= offset.astype(np.int16)
+    negative = ((w << np.uint32(31 - _SIGN_AT)).view(np.int32) >> 31).astype(np.int16)  # 0 or -1
+    return (magnitude ^ negative) - negative      # -m is (m ^ -1) - -1
 
 
 def noise_codes(seed, blocks, samples, *, first=0):
@@ -136,9 +213,9 @@ def job_noise_codes(seeds, blocks, samples, *, first=0):
         if not 0 <= index < hw.MAX_BLOCKS:
             raise ValueError(f"noise block index must be 0..{hw.MAX_BLOCKS - 1}, not {index}")
         states = [seed_state(int(seed), index) for seed in seeds]
-        words = lfsr_outputs(states, samples, width=NOISE_DEGREE, taps=NOISE_TAPS[index],
-                             step=hw.WORD_BITS)
-        out[:, :, j] = words_to_codes(words)
+        # codes before the transpose to runs: a quarter of the words' bytes to move
+        codes = words_to_codes(_noise_words(states, samples, NOISE_TAPS[index]))
+        out[:, :, j] = _runs(codes, len(seeds), samples)
     return out
 
 
@@ -157,14 +234,33 @@ def neuron(a, theta, sigma, codes, fmt):
 
 
 def spins(a, theta, sigma, codes, fmt):
-    """Only the spins of :func:`neuron`, faster: with ``sigma > 0``, ``sigma * code > D`` exactly
-    when ``code > floor(D / sigma)``, so each (neuron, pre-activation) needs one division and every
-    noise code one int16 comparison. ``a`` must broadcast against ``codes`` without the last
-    (sample) axis being added: ``a``, ``theta``, ``sigma`` have the shape of ``codes`` or fewer axes.
+    """Only the spins of :func:`neuron`, faster. ``a``, ``theta`` and ``sigma`` broadcast against
+    ``codes`` (noise codes, ``|code| <= MAX_CODE``) with no axis added to ``codes``.
+
+    With ``t = theta 2^(F - theta.frac)`` the spin is ``sigma code > t - a 2^F``. When ``a`` has
+    fewer elements than ``codes`` (shared by many samples), that is ``code > floor((t - a 2^F) /
+    sigma)`` for ``sigma > 0``: one division per ``a`` and one int16 comparison per code.
+    Otherwise, with ``t = h 2^F + l`` and ``0 <= l < 2^F``, it is ``a - h > floor((l - sigma code) /
+    2^F)``: no division, and int32 arithmetic when the values fit.
     """
     a, theta, sigma = (np.asarray(x, dtype=np.int64) for x in (a, theta, sigma))
+    codes = np.asarray(codes)
     frac = fmt.value.frac
-    deficit = (theta << (frac - fmt.theta_frac)) - (a << frac)     # spin iff sigma*code > deficit
+    threshold = theta << (frac - fmt.theta_frac)
+    if a.size < codes.size:
+        return (codes > _code_limit(threshold - (a << frac), sigma)).astype(np.uint8)
+    left = a - (threshold >> frac)
+    fits = ((1 << frac) + int(sigma.max(initial=0)) * hw.MAX_CODE < 2 ** 31
+            and np.abs(left).max(initial=0) < 2 ** 31)
+    dtype = np.int32 if fits else np.int64
+    right = (threshold & ((1 << frac) - 1)).astype(dtype) - sigma.astype(dtype) * codes
+    right >>= frac
+    return (left.astype(dtype) > right).astype(np.uint8)
+
+
+def _code_limit(deficit, sigma):
+    """``floor(deficit / sigma)`` clipped to int16 (``sigma == 0``: below or above every code as
+    ``deficit < 0`` or not), so that ``code > limit`` is ``sigma code > deficit``."""
     positive = sigma > 0
     # Float division is exact enough here: |deficit| < 2^53 and the quotient's distance to the next
     # integer (>= 1/sigma) is far above float64's relative precision for |deficit * sigma| < 2^53.
@@ -172,10 +268,8 @@ def spins(a, theta, sigma, codes, fmt):
         limit = np.floor(deficit / np.where(positive, sigma, 1))
     else:
         limit = np.floor_divide(deficit, np.where(positive, sigma, 1))
-    # With sigma == 0 the spin is deficit < 0 for every code: a limit below or above all codes.
     limit = np.where(positive, limit, np.where(deficit < 0, -(1 << 15), 1 << 15))
-    limit = np.clip(limit, -(1 << 15), (1 << 15) - 1).astype(np.int16)
-    return (np.asarray(codes) > limit).astype(np.uint8)
+    return np.clip(limit, -(1 << 15), (1 << 15) - 1).astype(np.int16)
 
 
 def switch_probability(a, theta, sigma, fmt):

@@ -106,15 +106,33 @@ def test_formats_refuse_out_of_range_values():
 
 
 @pytest.mark.parametrize("big", [False, True], ids=["float-division", "integer-division"])
-def test_fast_spins_equal_the_exact_rule_at_ties(big):
-    # golden.spins compares codes with floor(D / sigma); ties sigma * code == D must give 0.
+def test_fast_spins_with_shared_inputs_equal_the_exact_rule_at_ties(big):
+    # One a per row shared by 8 codes: golden.spins compares codes with floor(D / sigma); ties
+    # sigma * code == D must give 0.
     rng = np.random.default_rng(5)
-    fmt = NeuronFormat(a_width=20)
+    fmt = NeuronFormat(a_width=20 if big else 16)
+    n = 100_000
+    sigma = rng.integers(1, fmt.sigma.max_code if big else 4000, (n, 1))
+    codes = rng.integers(-hw.MAX_CODE, hw.MAX_CODE + 1, (n, 8))
+    a = rng.integers(-2 ** (fmt.a_width - 2), 2 ** (fmt.a_width - 2), (n, 1))
+    # theta chosen so that the deficit is sigma * code + {-1, 0, +1} for the first code of a row
+    frac, shift = fmt.value.frac, fmt.value.frac - fmt.theta_frac
+    deficit = sigma * codes[:, :1] + rng.integers(-1, 2, (n, 1)) * (1 << shift)
+    theta = (deficit + (a << frac)) >> shift
+    expect, _ = golden.neuron(a, theta, sigma, codes, fmt)
+    np.testing.assert_array_equal(golden.spins(a, theta, sigma, codes, fmt), expect)
+    assert 0 < expect[:, 0].sum() < n
+
+
+@pytest.mark.parametrize("a_width", [20, 40], ids=["int32", "int64"])
+def test_fast_spins_per_code_equal_the_exact_rule_at_ties(a_width):
+    # An a per code: golden.spins compares a - h with floor((l - sigma * code) / 2^F).
+    rng = np.random.default_rng(6)
+    fmt = NeuronFormat(a_width=a_width)
     n = 200_000
-    sigma = rng.integers(1, fmt.sigma.max_code if big else 4000, n)
+    sigma = rng.integers(0, fmt.sigma.max_code + 1, n)
     codes = rng.integers(-hw.MAX_CODE, hw.MAX_CODE + 1, n)
-    a = rng.integers(-2 ** 18, 2 ** 18, n)
-    # theta chosen so that the deficit is sigma * code + {-1, 0, +1}: exact ties and neighbours
+    a = rng.integers(-2 ** (a_width - 2), 2 ** (a_width - 2), n)
     frac, shift = fmt.value.frac, fmt.value.frac - fmt.theta_frac
     deficit = sigma * codes + rng.integers(-1, 2, n) * (1 << shift)
     theta = (deficit + (a << frac)) >> shift

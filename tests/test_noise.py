@@ -128,6 +128,22 @@ def test_bank_matches_golden_per_block():
     np.testing.assert_array_equal(got, golden.noise_codes(5, 3, 500, first=10))
 
 
+@pytest.mark.parametrize("jobs, samples", [(1, 5), (3, 1000), (300, 77)])
+def test_job_noise_codes_equal_the_generic_lfsr_model(jobs, samples):
+    # job_noise_codes steps the noise LFSR as 32-bit words and converts words in blocks: check it
+    # against the generic LFSR model and the word-to-code map, over many seeds and block indices.
+    from spinemu.hdl.polynomials import NOISE_DEGREE, NOISE_TAPS
+    rng = np.random.default_rng(jobs)
+    seeds = [0, 2 ** 64 - 1] + [int(s) for s in rng.integers(0, 2 ** 63, jobs)]
+    first = int(rng.integers(0, hw.MAX_BLOCKS - 8))
+    got = golden.job_noise_codes(seeds, 8, samples, first=first)
+    for j in range(8):
+        states = [seed_state(s, first + j) for s in seeds]
+        words = golden.lfsr_outputs(states, samples, width=NOISE_DEGREE,
+                                    taps=NOISE_TAPS[first + j], step=hw.WORD_BITS)
+        np.testing.assert_array_equal(got[:, :, j], golden.words_to_codes(words))
+
+
 def test_alias_table_draws_exactly_the_weights():
     weights, q, alias = hw.alias_table()
     cap, total = 1 << hw.THRESHOLD_BITS, 1 << (hw.BIN_BITS + hw.THRESHOLD_BITS)
