@@ -10,6 +10,7 @@ jobs per second against a float torch forward pass of the same network (the name
 jobs, same run), and the engine's cycles per image on Verilator against multiply-accumulates / lanes.
 """
 
+import os
 import sys
 import time
 
@@ -44,6 +45,9 @@ def add_arguments(parser):
     parser.add_argument("--jobs", type=int, default=540,
                         help="engine: golden/torch jobs (default: 540, the digits test split)")
     parser.add_argument("--job-samples", type=int, default=32, help="engine: samples per job")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="engine: timed rounds of the golden model and torch, taking turns "
+                             "(default: 7)")
     parser.add_argument("--no-rtl", action="store_true", help="engine: skip the Verilator run")
 
 
@@ -107,7 +111,26 @@ def _torch_forward(model, inputs, samples):
     return forward
 
 
+def _interleaved(fns, rounds):
+    """Seconds of each of ``fns`` in ``rounds`` rounds, the functions taking turns so that a change
+    in the machine's load falls on all of them; one untimed call each first (caches, threads)."""
+    for fn in fns:
+        fn()
+    seconds = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, spent in zip(fns, seconds):
+            spent.append(_timed(fn)[1])
+    return seconds
+
+
+def _jobs_per_s(jobs, seconds):
+    rates = jobs / np.array(seconds)
+    return f"{np.median(rates):,.0f} jobs/s [{rates.min():,.0f}-{rates.max():,.0f}]"
+
+
 def _engine(args):
+    import torch
+
     from spinemu.hdl.model_image import ModelError, ModelImage, random_model
     from spinemu.sim.engine_backends import default_config, run_engine
     from spinemu.sim.engine_model import job_cycles, macs_per_job, run_jobs
@@ -121,18 +144,21 @@ def _engine(args):
         config = default_config(model, args.lanes)
     except (OSError, ValueError, ModelError) as error:
         raise UserError(str(error)) from None
+    if args.rounds < 1 or args.jobs < 1:
+        raise UserError("--rounds and --jobs must be >= 1")
     rng = np.random.default_rng(0)
     inputs = rng.integers(0, 1 << model.input_bits, size=(args.jobs, model.sizes[0]))
     seeds = list(range(args.jobs))
     S = args.job_samples
-    run_jobs(model, inputs[:8], seeds[:8], S, args.lanes)  # warm caches (jump tables)
-    _, golden_s = _timed(lambda: run_jobs(model, inputs, seeds, S, args.lanes))
     forward = _torch_forward(model, inputs, S)
-    forward()
-    _, torch_s = _timed(forward)
-    print(f"network {model.sizes}, {args.lanes} lanes, S={S}, {args.jobs} jobs")
-    print(f"golden model: {args.jobs / golden_s:,.0f} jobs/s; float torch forward pass: "
-          f"{args.jobs / torch_s:,.0f} jobs/s; ratio {torch_s / golden_s:.2f}")
+    golden_s, torch_s = _interleaved([lambda: run_jobs(model, inputs, seeds, S, args.lanes),
+                                      forward], args.rounds)
+    print(f"network {model.sizes}, {args.lanes} lanes, S={S}, {args.jobs} jobs, median of "
+          f"{args.rounds} interleaved rounds (slowest-fastest in brackets)")
+    print(f"golden model ({os.cpu_count()} threads): {_jobs_per_s(args.jobs, golden_s)}; "
+          f"float torch forward pass "
+          f"({torch.get_num_threads()} threads): {_jobs_per_s(args.jobs, torch_s)}; "
+          f"ratio {np.median(torch_s) / np.median(golden_s):.2f}")
     macs = macs_per_job(model.sizes, S)
     formula = job_cycles(model.sizes, args.lanes, S)
     print(f"MACs per image {macs:,}; MACs / lanes {macs / args.lanes:,.0f}; documented cycles "
