@@ -4,16 +4,18 @@ Runs one engine job per image of the data set's held-out test split (all of it u
 exactly as `spinemu reconstruct` does (the same masks, job seeds and R.npz), on --backend: `float`
 (the trained float model with Gaussian noise, from the companion M.npz) or an engine backend
 (`golden`, the bit-exact golden model = the hardware's result; `amaranth`, `icarus`, `verilator`,
-the simulated design). Then scores the reconstructions with the reference classifier saved with
-the model (trained on the clean training images only):
+the simulated design), or with --url on the design at a pyserial URL (a board, or `spinemu serve`),
+through the host client, as `spinemu reconstruct --url` does. Then scores the reconstructions with
+the reference classifier saved with the model (trained on the clean training images only):
 
   accuracy on clean, zero-filled, mean-filled, nearest-neighbour-filled and reconstructed images;
   improvement ratio = reconstructed / zero-filled accuracy; MSE and PSNR on the hidden pixels;
   fid_classifier_features: the Frechet distance on the classifier's penultimate features (against
   the clean training images; the clean test images' own value is the floor), not Inception's FID.
 
-On a non-float backend the float model runs too, with the same job seeds, and the report gives the
-difference (hardware minus float, in points). --sweep adds accuracy against samples per image.
+On a non-float backend or --url the float model runs too, with the same job seeds, and the report
+gives the difference (hardware minus float, in points). --sweep adds accuracy against samples per
+image.
 --model default is the shipped digits model (host/data/digits_model.bin).
 
 examples:
@@ -21,8 +23,10 @@ examples:
       --out out/r.npz --report out/r.json --grid out/r.png --sweep 1,2,4,8,16,32,64
   spinemu evaluate --model default --backend float --occlusion random --report out/rf.json
   spinemu evaluate --model default --backend verilator --count 20 --report out/rv.json
+  spinemu evaluate --model default --url socket://127.0.0.1:7777 --report out/rs.json
 """
 
+import contextlib
 import json
 import math
 import sys
@@ -35,7 +39,7 @@ from .cli import UserError
 from .datasets import add_dataset_arguments, dataset_from_args, split
 from .evaluate import CLASSIFIER_HIDDEN
 from .model_cmd import resolve_model
-from .reconstruct_cmd import job_seed
+from .reconstruct_cmd import add_target_arguments, design_session, job_seed
 from .occlusion import OCCLUSIONS, occlusion_masks
 
 __all__ = ["add_arguments", "run", "job_seed", "run_backend",
@@ -63,8 +67,7 @@ def add_arguments(parser):
     parser.add_argument("--model", default="default", metavar="M.bin",
                         help="the model image, with its companion M.npz beside it; 'default' is "
                              "the shipped digits model (default: default)")
-    parser.add_argument("--backend", choices=BACKENDS, default="golden",
-                        help="float model or engine backend (default: golden)")
+    add_target_arguments(parser, BACKENDS)
     add_dataset_arguments(parser)
     parser.add_argument("--occlusion", choices=OCCLUSIONS, default="bottom",
                         help="which pixels are hidden (default: bottom)")
@@ -72,8 +75,9 @@ def add_arguments(parser):
                         help="samples per image, 1..65535 (default: 32)")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of the jobs and of random masks, 0..2^64-1 (default: 1)")
-    parser.add_argument("--lanes", type=int, default=4,
-                        help="engine lanes; they set the noise schedule (default: 4)")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="engine lanes; they set the noise schedule (default: 4; with --url, "
+                             "the design's)")
     parser.add_argument("--count", type=int, default=None, metavar="N",
                         help="how many test images, from the first (default: all)")
     parser.add_argument("--out", type=Path, metavar="R.npz",
@@ -91,8 +95,12 @@ def add_arguments(parser):
 
 
 def run_backend(backend, model, companion, inputs, seeds, samples, lanes, progress=None):
-    """Output spin counts ``(jobs, N_L)`` of ``inputs`` on ``backend``."""
+    """Output spin counts ``(jobs, N_L)`` of ``inputs`` on ``backend``: a name from
+    :data:`BACKENDS`, or a connected :class:`~spinemu.host.client.Client` holding ``model`` (the
+    design's lanes apply, and its own progress bar)."""
     seeds = [int(s) for s in seeds]
+    if not isinstance(backend, str):
+        return backend.run(inputs, seeds, samples).counts
     if backend == "float":
         return companion.network.counts(inputs, seeds, samples)
     try:
@@ -139,7 +147,8 @@ def _reconstruct(images, masks, counts, samples, max_value):
 def evaluate(model, companion, dataset, *, backend="golden", occlusion="bottom", samples=32,
              seed=1, lanes=4, count=None, sweep=(), progress=None):
     """Run the benchmark; returns ``(report, arrays)``: the figures (a JSON-able dict) and the
-    R.npz arrays. See the module docstring and ``docs/training.md``."""
+    R.npz arrays. ``backend`` is a name or a connected client (see :func:`run_backend`; the report
+    then names its ``url``). See the module docstring and ``docs/training.md``."""
     from spinemu.sim.engine_model import job_inputs, macs_per_job
 
     from .evaluate import benchmark_report, method_figures, feature_statistics
@@ -167,7 +176,9 @@ def evaluate(model, companion, dataset, *, backend="golden", occlusion="bottom",
     sizes = model.sizes
     report = {
         "dataset": dataset.name, "split": "held-out test split (datasets.split)",
-        "images": int(count), "occlusion": occlusion, "backend": backend,
+        "images": int(count), "occlusion": occlusion,
+        **({"backend": backend} if isinstance(backend, str) else
+           {"backend": "url", "url": backend.url}),
         "samples": int(samples), "seed": int(seed), "lanes": int(lanes),
         "sizes": list(sizes),
         "macs_per_image": {"once": sizes[0] * sizes[1], "per_sample": model.macs_per_sample,
@@ -247,7 +258,7 @@ def draw_grid(path, model, companion, dataset, report, arrays, *, backend, seed,
             if r == 0:
                 ax.set_title(dataset.classes[labels[chosen[c]]], fontsize=8)
     acc = report["accuracy"]
-    fig.suptitle(f"{report['occlusion']} occluded, {report['backend']}: reconstructed accuracy "
+    fig.suptitle(f"{report['occlusion']} occluded, {_target(report)}: reconstructed accuracy "
                  f"{acc['reconstructed']:.1%} (zero-filled {acc['zero_filled']:.1%})", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,10 +277,15 @@ def _finite(value):
     return value
 
 
+def _target(report):
+    """What ran the jobs, for people: the backend, or the URL of the design."""
+    return report.get("url", report["backend"])
+
+
 def _summary(report):
     acc, m = report["accuracy"], report["methods"]
     lines = [f"{report['images']} {report['dataset']} test images, {report['occlusion']} occluded, "
-             f"{report['backend']}, {report['samples']} samples:",
+             f"{_target(report)}, {report['samples']} samples:",
              f"  {'':18} {'accuracy':>9} {'MSE':>8} {'PSNR dB':>8} {'FID(clf)':>9}"]
     for name in ("clean", "zero_filled", "mean_filled", "nearest_neighbour", "reconstructed"):
         f = m[name]
@@ -285,7 +301,8 @@ def _summary(report):
     if "float_model" in report:
         fm = report["float_model"]
         lines.append(f"  float model, same seeds: {fm['accuracy']:.1%} "
-                     f"({fm['hardware_minus_float_points']:+.1f} points on {report['backend']})")
+                     f"({fm['hardware_minus_float_points']:+.1f} points on "
+                     f"{_target(report)})")
     for row in report.get("sweep", []):
         lines.append(f"  S = {row['samples']:5}: accuracy {row['accuracy']:.1%}, "
                      f"MSE {row['mse_occluded']:.4f}, "
@@ -319,19 +336,38 @@ def run(args):
     companion = load_companion(companion_path(path), data)
     dataset = dataset_from_args(args)
     _check_model(model, companion, path, dataset)
-    print(f"evaluating {path} on {args.backend}: {args.dataset}, {args.occlusion} occluded, "
-          f"{args.samples} samples", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        if args.url:
+            backend = stack.enter_context(design_session(args.url, model, path, args.lanes))
+            where, lanes = f"the design at {args.url}", backend.info.config.lanes
+        else:
+            backend = where = args.backend or "golden"
+            lanes = 4 if args.lanes is None else args.lanes
+        print(f"evaluating {path} on {where}: {args.dataset}, {args.occlusion} occluded, "
+              f"{args.samples} samples", file=sys.stderr)
+        report, arrays = _evaluate(args, model, companion, dataset, backend, lanes, sweep)
+        _write(args, model, companion, dataset, report, arrays, backend, lanes)
+    return 0
+
+
+def _evaluate(args, model, companion, dataset, backend, lanes, sweep):
     from tqdm import tqdm
     jobs = len(split(dataset)[1]) if args.count is None else max(args.count, 0)
-    # the Amaranth simulator runs one job at a time and slowly: show its progress
+    # the Amaranth simulator runs one job at a time and slowly: show its progress (a client
+    # shows its own)
     with tqdm(total=jobs * (1 + len(sweep)), unit="image", file=sys.stderr,
-              disable=args.backend != "amaranth") as bar:
-        report, arrays = evaluate(model, companion, dataset, backend=args.backend,
+              disable=backend != "amaranth") as bar:
+        report, arrays = evaluate(model, companion, dataset, backend=backend,
                                   occlusion=args.occlusion, samples=args.samples, seed=args.seed,
-                                  lanes=args.lanes, count=args.count, sweep=sweep,
+                                  lanes=lanes, count=args.count, sweep=sweep,
                                   progress=bar.update)
     report["model"] = str(args.model)
     report["model_sha256"] = companion.meta["model_sha256"]
+    return report, arrays
+
+
+def _write(args, model, companion, dataset, report, arrays, backend, lanes):
+    """The summary, and the files asked for (the grid runs jobs of its own on ``backend``)."""
     for line in _summary(report):
         print(line)
     if args.out:
@@ -344,8 +380,7 @@ def run(args):
         args.report.write_text(json.dumps(_finite(report), indent=2) + "\n")
         print(f"wrote {args.report}")
     if args.grid:
-        draw_grid(args.grid, model, companion, dataset, report, arrays, backend=args.backend,
-                  seed=args.seed, lanes=args.lanes, images=args.grid_images,
+        draw_grid(args.grid, model, companion, dataset, report, arrays, backend=backend,
+                  seed=args.seed, lanes=lanes, images=args.grid_images,
                   samples=args.grid_samples)
         print(f"wrote {args.grid}")
-    return 0

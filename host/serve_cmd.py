@@ -1,12 +1,13 @@
 """Run the simulated board: the design's byte stream on a loopback TCP port.
 
-The design (the generated Verilog of the protocol engine under Verilator or Icarus, the Amaranth
-simulation, or the golden model) listens on 127.0.0.1:PORT; a host connects with the pyserial URL
-`socket://127.0.0.1:PORT` exactly as to a board's serial port (`spinemu.host.client.Client`). The
-design keeps its state (a loaded model) from one connection to the next, like a board, and serves
-one connection at a time. The first start of a configuration on Verilator compiles it (a minute or
-so); later starts take seconds. Stop with Ctrl-C or SIGTERM, or use --once to stop when the
-client disconnects.
+The design (the generated Verilog of the protocol engine compiled by Verilator into a native
+program with its own clock loop, or under Icarus in a cocotb bench, the Amaranth simulation, or
+the golden model) listens on 127.0.0.1:PORT; a host connects with the pyserial URL
+`socket://127.0.0.1:PORT` exactly as to a board's serial port (`spinemu.host.client.Client`,
+`spinemu reconstruct --url`, `spinemu evaluate --url`). The design keeps its state (a loaded model)
+from one connection to the next, like a board, and serves one connection at a time. The first
+start of a configuration on Verilator compiles it (a minute or so); later starts take seconds.
+Stop with Ctrl-C or SIGTERM, or use --once to stop when the client disconnects.
 
 The design's configuration is a board's default (--board, default icebreaker), one sized for a
 layer-size list (--network) or for a model image (--model), each with --lanes to change the lanes.
@@ -113,8 +114,8 @@ def run(args):
     if not 8 <= args.max_payload <= 0xFFFF:
         raise UserError(f"--max-payload must be 8..65535, not {args.max_payload}")
     config, origin = resolve_config(args)
-    print(f"spinemu serve: {args.backend} board, {origin}: {describe_config(config)}",
-          flush=True)
+    kind = "native Verilator" if args.backend == "verilator" else args.backend
+    print(f"spinemu serve: {kind} board, {origin}: {describe_config(config)}", flush=True)
     if args.backend in ("verilator", "icarus"):
         print("spinemu serve: building the design (the first time for a configuration takes a "
               "while; builds are cached)...", flush=True)

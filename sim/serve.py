@@ -2,16 +2,20 @@
 
 A host talks to the simulated board exactly as to a board, through the pyserial URL
 ``socket://127.0.0.1:PORT`` instead of a serial port (``docs/host.md``). :func:`start_server`
-starts one of four backends behind the same socket glue:
+starts one of four backends, each behind a loopback TCP socket:
 
 ``golden``
     :class:`~spinemu.sim.board_model.GoldenBoard` in a thread: the exact answer bytes, no clock.
 ``amaranth``
     :class:`~spinemu.hdl.protocol_engine.ProtocolEngine` in the Amaranth simulator, in a thread.
-``icarus``, ``verilator``
+``icarus``
     the generated Verilog of the ProtocolEngine under a cocotb bench
     (:mod:`spinemu.sim.benches.serve_bench`) in a simulator process; the build is cached
     (:func:`spinemu.sim.rtl.run_bench`), so only the first start of a design compiles it.
+``verilator``
+    the native board (:mod:`spinemu.sim.native_serve`): the same Verilog compiled by Verilator
+    with a C++ main that runs the clock and the socket itself, many times faster than a cocotb
+    bench; cached the same way.
 
 The byte stream is the ProtocolEngine's ``i``/``o`` (the UART PHY of a board top is bypassed: it
 would only slow the simulation down, and the bytes are the same). The design keeps its state (a
@@ -304,8 +308,10 @@ class AmaranthServer(_ThreadServer):
 
 
 class RTLServer(Server):
-    """The generated Verilog under Icarus or Verilator (:mod:`spinemu.sim.benches.serve_bench`),
-    in a simulator process started by :func:`spinemu.sim.rtl.run_bench` from a thread of this one.
+    """The generated Verilog under a cocotb bench (:mod:`spinemu.sim.benches.serve_bench`) on
+    ``backend``, a simulator of :data:`spinemu.sim.rtl.SIMULATORS` (:func:`start_server` uses it for
+    Icarus), in a simulator process started by :func:`spinemu.sim.rtl.run_bench` from a thread of
+    this one.
     """
 
     def __init__(self, backend, config, max_payload, host, port, once, start_timeout=600.0):
@@ -393,7 +399,8 @@ def start_server(backend, config=EngineConfig(), max_payload=MAX_PAYLOAD, *, hos
     it listens on ``host:port`` (port 0: a free one, see ``server.url``).
 
     ``once``: stop when the first client disconnects. The design keeps its state between
-    connections otherwise. Verilator and Icarus compile the design the first time (cached).
+    connections otherwise. Verilator (the native board, which listens on 127.0.0.1 only) and
+    Icarus compile the design the first time (cached).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -401,4 +408,7 @@ def start_server(backend, config=EngineConfig(), max_payload=MAX_PAYLOAD, *, hos
         return GoldenServer(config, max_payload, host, port, once)
     if backend == "amaranth":
         return AmaranthServer(config, max_payload, host, port, once)
+    if backend == "verilator":
+        from .native_serve import start_native_server     # it imports this module
+        return start_native_server(config, max_payload, host=host, port=port, once=once)
     return RTLServer(backend, config, max_payload, host, port, once)

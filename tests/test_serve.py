@@ -1,7 +1,7 @@
-"""The simulated board: the client end to end against the generated Verilog under Verilator and
-Icarus and against the Amaranth simulation (counts equal to the golden model), `spinemu serve`
-starting, printing its URL and stopping cleanly, and `spinemu program` finding its tool or saying
-what to install."""
+"""The simulated board: the client end to end against the generated Verilog under Verilator (the
+native board) and Icarus (the cocotb bench) and against the Amaranth simulation (counts equal to the
+golden model), `spinemu serve` starting, printing its URL and stopping cleanly, and `spinemu
+program` finding its tool or saying what to install."""
 
 import os
 import re
@@ -19,7 +19,8 @@ from spinemu.hdl.model_image import random_model
 from spinemu.host.client import Client, LinkError
 from spinemu.host.cli import main
 from spinemu.sim.engine_model import job_cycles, run_jobs
-from spinemu.sim.serve import start_server
+from spinemu.sim.native_serve import NativeServer
+from spinemu.sim.serve import RTLServer, start_server
 
 MODEL = random_model((7, 9, 4), seed=3, fmt=CONFIG.fmt)
 SPINEMU = [sys.executable, "-m", "spinemu"]
@@ -41,9 +42,10 @@ def _end_to_end(server, jobs=8, samples=4, **options):
     return result
 
 
-def _rtl_board(simulator):
+def _rtl_board(simulator, kind):
     began = time.monotonic()
     server = start_server(simulator, CONFIG, MAX_PAYLOAD)
+    assert isinstance(server, kind)
     try:
         _end_to_end(server, min_clock_hz=1000)
         # The design keeps its model between connections, as a board does; a second client works.
@@ -59,17 +61,17 @@ def _rtl_board(simulator):
     finally:
         server.stop()
     stats = server.stats()
-    assert stats["connections"] == 3 and stats["answers"] > 0
+    assert stats["connections"] == 3 and stats["bytes_out"] > 0
     return time.monotonic() - began
 
 
 @pytest.mark.slow
 def test_verilator_board_end_to_end():
-    _rtl_board("verilator")
+    _rtl_board("verilator", NativeServer)
 
 
 def test_icarus_board_end_to_end():
-    _rtl_board("icarus")
+    _rtl_board("icarus", RTLServer)
 
 
 def test_amaranth_board_end_to_end():
@@ -131,22 +133,27 @@ def test_serve_command_stops_cleanly_on_a_signal(signum):
 
 
 @pytest.mark.slow
-def test_serve_command_stops_a_verilator_board_on_ctrl_c():
+def test_serve_command_runs_the_native_verilator_board_and_stops_it_on_ctrl_c():
     # Ctrl-C in a terminal signals the whole process group: spinemu and the simulator.
     process = subprocess.Popen(SPINEMU + ["serve", "--backend", "verilator", "--port", "0",
                                           "--network", "7,9,4", "--lanes", "2"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     try:
-        url = None
+        url, lines = None, []
         deadline = time.monotonic() + 300
         while url is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, "spinemu serve ended before printing its URL"
-            match = re.search(r"connect to (socket://\S+)", line)
+            lines.append(process.stdout.readline())
+            assert lines[-1], "spinemu serve ended before printing its URL"
+            match = re.search(r"connect to (socket://\S+)", lines[-1])
             url = match and match.group(1)
+        assert "spinemu serve: native Verilator board, sized for 7-9-4" in lines[0]
+        x, seeds = np.arange(14).reshape(2, 7), [5, 6]
         with Client.connect(url) as dev:
             assert dev.status().jobs == 0
+            dev.load_model(MODEL)
+            counts = dev.run(x, seeds, 3).counts
+        np.testing.assert_array_equal(counts, run_jobs(MODEL, x, seeds, 3, 2))
         os.killpg(process.pid, signal.SIGINT)
         out, _ = process.communicate(timeout=30)
     finally:
