@@ -1,15 +1,13 @@
 """Demo: the shipped digits model imagines the hidden halves of 540 digits on a simulated board.
 
 Starts the native simulated board (the design's Verilog compiled by Verilator with a C++ clock and
-socket loop, ``spinemu.sim.native_serve``; the cocotb Verilator server if that build fails), loads
-the shipped model through the client, streams the held-out digits with their bottom half occluded
-through it, checks every result bit for bit against the golden model, and writes a PNG grid and a
-report (``demo.png``, ``demo.json`` in ``--out``, default ``out/demo/``). Exit status 1 if any
+socket loop, ``spinemu.sim.native_serve``), loads the shipped model through the client, streams the
+held-out digits with their bottom half occluded through it, checks every result bit for bit against
+the golden model, and writes a PNG grid and a report (``demo.png``, ``demo.json`` in ``--out``, default ``out/demo/``). Exit status 1 if any
 result differs from the golden model.
 """
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -39,18 +37,13 @@ def add_arguments(parser):
 
 
 def _start_board(config, max_payload):
-    """The native board, or the cocotb Verilator server if the native build fails."""
-    from spinemu.sim.serve import ServeError, start_server
+    """The native board; a clear error if it cannot start."""
+    from spinemu.sim.native_serve import start_native_server
+    from spinemu.sim.serve import ServeError
     try:
-        from spinemu.sim.native_serve import start_native_server
         return start_native_server(config, max_payload, once=False), "native Verilator"
     except (ServeError, OSError) as error:
-        print(f"demo: the native simulated board failed ({error}); falling back to the cocotb "
-              f"Verilator server (much slower)", file=sys.stderr)
-    try:
-        return start_server("verilator", config, max_payload), "cocotb Verilator"
-    except ServeError as error:
-        raise UserError(f"no simulated board could start: {error}") from None
+        raise UserError(f"the simulated board could not start: {error}") from None
 
 
 def run(args):
