@@ -10,6 +10,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from spinemu.hdl.engine import groups
 
@@ -67,8 +68,8 @@ def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples,
     weights = [_exact_weights(w, x) for w, x in zip(weights, x_bounds)]
     network = (sizes, weights, bias, theta, sigma, fmt)
     # Batches of jobs: wide numpy operations whose temporaries stay in the cache; in threads, as
-    # numpy releases the GIL in its loops.
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
+    # numpy releases the GIL in its loops, each with one BLAS thread (more only contend).
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(os.cpu_count()) as pool:
         counts = pool.map(lambda at: _run_batch(network, inputs[at:at + _BATCH],
                                                 seeds[at:at + _BATCH], samples, lanes),
                           range(0, jobs, _BATCH))

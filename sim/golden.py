@@ -79,27 +79,29 @@ def _jump(width, taps, step, cycles):
     return _Linear.lfsr(width, taps, step).power(cycles)
 
 
-def _starts(states, cycles, *, width, taps, step):
-    """Cut each run of ``cycles`` into segments so that all runs' segments together fill wide numpy
-    operations; returns the segments' starting states, shape ``(len(states), segments)``, and their
-    length (a power of two, which keeps the jump tables few and cached)."""
-    wanted = max(1, -(-_WIDE // len(states)))
+def _segments(count, cycles):
+    """How ``count`` runs of ``cycles`` cycles are cut into segments, stepped at once: ``(length,
+    segments)`` per run, so that all segments together fill wide numpy operations; the length is a
+    power of two, which keeps the jump tables few and cached."""
+    wanted = max(1, -(-_WIDE // count))
     length = 1 << max(5, (max(1, cycles // wanted)).bit_length() - 1)
-    segments = max(1, -(-cycles // length))
-    # Starting states of all segments by doubling: s[g + 2^k] = T^(L 2^k) s[g].
+    return length, max(1, -(-cycles // length))
+
+
+def _starts(states, length, segments, *, width, taps, step):
+    """The segments' starting states, shape ``(len(states) * segments,)``, each run's in order."""
+    # By doubling: s[g + 2^k] = T^(L 2^k) s[g].
     starts = np.asarray(states, dtype=np.uint64)[:, None]
     while starts.shape[1] < segments:
         hop = _jump(width, taps, step, length * starts.shape[1])
         starts = np.concatenate([starts, hop.apply(starts)], axis=1)
-    return starts[:, :segments], length
+    return starts[:, :segments].reshape(-1)
 
 
-def _runs(steps, count, cycles):
-    """``steps`` of shape ``(length, count * segments)`` (a value per cycle of each segment) as
-    ``(count, cycles)``: each run's segments one after the other."""
-    length = len(steps)
-    runs = steps.reshape(length, count, -1).transpose(1, 2, 0).reshape(count, -1)
-    return runs[:, :cycles]
+def _runs(steps, count):
+    """``steps`` of shape ``(length, count * segments)`` (a value per cycle of each segment) as a
+    view ``(count, segments, length)``: each run's segments one after the other."""
+    return steps.reshape(len(steps), count, -1).transpose(1, 2, 0)
 
 
 def lfsr_outputs(state, cycles, *, width, taps, step):
@@ -113,8 +115,8 @@ def lfsr_outputs(state, cycles, *, width, taps, step):
     states = np.atleast_1d(np.asarray(state, dtype=object))
     if width > 64 or any(not 0 < int(s) < (1 << width) for s in states):
         raise ValueError(f"states must be 1..2^{width}-1 and width <= 64")
-    s, length = _starts(list(states), cycles, width=width, taps=taps, step=step)
-    s = s.reshape(-1)
+    length, segments = _segments(len(states), cycles)
+    s = _starts(list(states), length, segments, width=width, taps=taps, step=step)
     out = np.empty((length, len(s)), dtype=np.uint64)
     mask = np.uint64((1 << step) - 1)
     shifts = [np.uint64(e) for e in taps]
@@ -125,18 +127,17 @@ def lfsr_outputs(state, cycles, *, width, taps, step):
         for e in shifts[1:]:
             new ^= s >> e
         s = (s >> k) | ((new & mask) << top)
-    out = _runs(out, len(states), cycles)
+    out = _runs(out, len(states)).reshape(len(states), -1)[:, :cycles]
     return out[0] if np.ndim(state) == 0 else out
 
 
-def _noise_words(states, cycles, taps):
+def _noise_words(states, length, segments, taps):
     """:func:`lfsr_outputs` of a noise block's LFSR (64 bits, 32 per cycle), faster: its state is
     two output words, ``(w[t], w[t+1])``, so ``w[t+2]`` is the XOR over the taps ``e`` of the 32
     bits at ``e`` of that pair, and the model steps uint32 words with no state to shift. Returns
     the words by cycle, shape ``(length, len(states) * segments)`` (see :func:`_runs`)."""
     assert NOISE_DEGREE == 2 * hw.WORD_BITS == 64 and max(taps) <= hw.WORD_BITS
-    starts, length = _starts(states, cycles, width=NOISE_DEGREE, taps=taps, step=hw.WORD_BITS)
-    starts = starts.reshape(-1)
+    starts = _starts(states, length, segments, width=NOISE_DEGREE, taps=taps, step=hw.WORD_BITS)
     w = np.empty((length + 2, len(starts)), dtype=np.uint32)
     w[0], w[1] = starts & np.uint64(0xFFFF_FFFF), starts >> np.uint64(hw.WORD_BITS)
     part = np.empty_like(w[0])
@@ -154,16 +155,24 @@ def _noise_words(states, cycles, taps):
     return w[:length]
 
 
+_OFFSET_AT = hw.BIN_BITS + hw.THRESHOLD_BITS     # a word: bin, threshold, offset, sign
+_CODE_INDEX_BITS = hw.BIN_BITS + hw.OFFSET_BITS + 1  # bin, offset, sign: what sets the code
+
+
 @functools.cache
 def _code_tables():
     """Per bin ``i``: the key bound ``q[i] 2^7 + i`` (a word's low 25 bits, ``v 2^7 + i``, are below
-    it exactly when ``v < q[i]``), and the code magnitudes ``2 (8 b) + 1`` of ``b = i`` and of
-    ``b = alias[i]`` before the offset is added."""
+    it exactly when ``v < q[i]``) and ``alias[i]``; and the code of each (bin, offset, sign) at
+    index ``bin | offset << 7 | sign << 10``."""
     _, q, alias = hw.alias_table()
     bins = np.arange(1 << hw.BIN_BITS, dtype=np.uint32)
     key = (np.array(q, dtype=np.uint32) << np.uint32(hw.BIN_BITS)) | bins
-    base = 2 * (1 << hw.OFFSET_BITS)
-    return key, (base * bins + 1).astype(np.int16), (base * np.array(alias) + 1).astype(np.int16)
+    index = np.arange(1 << _CODE_INDEX_BITS)
+    bin_ = index & ((1 << hw.BIN_BITS) - 1)
+    offset = (index >> hw.BIN_BITS) & ((1 << hw.OFFSET_BITS) - 1)
+    magnitude = 2 * ((bin_ << hw.OFFSET_BITS) + offset) + 1
+    codes = np.where(index >> (_CODE_INDEX_BITS - 1), -magnitude, magnitude)
+    return key, np.array(alias, dtype=np.uint32), codes.astype(np.int16)
 
 
 _BLOCK = 1 << 14    # words converted at a time: the temporaries stay in the cache
@@ -179,21 +188,16 @@ def words_to_codes(words):
     return out.reshape(words.shape)
 
 
-_OFFSET_AT = hw.BIN_BITS + hw.THRESHOLD_BITS     # a word: bin, threshold, offset, sign
-_SIGN_AT = _OFFSET_AT + hw.OFFSET_BITS
-
-
 def _block_codes(words):
-    key, own, aliased = _code_tables()
+    key, alias, codes = _code_tables()
     w = words.astype(np.uint32, copy=False)  # the fields use the low 32 bits only
     i = w & np.uint32((1 << hw.BIN_BITS) - 1)
     below = (w & np.uint32((1 << _OFFSET_AT) - 1)) < key.take(i)
-    magnitude = np.where(below, own.take(i), aliased.take(i))
-    # 2 o: the offset field o shifted down one bit less
-    offset = (w >> np.uint32(_OFFSET_AT - 1)) & np.uint32(2 * ((1 << hw.OFFSET_BITS) - 1))
-    magnitude |= offset.astype(np.int16)
-    negative = ((w << np.uint32(31 - _SIGN_AT)).view(np.int32) >> 31).astype(np.int16)  # 0 or -1
-    return (magnitude ^ negative) - negative      # -m is (m ^ -1) - -1
+    chosen = np.where(below, i, alias.take(i))
+    # offset and sign, moved down next to the bin
+    above = (1 << _CODE_INDEX_BITS) - (1 << hw.BIN_BITS)
+    chosen |= (w >> np.uint32(hw.THRESHOLD_BITS)) & np.uint32(above)
+    return codes.take(chosen)
 
 
 def noise_codes(seed, blocks, samples, *, first=0):
@@ -207,16 +211,17 @@ def noise_codes(seed, blocks, samples, *, first=0):
 
 def job_noise_codes(seeds, blocks, samples, *, first=0):
     """:func:`noise_codes` for many job seeds at once: shape ``(len(seeds), samples, blocks)``."""
-    out = np.empty((len(seeds), samples, blocks), dtype=np.int16)
+    length, segments = _segments(len(seeds), samples)
+    out = np.empty((len(seeds), segments, length, blocks), dtype=np.int16)
     for j in range(blocks):
         index = first + j
         if not 0 <= index < hw.MAX_BLOCKS:
             raise ValueError(f"noise block index must be 0..{hw.MAX_BLOCKS - 1}, not {index}")
         states = [seed_state(int(seed), index) for seed in seeds]
         # codes before the transpose to runs: a quarter of the words' bytes to move
-        codes = words_to_codes(_noise_words(states, samples, NOISE_TAPS[index]))
-        out[:, :, j] = _runs(codes, len(seeds), samples)
-    return out
+        words = _noise_words(states, length, segments, NOISE_TAPS[index])
+        out[:, :, :, j] = _runs(words_to_codes(words), len(seeds))
+    return out.reshape(len(seeds), -1, blocks)[:, :samples]
 
 
 def neuron(a, theta, sigma, codes, fmt):
