@@ -8,11 +8,16 @@ complete noisy neuron on iCE40 UP5K and ECP5 85F.
 `spinemu bench engine` measures, for a network (`--shape`, or `--model M.bin`), the golden model's
 jobs per second against a float torch forward pass of the same network (the named reference, same
 jobs, same run), and the engine's cycles per image on Verilator against multiply-accumulates / lanes.
+
+`spinemu bench board` measures the images per second of the shipped digits model through the
+simulated board and the shares of the simulator, the transport and Python in that time, and
+computes what each board would reach against its UART (:mod:`spinemu.host.board_bench`).
 """
 
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -25,7 +30,7 @@ from spinemu.sim.noise_backends import BACKENDS, generate_noise
 from .cli import UserError
 from .model_cmd import resolve_model
 
-TARGETS = ("noise", "engine")
+TARGETS = ("noise", "engine", "board")
 FAMILIES = ("ice40", "ecp5")
 
 
@@ -44,11 +49,21 @@ def add_arguments(parser):
     parser.add_argument("--lanes", type=int, default=4, help="engine: lanes (default: 4)")
     parser.add_argument("--jobs", type=int, default=540,
                         help="engine: golden/torch jobs (default: 540, the digits test split)")
-    parser.add_argument("--job-samples", type=int, default=32, help="engine: samples per job")
+    parser.add_argument("--job-samples", type=int, default=32,
+                        help="engine, board: samples per job (default: 32)")
     parser.add_argument("--rounds", type=int, default=7,
                         help="engine: timed rounds of the golden model and torch, taking turns "
                              "(default: 7)")
     parser.add_argument("--no-rtl", action="store_true", help="engine: skip the Verilator run")
+    parser.add_argument("--count", type=int, default=64,
+                        help="board: occluded digits streamed through the simulated board "
+                             "(default: 64)")
+    parser.add_argument("--board", default="ulx3s",
+                        help="board: the simulated board has this board's lanes (default: ulx3s)")
+    parser.add_argument("--report", action="append", metavar="[BOARD=]PATH",
+                        help="board: a build's report.json (or its folder) whose Fmax to use; "
+                             "repeat for each board")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="board: write the figures here")
 
 
 def _timed(fn):
@@ -176,6 +191,9 @@ def _engine(args):
 
 
 def run(args):
+    if args.target == "board":
+        from .board_bench import run as run_board
+        return run_board(args)
     if args.target == "engine":
         return 0 if _engine(args) else 1
     if args.blocks < 1 or args.samples < 1 or args.sim_samples < 10:
