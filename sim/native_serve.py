@@ -10,6 +10,7 @@ Verilator bench. The build is cached by the hash of the Verilog and the C++ sour
 import hashlib
 import json
 import os
+import platform
 import signal
 import subprocess
 import tempfile
@@ -25,9 +26,21 @@ __all__ = ["NativeServer", "build_native", "start_native_server", "SOURCE"]
 
 SOURCE = Path(__file__).parent / "native" / "serve_main.cpp"
 TOPLEVEL = "top"
+# -march=native: the board is built on the machine that runs it (about 10% more cycles/s).
 _VERILATOR_ARGS = ["--cc", "--exe", "--build", "-O2", "--x-assign", "fast", "-Wno-fatal",
-                   "-Wno-lint", "-Wno-style", "--top-module", TOPLEVEL,
-                   "-MAKEFLAGS", "OPT_FAST=-O2 OPT_GLOBAL=-O2 OPT_SLOW=-O1"]
+                   "-Wno-lint", "-Wno-style", "--top-module", TOPLEVEL, "-MAKEFLAGS",
+                   "OPT_FAST='-O2 -march=native' OPT_GLOBAL='-O2 -march=native' OPT_SLOW=-O1"]
+
+
+def _cpu():
+    """What -march=native compiles for, so that a cache shared by two machines keeps a build per
+    CPU: its instruction-set flags (Linux), or the platform's name for the processor."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    flags = [line for line in info.splitlines() if line.startswith("flags")]
+    return flags[0] if flags else f"{platform.machine()} {platform.processor()}"
 
 
 def build_native(config=EngineConfig(), max_payload=MAX_PAYLOAD, *, log=None):
@@ -43,7 +56,7 @@ def build_native(config=EngineConfig(), max_payload=MAX_PAYLOAD, *, log=None):
     rtl.simulator_environment("verilator")
     text = verilog.convert(ProtocolEngine(config, max_payload), name=TOPLEVEL, emit_src=False)
     cpp = SOURCE.read_text()
-    key = hashlib.sha256(f"{_VERILATOR_ARGS}\0{text}\0{cpp}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{_VERILATOR_ARGS}\0{_cpu()}\0{text}\0{cpp}".encode()).hexdigest()[:16]
     build_dir = rtl.cache_dir() / "native" / key
     exe = build_dir / "obj_dir" / "Vtop"
     with rtl._locked(build_dir.with_suffix(".lock")):
@@ -88,8 +101,10 @@ class NativeServer(Server):
         if not line.startswith("listening "):
             self.process.kill()
             self.process.wait()
-            raise ServeError(f"the native board did not start: {line.strip() or 'no output'}; "
-                             f"see {self.log}")
+            self._log_file.close()
+            logged = self.log.read_text().strip().splitlines()
+            said = line.strip() or (logged[-1] if logged else "no output")
+            raise ServeError(f"the native board did not start: {said}; see {self.log}")
         self.host, self.port = "127.0.0.1", int(line.split()[1])
 
     def running(self):

@@ -89,3 +89,13 @@ def test_native_board_answers_bad_traffic_like_the_golden_board():
         assert not board.running()
         client.close()
     assert got == answers
+
+
+@pytest.mark.slow
+def test_native_board_says_why_it_cannot_start():
+    from spinemu.sim.native_serve import start_native_server
+    from spinemu.sim.serve import ServeError
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}"):
+            start_native_server(CONFIG, MAX_PAYLOAD, port=port)
