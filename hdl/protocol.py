@@ -93,9 +93,11 @@ def read_body(offset, count):
 def write_bodies(writes, config, max_payload):
     """WRITE bodies for ``(region, addr, value)`` writes, consecutive addresses merged into frames
     that fit ``max_payload`` (2 header bytes, 5 bytes of region and address)."""
-    bodies, run = [], None
+    bodies, run, rooms = [], None, {}
     for region, addr, value in writes:
-        room = (max_payload - 7) // element_bytes(region, config)
+        if region not in rooms:     # element_bytes builds the parameter layout: once per region
+            rooms[region] = (max_payload - 7) // element_bytes(region, config)
+        room = rooms[region]
         if run and run[0] == region and run[1] + len(run[2]) == addr and len(run[2]) < room:
             run[2].append(value)
         else:
