@@ -69,14 +69,18 @@ def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples,
     network = (sizes, weights, bias, theta, sigma, fmt)
     # Batches of jobs: wide numpy operations whose temporaries stay in the cache; in threads, as
     # numpy releases the GIL in its loops, each with one BLAS thread (more only contend).
-    with threadpool_limits(1, "blas"), ThreadPoolExecutor(os.cpu_count()) as pool:
-        counts = pool.map(lambda at: _run_batch(network, inputs[at:at + _BATCH],
-                                                seeds[at:at + _BATCH], samples, lanes),
-                          range(0, jobs, _BATCH))
+    # Equal batches of at most _BATCH jobs, as many as a multiple of the threads.
+    workers = os.cpu_count() or 1
+    batches = workers * max(1, -(-jobs // (workers * _BATCH)))
+    size = max(1, -(-jobs // batches))
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(workers) as pool:
+        counts = pool.map(lambda at: _run_batch(network, inputs[at:at + size],
+                                                seeds[at:at + size], samples, lanes),
+                          range(0, jobs, size))
         return np.concatenate([np.zeros((0, sizes[-1]), dtype=np.int64), *counts])
 
 
-_BATCH = 64
+_BATCH = 256
 
 
 def _run_batch(network, inputs, seeds, samples, lanes):

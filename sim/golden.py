@@ -20,7 +20,8 @@ from spinemu.hdl.seeding import seed_state
 __all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "words_to_codes", "neuron", "spins",
            "switch_probability"]
 
-_WIDE = 8192    # elements per numpy operation worth aiming for: fewer, longer operations
+_WIDE = 1 << 15  # elements per numpy operation worth aiming for: fewer, longer operations (and
+                 # less time holding the GIL per element, when threads share the work)
 
 
 class _Linear:
@@ -175,7 +176,7 @@ def _code_tables():
     return key, np.array(alias, dtype=np.uint32), codes.astype(np.int16)
 
 
-_BLOCK = 1 << 14    # words converted at a time: the temporaries stay in the cache
+_BLOCK = 1 << 16    # words converted at a time: the temporaries stay in the cache
 
 
 def words_to_codes(words):

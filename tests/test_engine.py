@@ -53,6 +53,19 @@ def test_results_do_not_depend_on_earlier_jobs():
     np.testing.assert_array_equal(counts[0], counts[3])
 
 
+def test_golden_batches_and_threads_do_not_change_a_job():
+    # run_jobs splits many jobs into batches run in threads: each job must come out as alone.
+    model = random_model((12, 20, 6), seed=4, fmt=EngineConfig().fmt)
+    rng = np.random.default_rng(4)
+    inputs = rng.integers(0, 1 << model.input_bits, size=(700, 12))
+    seeds = [int(s) for s in rng.integers(0, 2 ** 63, 700)]
+    together = run_jobs(model, inputs, seeds, 3, 4)
+    alone = np.concatenate([run_jobs(model, inputs[k:k + 1], seeds[k:k + 1], 3, 4)
+                            for k in range(700)])
+    np.testing.assert_array_equal(together, alone)
+    assert together.shape == (700, 6) and 0 < together.sum() < together.size * 3
+
+
 def test_model_writes_layout():
     config = _config(2)
     model = random_model((3, 3), seed=0, fmt=config.fmt)
