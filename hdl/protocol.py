@@ -10,6 +10,7 @@ timeout) before the next. Every command is idempotent (a job is fully determined
 a request whose response was lost is simply sent again. ``docs/protocol.md`` has the bodies.
 """
 
+import functools
 import hashlib
 import struct
 
@@ -42,6 +43,7 @@ class Status(enum.Enum, shape=8):
     BAD_FRAME = 0x05       # CRC, COBS or length error in the frame itself (seq = 0xFF)
 
 
+@functools.lru_cache(maxsize=None)    # it builds a layout; WRITEs ask once per element
 def element_bytes(region, config):
     """Bytes per element of a WRITE to ``region``: little-endian, as wide as the memory word."""
     bits = {Region.CONFIG: 16, Region.INPUT: config.input_bits,
@@ -93,11 +95,9 @@ def read_body(offset, count):
 def write_bodies(writes, config, max_payload):
     """WRITE bodies for ``(region, addr, value)`` writes, consecutive addresses merged into frames
     that fit ``max_payload`` (2 header bytes, 5 bytes of region and address)."""
-    bodies, run, rooms = [], None, {}
+    bodies, run = [], None
     for region, addr, value in writes:
-        if region not in rooms:     # element_bytes builds the parameter layout: once per region
-            rooms[region] = (max_payload - 7) // element_bytes(region, config)
-        room = rooms[region]
+        room = (max_payload - 7) // element_bytes(region, config)
         if run and run[0] == region and run[1] + len(run[2]) == addr and len(run[2]) < room:
             run[2].append(value)
         else:

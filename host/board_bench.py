@@ -32,21 +32,13 @@ _STATS_TIMEOUT_S = 10.0
 
 
 def _occluded_digits(count):
-    """The first ``count`` held-out digits with their bottom half hidden and their job seeds, as
-    ``spinemu demo`` streams them."""
+    """The first ``count`` of ``spinemu demo``'s jobs: ``(images, masks, seeds, max_value)``."""
     from .datasets import load_dataset, split
-    from .demo_cmd import SEED
-    from .occlusion import occlusion_masks
-    from .reconstruct_cmd import job_seed
+    from .demo_cmd import occluded_jobs
 
     dataset = load_dataset("digits")
-    _, test_idx = split(dataset)
-    if not 1 <= count <= len(test_idx):
-        raise UserError(f"--count must be 1..{len(test_idx)}, not {count}")
-    images = dataset.images[test_idx[:count]]
-    masks = occlusion_masks("bottom", count, dataset.shape, SEED)
-    seeds = [job_seed(SEED, k) for k in range(count)]
-    return images, masks, seeds, dataset.max_value
+    indices, masks, seeds = occluded_jobs(dataset, split(dataset)[1], count)
+    return dataset.images[indices], masks, [int(s) for s in seeds], dataset.max_value
 
 
 class _TimedPort:
@@ -107,18 +99,14 @@ def stream_digits(model, count=64, samples=32, lanes=16, *, progress=None):
     from spinemu.hdl.framing import MAX_PAYLOAD
     from spinemu.sim.engine_backends import default_config
     from spinemu.sim.engine_model import job_cycles, job_inputs, run_jobs
-    from spinemu.sim.native_serve import start_native_server
-    from spinemu.sim.serve import ServeError
 
     from .client import Client
+    from .demo_cmd import start_board
 
     images, masks, seeds, top = _occluded_digits(count)
     config = default_config(model, lanes)
     began = time.perf_counter()
-    try:
-        board = start_native_server(config, MAX_PAYLOAD)
-    except (ServeError, OSError) as error:
-        raise UserError(f"the native simulated board did not start: {error}") from None
+    board = start_board(config, MAX_PAYLOAD)
     started_s = time.perf_counter() - began
     with board:
         with Client.connect(board.url, min_clock_hz=1000, timeout=5.0) as dev:

@@ -14,11 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError
+from .occlusion import occlusion_masks
+from .reconstruct_cmd import job_seed
 
-__all__ = ["add_arguments", "run", "DEFAULT_LANES", "DEFAULT_OUT"]
+__all__ = ["add_arguments", "run", "occluded_jobs", "start_board", "DEFAULT_LANES", "DEFAULT_OUT",
+           "SEED"]
 
 DEFAULT_LANES = 16
 DEFAULT_OUT = Path("out/demo")
+BOARD_KIND = "native Verilator"
 SEED = 1
 
 
@@ -36,12 +40,22 @@ def add_arguments(parser):
                              "`make` does this at installation, so the demo itself starts at once")
 
 
-def _start_board(config, max_payload):
+def occluded_jobs(dataset, test_idx, count):
+    """The demo's jobs: the first ``count`` held-out digits (``test_idx``, the data set's test
+    split) with their bottom half hidden. Returns ``(indices, masks, seeds)``."""
+    if not 1 <= count <= len(test_idx):
+        raise UserError(f"--count must be 1..{len(test_idx)}, not {count}")
+    masks = occlusion_masks("bottom", count, dataset.shape, SEED)
+    seeds = np.array([job_seed(SEED, k) for k in range(count)], dtype=np.uint64)
+    return test_idx[:count], masks, seeds
+
+
+def start_board(config, max_payload):
     """The native board; a clear error if it cannot start."""
     from spinemu.sim.native_serve import start_native_server
     from spinemu.sim.serve import ServeError
     try:
-        return start_native_server(config, max_payload, once=False), "native Verilator"
+        return start_native_server(config, max_payload, once=False)
     except (ServeError, OSError) as error:
         raise UserError(f"the simulated board could not start: {error}") from None
 
@@ -54,9 +68,8 @@ def run(args):
     from .client import Client
     from .datasets import load_dataset, split
     from .evaluate import benchmark_report
-    from .evaluate_cmd import draw_grid, job_seed
+    from .evaluate_cmd import draw_grid
     from .model_cmd import DEFAULT_MODEL, load_model
-    from .occlusion import occlusion_masks
     from .train import companion_path, load_companion
 
     if not 1 <= args.samples < 1 << 16:
@@ -66,8 +79,7 @@ def run(args):
     dataset = load_dataset("digits")
     train_idx, test_idx = split(dataset)
     count = len(test_idx) if args.count is None else args.count
-    if not 1 <= count <= len(test_idx):
-        raise UserError(f"--count must be 1..{len(test_idx)}, not {count}")
+    indices, masks, seeds = occluded_jobs(dataset, test_idx, count)
     try:
         config = default_config(model, args.lanes)
     except ValueError as error:
@@ -81,11 +93,8 @@ def run(args):
             raise UserError(str(error)) from None
         return 0
 
-    indices = test_idx[:count]
     top = dataset.max_value
     images, labels = dataset.images[indices], dataset.labels[indices]
-    masks = occlusion_masks("bottom", count, dataset.shape, SEED)
-    seeds = np.array([job_seed(SEED, k) for k in range(count)], dtype=np.uint64)
     inputs = job_inputs(images, masks)
     per_job = job_cycles(model.sizes, args.lanes, args.samples)
 
@@ -93,8 +102,8 @@ def run(args):
           f"bottom half occluded, S = {args.samples} samples, {args.lanes} lanes "
           f"({per_job} cycles per digit)")
     began = time.perf_counter()
-    board, kind = _start_board(config, MAX_PAYLOAD)
-    print(f"demo: simulated board ({kind}) on {board.url}, started in "
+    board = start_board(config, MAX_PAYLOAD)
+    print(f"demo: simulated board ({BOARD_KIND}) on {board.url}, started in "
           f"{time.perf_counter() - began:.1f} s")
     try:
         with Client.connect(board.url, min_clock_hz=1000, timeout=5.0) as dev:
@@ -119,7 +128,7 @@ def run(args):
     report = {
         "model": str(DEFAULT_MODEL), "sizes": list(model.sizes), "dataset": "digits",
         "images": count, "occlusion": "bottom", "samples": args.samples, "seed": SEED,
-        "lanes": args.lanes, "board": kind, "backend": kind,
+        "lanes": args.lanes, "board": BOARD_KIND, "backend": BOARD_KIND,
         "accuracy": {"reconstructed": acc["reconstructed"], "zero_filled": acc["zero_filled"]},
         "improvement_ratio": figures["improvement_ratio"],
         "seconds": round(seconds, 3),
@@ -137,7 +146,7 @@ def run(args):
               "labels": labels}
     # The grid's single-sample rows come from the golden model (bit-identical to the board, as
     # checked above), so drawing it needs no second pass through the simulated board.
-    draw_grid(grid, model, companion, dataset, {**report, "backend": kind}, arrays,
+    draw_grid(grid, model, companion, dataset, report, arrays,
               backend="golden", seed=SEED, lanes=args.lanes, images=min(10, count), samples=2)
     (out / "demo.json").write_text(json.dumps(report, indent=2) + "\n")
 

@@ -35,20 +35,20 @@ from pathlib import Path
 
 import numpy as np
 
+from spinemu.sim.engine_backends import BACKENDS as ENGINE_BACKENDS
+
 from .cli import UserError
-from .datasets import add_dataset_arguments, dataset_from_args, split
+from .datasets import dataset_from_args, split
 from .evaluate import CLASSIFIER_HIDDEN
 from .model_cmd import resolve_model
-from .reconstruct_cmd import add_target_arguments, design_session, job_seed
-from .occlusion import OCCLUSIONS, occlusion_masks
+from .reconstruct_cmd import add_job_arguments, check_job_arguments, design_session, job_seed
+from .occlusion import occlusion_masks
 
 __all__ = ["add_arguments", "run", "job_seed", "run_backend",
            "evaluate", "BACKENDS"]
 
-#: The shipped digits model, what ``--model default`` names (its companion is beside it).
-ENGINE_BACKENDS = ("golden", "amaranth", "icarus", "verilator")
+#: The float model of the companion M.npz, or an engine backend.
 BACKENDS = ("float",) + ENGINE_BACKENDS
-_MASK64 = (1 << 64) - 1
 FID_FEATURES = CLASSIFIER_HIDDEN[-1]   # the reference classifier's penultimate layer
 
 
@@ -67,19 +67,7 @@ def add_arguments(parser):
     parser.add_argument("--model", default="default", metavar="M.bin",
                         help="the model image, with its companion M.npz beside it; 'default' is "
                              "the shipped digits model (default: default)")
-    add_target_arguments(parser, BACKENDS)
-    add_dataset_arguments(parser)
-    parser.add_argument("--occlusion", choices=OCCLUSIONS, default="bottom",
-                        help="which pixels are hidden (default: bottom)")
-    parser.add_argument("--samples", type=int, default=32, metavar="S",
-                        help="samples per image, 1..65535 (default: 32)")
-    parser.add_argument("--seed", type=int, default=1,
-                        help="seed of the jobs and of random masks, 0..2^64-1 (default: 1)")
-    parser.add_argument("--lanes", type=int, default=None,
-                        help="engine lanes; they set the noise schedule (default: 4; with --url, "
-                             "the design's)")
-    parser.add_argument("--count", type=int, default=None, metavar="N",
-                        help="how many test images, from the first (default: all)")
+    add_job_arguments(parser, BACKENDS)
     parser.add_argument("--out", type=Path, metavar="R.npz",
                         help="the reconstructions, as `spinemu reconstruct` writes them")
     parser.add_argument("--report", type=Path, metavar="R.json", help="the figures as JSON")
@@ -315,10 +303,7 @@ def run(args):
 
     from .train import companion_path, load_companion
 
-    if not 1 <= args.samples < 1 << 16:
-        raise UserError(f"--samples must be 1..65535, not {args.samples}")
-    if not 0 <= args.seed <= _MASK64:
-        raise UserError(f"--seed must be 0..2^64-1, not {args.seed}")
+    check_job_arguments(args)
     if args.grid_images < 1 or args.grid_samples < 0:
         raise UserError("--grid-images must be at least 1 and --grid-samples at least 0")
     sweep = _list(args.sweep, "--sweep") if args.sweep else ()

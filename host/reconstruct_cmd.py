@@ -45,7 +45,7 @@ from .datasets import add_dataset_arguments, dataset_from_args, split
 from .model_cmd import load_model, resolve_model
 from .occlusion import OCCLUSIONS, occlusion_masks
 
-__all__ = ["add_arguments", "add_target_arguments", "run", "job_seed", "reconstruct_images",
+__all__ = ["add_arguments", "add_job_arguments", "check_job_arguments", "run", "job_seed", "reconstruct_images",
            "design_session"]
 
 _MASK64 = (1 << 64) - 1
@@ -59,7 +59,23 @@ def add_arguments(parser):
     parser.add_argument("--model", type=resolve_model, required=True, metavar="M.bin",
                         help="the model image (see `spinemu model`), or `default`: the shipped "
                              "digits model")
-    add_target_arguments(parser, BACKENDS)
+    add_job_arguments(parser, BACKENDS)
+    parser.add_argument("--out", type=Path, required=True, metavar="R.npz",
+                        help="where to write the results")
+
+
+def add_job_arguments(parser, backends):
+    """What the jobs are and where they run, as `reconstruct` and `evaluate` take them: --backend
+    (one of ``backends``, default golden) or --url, the data set, --occlusion, --count, --samples,
+    --seed and --lanes."""
+    target = parser.add_mutually_exclusive_group()
+    # default None, not "golden": argparse lets `--backend golden --url U` through otherwise (it
+    # tells given from default by identity, and the interned "golden" is the default object)
+    target.add_argument("--backend", choices=backends, default=None,
+                        help="where the jobs run (default: golden)")
+    target.add_argument("--url", metavar="URL",
+                        help="run the jobs on the design at this pyserial URL instead: a board "
+                             "(/dev/ttyUSB1) or `spinemu serve` (socket://127.0.0.1:PORT)")
     add_dataset_arguments(parser)
     parser.add_argument("--occlusion", choices=OCCLUSIONS, default="bottom",
                         help="which pixels are hidden (default: bottom)")
@@ -72,20 +88,6 @@ def add_arguments(parser):
     parser.add_argument("--lanes", type=int, default=None,
                         help="engine lanes (a power of two); they set the noise schedule, so "
                              "results depend on them (default: 4; with --url, the design's)")
-    parser.add_argument("--out", type=Path, required=True, metavar="R.npz",
-                        help="where to write the results")
-
-
-def add_target_arguments(parser, backends):
-    """--backend (one of ``backends``, default golden) or --url: where the jobs run."""
-    target = parser.add_mutually_exclusive_group()
-    # default None, not "golden": argparse lets `--backend golden --url U` through otherwise (it
-    # tells given from default by identity, and the interned "golden" is the default object)
-    target.add_argument("--backend", choices=backends, default=None,
-                        help="where the jobs run (default: golden)")
-    target.add_argument("--url", metavar="URL",
-                        help="run the jobs on the design at this pyserial URL instead: a board "
-                             "(/dev/ttyUSB1) or `spinemu serve` (socket://127.0.0.1:PORT)")
 
 
 @contextlib.contextmanager
@@ -163,11 +165,16 @@ def _run_jobs(args, model, inputs, seeds, what):
             raise UserError(str(error)) from None
 
 
-def run(args):
+def check_job_arguments(args):
+    """UserError for --samples or --seed out of range (see :func:`add_job_arguments`)."""
     if not 1 <= args.samples < 1 << 16:
         raise UserError(f"--samples must be 1..65535, not {args.samples}")
     if not 0 <= args.seed <= _MASK64:
         raise UserError(f"--seed must be 0..2^64-1, not {args.seed}")
+
+
+def run(args):
+    check_job_arguments(args)
     model = load_model(args.model)
     dataset = dataset_from_args(args)
     _check_model(model, args.model, dataset)

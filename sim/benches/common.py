@@ -6,13 +6,26 @@ import os
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-__all__ = ["config", "start", "Handshake"]
+__all__ = ["config", "start", "quiet_link", "Handshake", "PERIOD_NS"]
+
+PERIOD_NS = 10      # the benches' clock: 100 MHz
 
 
 def config():
     """The bench configuration that :func:`spinemu.sim.rtl.run_bench` passed (as a file)."""
     with open(os.environ["SPINEMU_BENCH"]) as f:
         return json.load(f)
+
+
+def quiet_link(dut, o_ready):
+    """A protocol engine's inputs at rest before the clock starts: no byte offered on ``i``,
+    ``o.ready`` as given, no UART errors (the board top's counters, where the design has them)."""
+    dut.i__valid.value = 0
+    dut.i__payload.value = 0
+    dut.o__ready.value = o_ready
+    for name in ("uart_frame_errors", "uart_overruns"):
+        if hasattr(dut, name):
+            getattr(dut, name).value = 0
 
 
 async def start(dut, cycles=2):
@@ -22,7 +35,7 @@ async def start(dut, cycles=2):
     edges where the design's registers change, so no read races a register update; that makes the
     simulator-side clock (``impl="gpi"``, no Python per edge) safe on every simulator.
     """
-    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
+    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     for _ in range(cycles):
         await FallingEdge(dut.clk)

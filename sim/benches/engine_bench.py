@@ -30,9 +30,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 
-from spinemu.sim.benches.common import config, start
-
-PERIOD_NS = 10  # the clock that common.start runs
+from spinemu.sim.benches.common import PERIOD_NS, config, start
 
 
 async def _transfer(dut, stream, word):

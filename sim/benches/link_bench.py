@@ -13,7 +13,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge
 
-from spinemu.sim.benches.common import Handshake, config, start
+from spinemu.sim.benches.common import Handshake, config, quiet_link, start
 
 
 @cocotb.test()
@@ -22,12 +22,7 @@ async def link(dut):
     rng = random.Random(cfg.get("stall_seed", 0))
     valid_p, ready_p = cfg.get("valid_p", 1.0), cfg.get("ready_p", 1.0)
     limit = cfg.get("max_cycles", 1_000_000)
-    dut.i__valid.value = 0
-    dut.i__payload.value = 0
-    dut.o__ready.value = 0
-    for name in ("uart_frame_errors", "uart_overruns"):
-        if hasattr(dut, name):
-            getattr(dut, name).value = 0
+    quiet_link(dut, o_ready=0)
     await start(dut)
     answers = []
     streams = Handshake(dut, rng, valid_p, ready_p)

@@ -19,15 +19,12 @@ import time
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from spinemu.hdl.framing import DELIMITER
-from spinemu.sim.benches.common import config
+from spinemu.sim.benches.common import PERIOD_NS, config, quiet_link, start
 from spinemu.sim.serve import CHUNK_CYCLES, LinkSocket, quiet_cycles
-
-PERIOD_NS = 10
 
 
 class _Stop:
@@ -200,18 +197,8 @@ async def serve(dut):
         raise
     stats = _Stats(out_dir)
 
-    dut.i__valid.value = 0
-    dut.i__payload.value = 0
-    dut.o__ready.value = 1
-    for name in ("uart_frame_errors", "uart_overruns"):
-        if hasattr(dut, name):
-            getattr(dut, name).value = 0
-    # The clock toggles in the simulator (GPI), not in a Python coroutine: no Python per cycle.
-    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
-    dut.rst.value = 1
-    for _ in range(2):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    quiet_link(dut, o_ready=1)
+    await start(dut)    # the clock toggles in the simulator (GPI): no Python per cycle
     stop.install()
     # Ready: listening, and a stop request is now heard.
     ready = out_dir / "ready.json"
