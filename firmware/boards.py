@@ -9,7 +9,7 @@ stop-and-wait protocol is the only flow control (neither board wires RTS/CTS to 
 a heartbeat, a running job and whether the UART has seen an error.
 
 :data:`BOARDS` names the supported boards with their platform, their default
-:class:`~spinemu.hdl.engine.EngineConfig` and the reference network that configuration holds
+:class:`~spinemu.hdl.memory_map.EngineConfig` and the reference network that configuration holds
 (``docs/boards.md`` has the resources and timing measured for each).
 """
 
@@ -20,14 +20,13 @@ from amaranth.lib import io, wiring
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from spinemu.hdl.engine import EngineConfig
 from spinemu.hdl.framing import MAX_PAYLOAD
+from spinemu.hdl.memory_map import sized_config
 from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.hdl.uart import UARTRx, UARTTx, divisor_for
 from spinemu.hdl.weight_memory import SPRAM_DEPTH
 
-__all__ = ["DEFAULT_BAUD", "LED_ROLES", "network_words", "sized_config", "Board", "BOARDS", "board",
-           "BoardTop"]
+__all__ = ["DEFAULT_BAUD", "LED_ROLES", "Board", "BOARDS", "board", "BoardTop"]
 
 #: Both oscillators (12 and 25 MHz) divide into 1 Mbaud exactly, and both FTDI chips (FT2232H on
 #: the iCEBreaker, FT231X on the ULX3S) make 1 Mbaud exactly (3 MHz / 3). The next FTDI rates,
@@ -41,29 +40,6 @@ DEFAULT_BAUD = 1_000_000
 LED_ROLES = ("heartbeat", "busy", "activity", "error")
 
 
-def network_words(network, lanes):
-    """Weight words and parameter entries per lane that a network of layer sizes ``network``
-    (N_0, ..., N_L) takes in an engine with ``lanes`` lanes (``docs/engine.md``'s memory map)."""
-    groups = [-(-n // lanes) for n in network[1:]]
-    return sum(g * n for g, n in zip(groups, network)), sum(groups)
-
-
-def sized_config(network, lanes, weight_quantum=1):
-    """The :class:`~spinemu.hdl.engine.EngineConfig` with ``lanes`` lanes sized for ``network``.
-
-    ``max_layers``, ``max_inputs`` and ``max_width`` are the network's; the weight memory is
-    rounded up to a multiple of ``weight_quantum`` words (the depth of the RAM blocks it is built
-    from, so no block is left part-used), the parameter memories to a power of two.
-    """
-    if len(network) < 2 or min(network) < 1:
-        raise ValueError(f"a network needs an input size and at least one layer, not {network}")
-    words, entries = network_words(network, lanes)
-    return EngineConfig(lanes=lanes, max_layers=len(network) - 1, max_inputs=network[0],
-                        max_width=max(network[1:]),
-                        weight_depth=-(-words // weight_quantum) * weight_quantum,
-                        param_depth=1 << (entries - 1).bit_length())
-
-
 @dataclass(frozen=True)
 class Board:
     """A supported board.
@@ -72,7 +48,8 @@ class Board:
     :mod:`spinemu.firmware.synth` family. The default engine configuration (:attr:`config`) has
     ``lanes`` lanes and is sized for ``network``, the layer sizes (N_0, ..., N_L) of the largest
     reference network the board holds, with its weight memory rounded up to ``weight_quantum``
-    words. ``leds`` maps ``(resource, number)`` to an entry of :data:`LED_ROLES`.
+    words (:func:`~spinemu.hdl.memory_map.sized_config`). ``leds`` maps ``(resource, number)`` to
+    an entry of :data:`LED_ROLES`.
     """
 
     name: str
@@ -91,7 +68,7 @@ class Board:
 
     @property
     def config(self):
-        """The default :class:`~spinemu.hdl.engine.EngineConfig`."""
+        """The default :class:`~spinemu.hdl.memory_map.EngineConfig`."""
         return self.configure()
 
     def configure(self, lanes=None, network=None):

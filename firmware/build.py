@@ -15,13 +15,15 @@ import time
 from pathlib import Path
 
 from spinemu.hdl.framing import MAX_PAYLOAD
+from spinemu.hdl.memory_map import job_cycles
 from spinemu.hdl.protocol import build_hash
 from spinemu.hdl.uart import divisor_for
 from spinemu.hdl.weight_memory import check_spram
-from spinemu.sim.engine_model import job_cycles
 
-from .boards import DEFAULT_BAUD, BoardTop, board as find_board
-from .synth import _classify
+from .boards import DEFAULT_BAUD, BoardTop
+from .boards import board as find_board
+from .errors import FirmwareError
+from .synth import classify_cells
 from .toolchain import find_tool, run_tool, use_yowasp
 
 __all__ = ["BuildError", "ConfigurationError", "DesignDoesNotFit", "build_board", "REPORT_FIELDS"]
@@ -43,7 +45,7 @@ _BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit"}
 _NO_FIT = re.compile(r"no BELs remaining|Unable to place")
 
 
-class BuildError(RuntimeError):
+class BuildError(FirmwareError):
     """The build did not produce a bitstream; the message says which tool failed and where its
     log is."""
 
@@ -155,7 +157,7 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=DEFAULT_BAUD, s
 
     stat = json.loads((out / "stat.json").read_text())
     cells = {t: n for t, n in stat["design"]["num_cells_by_type"].items() if t != "$scopeinfo"}
-    counts = _classify(board.family, cells)
+    counts = classify_cells(board.family, cells)
     nextpnr = json.loads((out / _NEXTPNR_REPORT).read_text())
     (clock_net, timing), = nextpnr["fmax"].items()
     fmax = timing["achieved"]

@@ -20,7 +20,8 @@ from amaranth.lib.wiring import In, Out
 
 from .toolchain import run_tool
 
-__all__ = ["FAMILIES", "synth_stats", "place_and_route_fmax", "OutOfContextHarness"]
+__all__ = ["FAMILIES", "classify_cells", "synth_stats", "place_and_route_fmax",
+           "OutOfContextHarness"]
 
 #: Per family: the yosys synthesis command, the nextpnr tool and device/package options, and the
 #: default P&R target (the board's oscillator frequency).
@@ -50,8 +51,10 @@ def _count(cells, predicate):
     return sum(n for cell_type, n in cells.items() if predicate(cell_type))
 
 
-def _classify(family, cells):
-    """Sort yosys cell counts into resource classes; ``cells`` keeps every type as reported."""
+def classify_cells(family, cells):
+    """Sort yosys cell counts ``cells`` (``{cell type: count}`` of ``stat -json``) of a ``family``
+    design into resource classes: ``lut``, ``ff``, ``bram``, ``dsp``, ``carry``, and ``spram``
+    (iCE40) or ``dram`` (ECP5). ``docs/synthesis.md`` says what each counts."""
     if family == "ice40":
         return {
             "lut":   cells.get("SB_LUT4", 0),
@@ -103,7 +106,7 @@ def _synthesize(elaboratable, family, workdir, *, top_name, ports, netlist):
     cells = {cell_type: n for cell_type, n in report["design"]["num_cells_by_type"].items()
              if cell_type != "$scopeinfo"}
     version = re.match(r"Yosys \S+", report.get("creator", ""))
-    stats = {"family": family, "top": top_name, **_classify(family, cells), "cells": cells,
+    stats = {"family": family, "top": top_name, **classify_cells(family, cells), "cells": cells,
              "yosys": version[0] if version else None}
     return stats, (workdir / f"{top_name}.json" if netlist else None)
 

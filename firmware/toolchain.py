@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .errors import FirmwareError
+
 __all__ = ["TOOLS", "ToolNotFound", "ToolError", "tool_env_var", "find_tool", "run_tool",
            "yowasp_environment", "use_yowasp"]
 
@@ -29,16 +31,17 @@ TOOLS = {
 }
 
 
-class ToolNotFound(RuntimeError):
+class ToolNotFound(FirmwareError):
     """A toolchain program is not installed (or an environment variable names a missing one)."""
 
 
-class ToolError(RuntimeError):
+class ToolError(FirmwareError):
     """A toolchain program ran and failed; the message carries the end of its output."""
 
 
 def tool_env_var(name):
-    """The environment variable Amaranth reads for tool ``name`` (``"nextpnr-ice40"`` -> ``"NEXTPNR_ICE40"``)."""
+    """The environment variable Amaranth reads for tool ``name`` (``"nextpnr-ice40"`` ->
+    ``"NEXTPNR_ICE40"``)."""
     # Same rule as amaranth._toolchain.tool_env_var, which is private API.
     return name.upper().replace("-", "_").replace("+", "X")
 

@@ -5,7 +5,8 @@ block from the job seed (:class:`~spinemu.hdl.seeder.Seeder`), computes layer 1'
 once into a cache, then runs S samples: each sample evaluates layer 1 from the cache with fresh
 noise, then layers 2..L by multiply-accumulate over the previous layer's spins, and adds the last
 layer's spins into 16-bit counts, which it streams out at the end. ``docs/engine.md`` gives the
-memory map, the schedule of noise codes and the cycle count.
+memory map (:mod:`spinemu.hdl.memory_map` defines it), the schedule of noise codes and the cycle
+count.
 
 Three stages run at once:
 
@@ -19,78 +20,17 @@ Three stages run at once:
 A waits for C to finish layer ``l`` before it multiplies by layer ``l``'s spins.
 """
 
-from dataclasses import dataclass, field
-
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .neuron import NeuronFormat, NoisyNeuron
-from .noise import MAX_BLOCKS
+from .memory_map import ADDR_BITS, COUNT_BITS, SAMPLE_BITS, EngineConfig, Region
+from .neuron import NoisyNeuron
 from .seeder import Seeder
 from .seeding import SEED_BITS
 from .weight_memory import WeightMemory
 
-__all__ = ["Region", "EngineConfig", "LayerEngine", "COUNT_BITS", "SAMPLE_BITS"]
-
-COUNT_BITS = 16
-SAMPLE_BITS = 16
-ADDR_BITS = 20
-
-
-class Region(enum.Enum, shape=2):
-    """What a write on the engine's ``write`` port addresses (``docs/engine.md``)."""
-
-    CONFIG = 0   # addr 0: layers L; addr 1 + l: size N_l, l = 0..L
-    INPUT = 1    # addr i: input x_i (layer 0)
-    WEIGHT = 2   # addr = word; a word holds one weight per lane, lane 0 lowest
-    PARAM = 3    # addr = lane * param_depth + word: {bias, theta, sigma}
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Compile-time parameters of a layer engine.
-
-    ``lanes`` (a power of two) neurons are computed at once. ``max_layers``, ``max_inputs`` (N_0)
-    and ``max_width`` (any N_l, l >= 1) bound the networks it runs; ``weight_depth`` and
-    ``param_depth`` are the per-lane memory sizes in words.
-    """
-
-    lanes: int = 4
-    max_layers: int = 4
-    max_inputs: int = 128
-    max_width: int = 256
-    weight_depth: int = 8192
-    param_depth: int = 256
-    input_bits: int = 5
-    weight_bits: int = 8
-    fmt: NeuronFormat = field(default_factory=lambda: NeuronFormat(a_width=20))
-
-    def __post_init__(self):
-        if self.lanes < 1 or self.lanes & (self.lanes - 1) or self.lanes > MAX_BLOCKS:
-            raise ValueError(f"lanes must be a power of two 1..{MAX_BLOCKS}, not {self.lanes}")
-        for name in ("max_layers", "max_inputs", "max_width", "weight_depth", "param_depth"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if max(self.weight_depth, self.lanes * self.param_depth) > 1 << ADDR_BITS:
-            raise ValueError(f"a memory region exceeds the {ADDR_BITS}-bit write address")
-
-    @property
-    def max_groups(self):
-        return -(-self.max_width // self.lanes)
-
-    @property
-    def lane_bits(self):
-        return (self.lanes - 1).bit_length()
-
-    @property
-    def param_layout(self):
-        f = self.fmt
-        return data.StructLayout({"bias": f.a.shape, "theta": f.theta.shape, "sigma": f.sigma.shape})
-
-    @property
-    def data_bits(self):
-        return max(self.param_layout.size, self.lanes * self.weight_bits, 16)
+__all__ = ["LayerEngine"]
 
 
 class LayerEngine(wiring.Component):
@@ -377,72 +317,3 @@ class LayerEngine(wiring.Component):
                         m.next = "READ"
         return m
 
-
-def groups(size, lanes):
-    """Groups of ``lanes`` neurons that cover a layer of ``size`` (the last may be partial)."""
-    return -(-size // lanes)
-
-
-def check_fits(model, config):
-    """Raise :class:`~spinemu.hdl.model_image.ModelError` unless ``config`` can run ``model``."""
-    from .model_image import ModelError
-    c, reasons = config, []
-    if model.layers > c.max_layers:
-        reasons.append(f"{model.layers} layers, the design holds at most {c.max_layers}")
-    if model.sizes[0] > c.max_inputs:
-        reasons.append(f"{model.sizes[0]} inputs, the design takes at most {c.max_inputs}")
-    if max(model.sizes[1:]) > c.max_width:
-        reasons.append(f"a layer of {max(model.sizes[1:])} neurons, the design's limit is "
-                       f"{c.max_width}")
-    if model.input_bits > c.input_bits or model.weight_bits > c.weight_bits:
-        reasons.append(f"{model.input_bits}-bit inputs and {model.weight_bits}-bit weights, the "
-                       f"design has {c.input_bits} and {c.weight_bits}")
-    if model.fmt != c.fmt:
-        reasons.append(f"neuron format {model.fmt}, the design uses {c.fmt}")
-    words = sum(groups(model.sizes[l + 1], c.lanes) * model.sizes[l] for l in range(model.layers))
-    if words > c.weight_depth:
-        reasons.append(f"{words} weight words, the design has {c.weight_depth}")
-    entries = sum(groups(n, c.lanes) for n in model.sizes[1:])
-    if entries > c.param_depth:
-        reasons.append(f"{entries} parameter entries per lane, the design has {c.param_depth}")
-    if reasons:
-        raise ModelError("the model does not fit this design: " + "; ".join(reasons))
-
-
-def model_writes(model, config):
-    """The ``(region, addr, data)`` writes that load ``model`` into an engine (``docs/engine.md``).
-
-    Lane ``p`` computes neurons ``j = g * lanes + p`` of every layer, group by group. Weight word
-    ``w`` holds, for every lane, the weight of its neuron for one input: group after group from layer
-    1 on, ``N_(l-1)`` words per group. Lane ``p``'s ``{bias, theta, sigma}`` entries follow the same
-    group order. Lanes beyond a layer's last neuron get zero weights and ``(0, 0, sigma=1)``.
-    """
-    check_fits(model, config)
-    c, P = config, config.lanes
-    writes = [(Region.CONFIG, 0, model.layers)]
-    writes += [(Region.CONFIG, 1 + l, n) for l, n in enumerate(model.sizes)]
-    mask = (1 << c.weight_bits) - 1
-    word, entry = 0, 0
-    for l in range(model.layers):
-        n_out, n_in = model.sizes[l + 1], model.sizes[l]
-        for g in range(groups(n_out, P)):
-            rows = [model.weights[l][j] if j < n_out else [0] * n_in
-                    for j in range(g * P, g * P + P)]
-            for i in range(n_in):
-                packed = sum((int(rows[p][i]) & mask) << (p * c.weight_bits) for p in range(P))
-                writes.append((Region.WEIGHT, word + i, packed))
-            word += n_in
-            for p in range(P):
-                j = g * P + p
-                values = ({"bias": int(model.bias[l][j]), "theta": int(model.theta[l][j]),
-                           "sigma": int(model.sigma[l][j])} if j < n_out
-                          else {"bias": 0, "theta": 0, "sigma": 1})
-                writes.append((Region.PARAM, p * c.param_depth + entry,
-                               c.param_layout.const(values).as_bits()))
-            entry += 1
-    return writes
-
-
-def input_writes(x):
-    """The writes that load input vector ``x`` (layer 0 values)."""
-    return [(Region.INPUT, i, int(v)) for i, v in enumerate(x)]

@@ -1,15 +1,21 @@
-"""Fixed-point number formats: the one definition used by gateware, golden model, host and tests.
+"""Number formats: the one definition used by gateware, golden model, host and tests (plain Python).
 
-A :class:`Fixed` format stores the real number ``code / 2**frac`` in a ``width``-bit two's-complement
-(``signed``) or unsigned integer ``code``. Conversions never clip silently: a value outside the format
-raises :class:`ValueError` naming the quantity and the representable range.
+A :class:`Fixed` format stores the real number ``code / 2**frac`` in a ``width``-bit
+two's-complement (``signed``) or unsigned integer ``code``. Conversions never clip silently: a value
+outside the format raises :class:`ValueError` naming the quantity and the representable range.
+:class:`NeuronFormat` gives the formats of a spin neuron's quantities; a noise code is
+``z = code / 2**CODE_FRAC``, a signed :data:`CODE_WIDTH`-bit integer (``hdl/noise.py`` draws it,
+``docs/noise.md``).
 """
 
 from dataclasses import dataclass
 
 from amaranth.hdl import signed, unsigned
 
-__all__ = ["Fixed"]
+__all__ = ["Fixed", "NeuronFormat", "CODE_WIDTH", "CODE_FRAC"]
+
+CODE_WIDTH = 12         # a noise code +-(2m + 1), m < 2^10: signed 12 bits
+CODE_FRAC = 8           # z = code / 2^8
 
 
 @dataclass(frozen=True)
@@ -37,11 +43,6 @@ class Fixed:
     def max_code(self):
         return (1 << (self.width - 1 if self.signed else self.width)) - 1
 
-    @property
-    def lsb(self):
-        """The value of one code step."""
-        return 2.0 ** -self.frac
-
     def describe(self):
         """``Q`` notation, e.g. ``UQ8.8`` or ``Q24.8`` (integer bits include the sign)."""
         return f"{'' if self.signed else 'U'}Q{self.width - self.frac}.{self.frac}"
@@ -59,14 +60,55 @@ class Fixed:
                 f"{self.from_code(lo)!r} .. {self.from_code(self.max_code)!r}")
         return code
 
-    def check_code(self, code, *, what="code", min_code=None):
-        """``code`` itself if it is a valid code of this format, else :class:`ValueError`."""
-        lo = self.min_code if min_code is None else max(min_code, self.min_code)
-        if int(code) != code or not lo <= code <= self.max_code:
-            raise ValueError(f"{what} code {code!r} is outside the {self.describe()} format "
-                             f"(codes {lo} .. {self.max_code})")
-        return int(code)
-
     def from_code(self, code):
         """The real value of ``code``."""
         return code / (1 << self.frac)
+
+
+@dataclass(frozen=True)
+class NeuronFormat:
+    """Number formats of a spin neuron.
+
+    ``a`` is a signed ``a_width``-bit integer; ``theta`` (threshold, in units of ``a``) is signed
+    with ``theta_frac`` fractional bits and the integer range of ``a``; ``sigma`` (noise standard
+    deviation, in units of ``a``) is unsigned ``sigma_width`` bits with ``sigma_frac`` fractional bits
+    and must be at least one LSB. The defaults give ``a``: Q16.0, ``theta``: Q16.8, ``sigma``: UQ8.8.
+    """
+
+    a_width: int = 16
+    theta_frac: int = 8
+    sigma_width: int = 16
+    sigma_frac: int = 8
+
+    def __post_init__(self):
+        if self.a_width < 2 or self.sigma_width < 1 or self.sigma_frac < 0:
+            raise ValueError(f"invalid neuron format {self}")
+        if not 0 <= self.theta_frac <= self.value.frac:
+            raise ValueError(f"theta_frac must be 0..{self.value.frac}, not {self.theta_frac}")
+
+    @property
+    def a(self):
+        return Fixed(self.a_width, 0, True)
+
+    @property
+    def theta(self):
+        return Fixed(self.a_width + self.theta_frac, self.theta_frac, True)
+
+    @property
+    def sigma(self):
+        return Fixed(self.sigma_width, self.sigma_frac, False)
+
+    @property
+    def value(self):
+        frac = self.sigma_frac + CODE_FRAC
+        # a * 2^F and sigma * code (unsigned x signed), plus one bit for their sum
+        width = max(self.a_width + frac, self.sigma_width + CODE_WIDTH) + 1
+        return Fixed(width, frac, True)
+
+    def theta_code(self, theta):
+        """Code of a threshold in units of ``a``; ValueError outside the format."""
+        return self.theta.to_code(theta, what="theta")
+
+    def sigma_code(self, sigma):
+        """Code of a noise standard deviation in units of ``a``; ValueError if < 1 LSB or too big."""
+        return self.sigma.to_code(sigma, what="sigma", min_code=1)

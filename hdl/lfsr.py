@@ -24,7 +24,7 @@ from .polynomials import MAXIMAL_TAPS, is_primitive
 __all__ = ["LFSR", "check_lfsr", "lfsr_step"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def check_lfsr(width, taps, step):
     """Validate an LFSR configuration; return ``taps`` as a tuple. Raises :class:`ValueError`.
 

@@ -1,6 +1,6 @@
 """The model image: one network of dense spin-neuron layers as bytes, the format the design loads.
 
-Layout (``docs/model.md``), all little-endian:
+Layout (``docs/engine.md``, "The model image"), all little-endian:
 
     header   magic b"SPNM", version u16, layers L u16, input_bits u8, weight_bits u8,
              a_width u8, theta_frac u8, sigma_width u8, sigma_frac u8, sizes (L+1) x u16
@@ -18,10 +18,11 @@ pre-activation can leave the ``a_width``-bit format for any input, so the design
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .neuron import NeuronFormat
+from .formats import NeuronFormat
 
 __all__ = ["MAGIC", "VERSION", "ModelImage", "ModelError", "random_model"]
 
@@ -145,6 +146,18 @@ class ModelImage:
         except ValueError as error:
             raise ModelError(f"{source}: {error}") from None
         return cls(sizes, input_bits, weight_bits, fmt, *(tuple(arrays[k]) for k in arrays))
+
+    @classmethod
+    def read(cls, path):
+        """Read and check the image in the file ``path``; :class:`ModelError` naming the file and
+        the problem."""
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"{path}: no such model file") from None
+        except OSError as error:
+            raise ModelError(f"{path}: cannot read the model image ({error.strerror})") from None
+        return cls.from_bytes(data, source=str(path))
 
     @property
     def macs_per_sample(self):

@@ -7,69 +7,19 @@ the noise block's accuracy. The comparison is exact integer arithmetic (no round
     value = a * 2^F + sigma_code * noise_code          (F = sigma.frac + 8 fractional bits)
     spin  = value > theta_code * 2^(F - theta.frac)
 
-``value`` is the noisy analog value ``a + n`` in the :attr:`NeuronFormat.value` format.
+``value`` is the noisy analog value ``a + n`` in the
+:attr:`~spinemu.hdl.formats.NeuronFormat.value` format.
 """
-
-from dataclasses import dataclass
 
 from amaranth.hdl import Module, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .formats import Fixed
-from .noise import CODE_FRAC, CODE_WIDTH, GaussianNoise
+from .formats import CODE_WIDTH, NeuronFormat
+from .noise import GaussianNoise
 from .polynomials import NOISE_DEGREE
 
-__all__ = ["NeuronFormat", "SpinNeuron", "NoisyNeuron"]
-
-
-@dataclass(frozen=True)
-class NeuronFormat:
-    """Number formats of a spin neuron.
-
-    ``a`` is a signed ``a_width``-bit integer; ``theta`` (threshold, in units of ``a``) is signed
-    with ``theta_frac`` fractional bits and the integer range of ``a``; ``sigma`` (noise standard
-    deviation, in units of ``a``) is unsigned ``sigma_width`` bits with ``sigma_frac`` fractional bits
-    and must be at least one LSB. The defaults give ``a``: Q16.0, ``theta``: Q16.8, ``sigma``: UQ8.8.
-    """
-
-    a_width: int = 16
-    theta_frac: int = 8
-    sigma_width: int = 16
-    sigma_frac: int = 8
-
-    def __post_init__(self):
-        if self.a_width < 2 or self.sigma_width < 1 or self.sigma_frac < 0:
-            raise ValueError(f"invalid neuron format {self}")
-        if not 0 <= self.theta_frac <= self.value.frac:
-            raise ValueError(f"theta_frac must be 0..{self.value.frac}, not {self.theta_frac}")
-
-    @property
-    def a(self):
-        return Fixed(self.a_width, 0, True)
-
-    @property
-    def theta(self):
-        return Fixed(self.a_width + self.theta_frac, self.theta_frac, True)
-
-    @property
-    def sigma(self):
-        return Fixed(self.sigma_width, self.sigma_frac, False)
-
-    @property
-    def value(self):
-        frac = self.sigma_frac + CODE_FRAC
-        # a * 2^F and sigma * code (unsigned x signed), plus one bit for their sum
-        width = max(self.a_width + frac, self.sigma_width + CODE_WIDTH) + 1
-        return Fixed(width, frac, True)
-
-    def theta_code(self, theta):
-        """Code of a threshold in units of ``a``; ValueError outside the format."""
-        return self.theta.to_code(theta, what="theta")
-
-    def sigma_code(self, sigma):
-        """Code of a noise standard deviation in units of ``a``; ValueError if < 1 LSB or too big."""
-        return self.sigma.to_code(sigma, what="sigma", min_code=1)
+__all__ = ["SpinNeuron", "NoisyNeuron"]
 
 
 class SpinNeuron(wiring.Component):
@@ -82,7 +32,7 @@ class SpinNeuron(wiring.Component):
     noise : In(stream.Signature(signed(12)))
         Noise codes, one consumed per evaluation.
     o : Out(stream.Signature(StructLayout({"spin": 1, "value": ...})))
-        The spin and the noisy analog value (:attr:`NeuronFormat.value`).
+        The spin and the noisy analog value (:attr:`~spinemu.hdl.formats.NeuronFormat.value`).
     """
 
     def __init__(self, fmt=NeuronFormat()):

@@ -7,10 +7,11 @@ Method (``docs/noise.md`` has the derivation, accuracy and cost):
   ``u[28]`` sign; ``u[29:32]`` are unused.
 * The magnitude ``|z|`` is drawn from a histogram of the half-normal with 128 bins of width
   ``sigma/16`` (of N(0, s^2) with s = 0.99967..., which makes the codes' variance exactly 1 to 1e-7,
-  see :func:`_unit_variance_weights`) by Walker's alias method: one table read (``q[i]``, ``alias[i]``), one comparison:
-  ``bin = i if v < q[i] else alias[i]``. The table is built in exact integer arithmetic, so bin ``b``
-  is drawn with probability exactly ``weight[b] / 2^25``, the half-normal's bin mass rounded to
-  units of ``2^-25`` (largest-remainder rounding, so the masses sum to exactly 1).
+  see :func:`_unit_variance_weights`) by Walker's alias method: one table read (``q[i]``,
+  ``alias[i]``), one comparison: ``bin = i if v < q[i] else alias[i]``. The table is built in exact
+  integer arithmetic, so bin ``b`` is drawn with probability exactly ``weight[b] / 2^25``, the
+  half-normal's bin mass rounded to units of ``2^-25`` (largest-remainder rounding, so the masses
+  sum to exactly 1).
 * Within the bin the offset picks one of 8 equally likely sub-cells: ``m = 8 * bin + offset``, and
   the code is ``+-(2m + 1)``, an odd integer. The noise value is ``z = code / 256`` (nominal standard
   deviation 256 codes); codes are symmetric about 0, so the mean is exactly 0.
@@ -27,14 +28,14 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .formats import CODE_FRAC, CODE_WIDTH
 from .lfsr import LFSR
-from .polynomials import NOISE_DEGREE, NOISE_MAX_TAP, NOISE_TAPS
+from .polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_MAX_TAP, NOISE_TAPS
 from .seeding import seed_state
 
 __all__ = [
-    "BIN_BITS", "THRESHOLD_BITS", "OFFSET_BITS", "WORD_BITS", "BINS_PER_SIGMA", "CODE_FRAC",
-    "CODE_SIGMA", "CODE_WIDTH", "MAX_CODE", "MAX_BLOCKS", "alias_table", "code_pmf",
-    "GaussianNoise", "NoiseBank",
+    "BIN_BITS", "THRESHOLD_BITS", "OFFSET_BITS", "WORD_BITS", "BINS_PER_SIGMA", "CODE_SIGMA",
+    "MAX_CODE", "alias_table", "code_pmf", "GaussianNoise", "NoiseBank",
 ]
 
 BIN_BITS = 7            # 128 histogram bins of |z|
@@ -42,15 +43,14 @@ THRESHOLD_BITS = 18     # alias threshold resolution: probabilities in units of 
 OFFSET_BITS = 3         # 8 sub-cells per bin
 WORD_BITS = NOISE_MAX_TAP  # uniform bits per cycle: 32 (every tap <= 64 - 32)
 BINS_PER_SIGMA = 16     # bin width sigma/16
-CODE_FRAC = 8           # z = code / 2^8
 CODE_SIGMA = 2 * (1 << OFFSET_BITS) * BINS_PER_SIGMA  # 256: the nominal sigma in codes
-CODE_WIDTH = BIN_BITS + OFFSET_BITS + 2               # sign + 2m+1 for m < 2^10: signed 12 bits
-MAX_BLOCKS = len(NOISE_TAPS)
 
 _SHIFT_V = BIN_BITS
 _SHIFT_OFFSET = _SHIFT_V + THRESHOLD_BITS
 _SHIFT_SIGN = _SHIFT_OFFSET + OFFSET_BITS
+# The codes fill the format of hdl/formats.py: z = code / 2^CODE_FRAC, sign + 2m+1 for m < 2^10.
 assert _SHIFT_SIGN < WORD_BITS and CODE_SIGMA == 1 << CODE_FRAC
+assert CODE_WIDTH == BIN_BITS + OFFSET_BITS + 2
 
 
 def _bin_weights(scale):
@@ -170,7 +170,7 @@ class GaussianNoise(wiring.Component):
                                         init=seed_state(0, self.index))
         m.submodules.table = table = memory.Memory(
             shape=entry, depth=1 << BIN_BITS,
-            init=[{"q": qi, "alias": ai} for qi, ai in zip(q, alias)])
+            init=[{"q": qi, "alias": ai} for qi, ai in zip(q, alias, strict=True)])
         rd = table.read_port()
 
         # Stage 1: the ROM entry of bin i and the other fields of u. Stage 2: the output register.

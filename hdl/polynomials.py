@@ -25,7 +25,7 @@ import math
 import random
 
 __all__ = ["is_primitive", "prime_factors", "MAXIMAL_TAPS", "NOISE_TAPS", "NOISE_DEGREE",
-           "NOISE_MAX_TAP"]
+           "NOISE_MAX_TAP", "MAX_BLOCKS"]
 
 
 def _is_probable_prime(n):
@@ -68,7 +68,7 @@ def _pollard_rho(n):
             return d
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def prime_factors(n):
     """The distinct prime factors of ``n`` (an integer >= 1), sorted."""
     if n == 1:
@@ -284,6 +284,9 @@ NOISE_TAPS = (
     (32, 30, 17, 11, 7, 0), (32, 30, 17, 9, 6, 0), (32, 30, 17, 9, 3, 0), (32, 30, 17, 7, 6, 0),
 )
 # fmt: on
+
+#: The most noise blocks a design can have: one polynomial of :data:`NOISE_TAPS` each.
+MAX_BLOCKS = len(NOISE_TAPS)
 
 
 def _main():

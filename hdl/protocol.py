@@ -2,36 +2,44 @@
 
 Every frame payload (``hdl/framing.py`` adds CRC, COBS and the delimiter) is
 
-    request   seq u8 | opcode u8 | body
-    response  seq u8 | status u8 | body          (seq echoed; 0xFF for a frame that was unreadable)
+    request   seq u8 | opcode u8 | body        (REQUEST_HEADER)
+    response  seq u8 | status u8 | body        (RESPONSE_HEADER; seq echoed, 0xFF for a frame
+                                                that was unreadable)
 
 Flow control is stop-and-wait: the host sends one request and waits for its response (with a
 timeout) before the next. Every command is idempotent (a job is fully determined by its seed), so
 a request whose response was lost is simply sent again. ``docs/protocol.md`` has the bodies.
+
+Every header and body is a :class:`~amaranth.lib.data.StructLayout` of byte-aligned fields, sent
+little-endian: the first field in the lowest bytes. :func:`pack` and :func:`unpack` turn one into
+bytes and back; the gateware takes byte ``k`` of a body from bits ``8k .. 8k + 7`` of its layout.
 """
 
 import functools
 import hashlib
-import struct
 
-from amaranth.lib import enum
+import numpy as np
+from amaranth.lib import data, enum
 
-from .engine import ADDR_BITS, Region
+from .memory_map import ADDR_BITS, COUNT_BITS, SAMPLE_BITS, Region
+from .seeding import SEED_BITS
 
-__all__ = ["Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ", "element_bytes",
-           "identify_body", "IDENTIFY", "build_hash", "request", "write_body", "run_body",
-           "read_body", "write_bodies"]
+__all__ = ["Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ", "REQUEST_HEADER",
+           "RESPONSE_HEADER", "WRITE_HEADER", "RUN_REQUEST", "READ_REQUEST", "IDENTIFY_RESPONSE",
+           "RUN_RESPONSE", "READ_ELEMENT", "STATUS_RESPONSE", "nbytes", "pack", "unpack",
+           "pack_counts", "unpack_counts", "element_bytes", "config_limits", "identify_body",
+           "build_hash", "request", "write_body", "run_body", "read_body", "write_bodies"]
 
 FORMAT_VERSION = 1
 UNREADABLE_SEQ = 0xFF
 
 
 class Opcode(enum.Enum, shape=8):
-    IDENTIFY = 0x01   # -> design parameters
-    WRITE = 0x02      # region u8, addr u32, elements... -> empty
-    RUN = 0x03        # seed u64, samples u16 -> cycles u32 (when the job has finished)
-    READ = 0x04       # offset u16, count u8 -> count x u16 spin counts of the last job
-    STATUS = 0x05     # -> error counters and job count
+    IDENTIFY = 0x01   # -> IDENTIFY_RESPONSE: design parameters
+    WRITE = 0x02      # WRITE_HEADER, elements... -> empty
+    RUN = 0x03        # RUN_REQUEST -> RUN_RESPONSE (when the job has finished)
+    READ = 0x04       # READ_REQUEST -> count x READ_ELEMENT: spin counts of the last job
+    STATUS = 0x05     # -> STATUS_RESPONSE: error counters and job count
 
 
 class Status(enum.Enum, shape=8):
@@ -43,18 +51,90 @@ class Status(enum.Enum, shape=8):
     BAD_FRAME = 0x05       # CRC, COBS or length error in the frame itself (seq = 0xFF)
 
 
-@functools.lru_cache(maxsize=None)    # it builds a layout; WRITEs ask once per element
+#: Before every request body; ``opcode`` is u8, not :class:`Opcode`: an unknown one is answered.
+REQUEST_HEADER = data.StructLayout({"seq": 8, "opcode": 8})
+#: Before every response body; ``status`` a :class:`Status` value.
+RESPONSE_HEADER = data.StructLayout({"seq": 8, "status": 8})
+
+#: WRITE's body: this header, then elements of :func:`element_bytes` each, to consecutive addresses.
+WRITE_HEADER = data.StructLayout({"region": 8, "addr": 32})
+#: RUN's body.
+RUN_REQUEST = data.StructLayout({"seed": SEED_BITS, "samples": SAMPLE_BITS})
+#: READ's body: ``count`` spin counts of the last job from ``offset`` on.
+READ_REQUEST = data.StructLayout({"offset": 16, "count": 8})
+
+#: IDENTIFY's answer: the format version and the design's parameters.
+IDENTIFY_RESPONSE = data.StructLayout({
+    "version": 8, "lanes": 8, "max_layers": 8, "max_inputs": 16, "max_width": 16,
+    "weight_depth": 32, "param_depth": 16, "input_bits": 8, "weight_bits": 8, "a_width": 8,
+    "theta_frac": 8, "sigma_width": 8, "sigma_frac": 8, "max_payload": 16, "build_hash": 32})
+#: RUN's answer, sent when the job has finished.
+RUN_RESPONSE = data.StructLayout({"cycles": 32})
+#: One element of READ's answer, which is ``count`` of them.
+READ_ELEMENT = data.StructLayout({"count": COUNT_BITS})
+#: STATUS's answer: the frame error counters, refused requests, UART errors and jobs since reset.
+STATUS_RESPONSE = data.StructLayout({
+    "cobs_errors": 16, "length_errors": 16, "crc_errors": 16, "bad_requests": 16,
+    "uart_frame_errors": 16, "uart_overruns": 16, "jobs": 32})
+
+
+def nbytes(layout):
+    """Bytes of ``layout`` on the wire."""
+    assert layout.size % 8 == 0, layout
+    return layout.size // 8
+
+
+def pack(layout, **fields):
+    """The bytes of ``layout`` with every field given; ValueError for a missing, unknown or
+    out-of-range field (nothing is truncated)."""
+    names = [name for name, _ in layout]
+    if set(fields) != set(names):
+        raise ValueError(f"fields {sorted(fields)} are not the layout's {names}")
+    for name, value in fields.items():
+        if not 0 <= value < 1 << layout[name].width:
+            raise ValueError(f"{name} = {value!r} does not fit in u{layout[name].width}")
+    return layout.const(fields).as_bits().to_bytes(nbytes(layout), "little")
+
+
+def unpack(layout, body):
+    """The fields of ``layout`` in ``body`` (exactly its bytes; ValueError otherwise), by name."""
+    if len(body) != nbytes(layout):
+        raise ValueError(f"{len(body)} bytes, not the {nbytes(layout)} of the layout")
+    value = layout.from_bits(int.from_bytes(body, "little"))
+    return {name: value[name] for name, _ in layout}
+
+
+#: READ_ELEMENT as numpy reads and writes it: one little-endian unsigned integer.
+_COUNT_DTYPE = np.dtype(f"<u{nbytes(READ_ELEMENT)}")
+assert [(name, f.offset) for name, f in READ_ELEMENT] == [("count", 0)]
+
+
+def pack_counts(counts):
+    """READ's answer body for ``counts`` (each a :data:`READ_ELEMENT`); ValueError for a count
+    that does not fit."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+    if counts.size and not (0 <= counts.min() and counts.max() < 1 << READ_ELEMENT.size):
+        raise ValueError(f"counts must be 0..{(1 << READ_ELEMENT.size) - 1}")
+    return counts.astype(_COUNT_DTYPE).tobytes()
+
+
+def unpack_counts(body):
+    """The counts (int64) in READ's answer ``body``; ValueError if it is not whole elements."""
+    if len(body) % _COUNT_DTYPE.itemsize:
+        raise ValueError(f"{len(body)} bytes are not whole {_COUNT_DTYPE.itemsize}-byte counts")
+    return np.frombuffer(body, dtype=_COUNT_DTYPE).astype(np.int64)
+
+
+@functools.cache    # WRITEs ask once per element
 def element_bytes(region, config):
     """Bytes per element of a WRITE to ``region``: little-endian, as wide as the memory word."""
-    bits = {Region.CONFIG: 16, Region.INPUT: config.input_bits,
-            Region.WEIGHT: config.lanes * config.weight_bits,
-            Region.PARAM: config.param_layout.size}[Region(region)]
-    return -(-bits // 8)
+    return -(-config.word_bits(region) // 8)
 
 
-#: IDENTIFY's body: version, lanes, max_layers, max_inputs, max_width, weight_depth, param_depth,
-#: input_bits, weight_bits, a_width, theta_frac, sigma_width, sigma_frac, max_payload, build hash.
-IDENTIFY = struct.Struct("<BBBHHIHBBBBBBHI")
+def config_limits(config):
+    """The largest value of each CONFIG address, the smallest being 1: address ``addr`` takes
+    ``1 .. limits[min(addr, 2)]`` (layers L <= max_layers, N_0 <= max_inputs, N_l <= max_width)."""
+    return (config.max_layers, config.max_inputs, config.max_width)
 
 
 def build_hash(config, max_payload):
@@ -66,38 +146,42 @@ def build_hash(config, max_payload):
 def identify_body(config, max_payload):
     """The body of the IDENTIFY response of a design with ``config``."""
     f = config.fmt
-    return IDENTIFY.pack(FORMAT_VERSION, config.lanes, config.max_layers, config.max_inputs,
-                         config.max_width, config.weight_depth, config.param_depth,
-                         config.input_bits, config.weight_bits, f.a_width, f.theta_frac,
-                         f.sigma_width, f.sigma_frac, max_payload, build_hash(config, max_payload))
+    return pack(IDENTIFY_RESPONSE, version=FORMAT_VERSION, lanes=config.lanes,
+                max_layers=config.max_layers, max_inputs=config.max_inputs,
+                max_width=config.max_width, weight_depth=config.weight_depth,
+                param_depth=config.param_depth, input_bits=config.input_bits,
+                weight_bits=config.weight_bits, a_width=f.a_width, theta_frac=f.theta_frac,
+                sigma_width=f.sigma_width, sigma_frac=f.sigma_frac, max_payload=max_payload,
+                build_hash=build_hash(config, max_payload))
 
 
 def request(seq, opcode, body=b""):
     """A request payload (frame it with :func:`spinemu.hdl.framing.encode_frame`)."""
-    return bytes([seq & 0xFF, Opcode(opcode).value]) + bytes(body)
+    return pack(REQUEST_HEADER, seq=seq & 0xFF, opcode=Opcode(opcode).value) + bytes(body)
 
 
 def write_body(region, addr, values, config):
     """The body of a WRITE of ``values`` to ``region`` from ``addr`` on."""
     size = element_bytes(region, config)
-    return (bytes([Region(region).value]) + struct.pack("<I", addr)
+    return (pack(WRITE_HEADER, region=Region(region).value, addr=addr)
             + b"".join(int(v).to_bytes(size, "little") for v in values))
 
 
 def run_body(seed, samples):
-    return struct.pack("<QH", seed, samples)
+    return pack(RUN_REQUEST, seed=seed, samples=samples)
 
 
 def read_body(offset, count):
-    return struct.pack("<HB", offset, count)
+    return pack(READ_REQUEST, offset=offset, count=count)
 
 
 def write_bodies(writes, config, max_payload):
     """WRITE bodies for ``(region, addr, value)`` writes, consecutive addresses merged into frames
-    that fit ``max_payload`` (2 header bytes, 5 bytes of region and address)."""
+    that fit ``max_payload`` (after the request header and the WRITE header)."""
     bodies, run = [], None
+    space = max_payload - nbytes(REQUEST_HEADER) - nbytes(WRITE_HEADER)
     for region, addr, value in writes:
-        room = (max_payload - 7) // element_bytes(region, config)
+        room = space // element_bytes(region, config)
         if run and run[0] == region and run[1] + len(run[2]) == addr and len(run[2]) < room:
             run[2].append(value)
         else:

@@ -7,20 +7,36 @@ error response and the engine goes on; a WRITE element too wide for its memory i
 is silently truncated), though elements before it in the same frame have been written.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Const, Module, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .engine import COUNT_BITS, EngineConfig, LayerEngine, Region
+from .engine import LayerEngine
 from .framing import MAX_PAYLOAD, FrameDecoder, FrameEncoder
-from .protocol import UNREADABLE_SEQ, Opcode, Status, element_bytes, identify_body
+from .memory_map import CONFIG_BITS, COUNT_BITS, EngineConfig, Region
+from .protocol import (
+    READ_ELEMENT,
+    READ_REQUEST,
+    RESPONSE_HEADER,
+    RUN_REQUEST,
+    RUN_RESPONSE,
+    STATUS_RESPONSE,
+    UNREADABLE_SEQ,
+    WRITE_HEADER,
+    Opcode,
+    Status,
+    config_limits,
+    element_bytes,
+    identify_body,
+    nbytes,
+)
 
-__all__ = ["ProtocolEngine", "STATUS_FIELDS"]
+__all__ = ["ProtocolEngine"]
 
-#: STATUS body, little-endian: (name, bytes).
-STATUS_FIELDS = (("cobs_errors", 2), ("length_errors", 2), ("crc_errors", 2),
-                 ("bad_requests", 2), ("uart_frame_errors", 2), ("uart_overruns", 2),
-                 ("jobs", 4))
+
+def _byte(value, index, count):
+    """Byte ``index`` of the ``count`` bytes of ``value``, selected by the low bits of ``index``."""
+    return value.word_select(index[:max(1, (count - 1).bit_length())], 8)
 
 
 class ProtocolEngine(wiring.Component):
@@ -56,13 +72,17 @@ class ProtocolEngine(wiring.Component):
         m.submodules.results = results
         res_w, res_r = results.write_port(), results.read_port()
         result_count = Signal(range(c.max_width + 1))
-        job_cycles = Signal(32)
+        run_response = Signal(RUN_RESPONSE)
 
         # ---- counters --------------------------------------------------------------------------
-        bad_requests = Signal(16)
-        jobs = Signal(32)
-        status_value = Cat(dec.cobs_errors, dec.length_errors, dec.crc_errors, bad_requests,
-                           self.uart_frame_errors, self.uart_overruns, jobs)
+        bad_requests = Signal(STATUS_RESPONSE["bad_requests"].shape)
+        jobs = Signal(STATUS_RESPONSE["jobs"].shape)
+        status_response = Signal(STATUS_RESPONSE)
+        counters = {"cobs_errors": dec.cobs_errors, "length_errors": dec.length_errors,
+                    "crc_errors": dec.crc_errors, "bad_requests": bad_requests,
+                    "uart_frame_errors": self.uart_frame_errors,
+                    "uart_overruns": self.uart_overruns, "jobs": jobs}
+        m.d.comb += [status_response[name].eq(counters[name]) for name, _ in STATUS_RESPONSE]
 
         # ---- a frame error is answered when the engine is next between requests ----------------
         frame_error = Signal()
@@ -71,22 +91,21 @@ class ProtocolEngine(wiring.Component):
             m.d.sync += [frame_error.eq(1), frame_error_kind.eq(dec.error_kind)]
 
         # ---- request state ---------------------------------------------------------------------
-        seq = Signal(8)
+        response = Signal(RESPONSE_HEADER)
+        seq, status = response.seq, response.status
         opcode = Signal(8)
-        status = Signal(8)
         count = Signal(range(self.max_payload + 1))    # body bytes seen
-        region = Signal(8)
-        addr = Signal(32)
+        write_header = Signal(WRITE_HEADER)
+        region, addr = write_header.region, write_header.addr
         widest = max(element_bytes(r, c) for r in Region)
         element = Signal(8 * widest)
         element_byte = Signal(range(widest))
         element_last = Signal()                         # the element ended the frame
-        seed = Signal(64)
-        samples = Signal(16)
-        read_offset = Signal(16)
-        read_count = Signal(8)
+        run_request = Signal(RUN_REQUEST)
+        seed, samples = run_request.seed, run_request.samples
+        read_request = Signal(READ_REQUEST)
+        read_offset, read_count = read_request.offset, read_request.count
         config_layers = Signal(range(c.max_layers + 1))
-        config_last = Signal(range(c.max_layers + 2))  # CONFIG address of N_L
         body_len = Signal(range(self.max_payload + 1))  # response body bytes
         k = Signal(range(self.max_payload + 3))         # response byte index
 
@@ -95,34 +114,33 @@ class ProtocolEngine(wiring.Component):
 
         # Elements of a WRITE: width and depth of each region.
         elem_bytes = Array(Const(element_bytes(r, c), range(widest + 1)) for r in Region)
-        elem_bits = Array(Const(b, 16) for b in (16, c.input_bits, c.lanes * c.weight_bits,
-                                                 c.param_layout.size))
-        depth = Array(Const(d, 32) for d in (c.max_layers + 2, c.max_inputs, c.weight_depth,
-                                             c.lanes * c.param_depth))
+        elem_bits = Array(Const(c.word_bits(r), 16) for r in Region)
+        depth = Array(Const(c.depth(r), len(addr)) for r in Region)
         n_elem_bytes = elem_bytes[region[:2]]
         value_ok = (element >> elem_bits[region[:2]]) == 0
         config_ok = Signal()
-        limit = Signal(16)
+        limit = Signal(CONFIG_BITS)
+        limits = config_limits(c)      # CONFIG address a takes 1 .. limits[min(a, 2)]
         with m.Switch(addr):
-            with m.Case(0):
-                m.d.comb += limit.eq(c.max_layers)
-            with m.Case(1):
-                m.d.comb += limit.eq(c.max_inputs)
+            for a, value in enumerate(limits[:-1]):
+                with m.Case(a):
+                    m.d.comb += limit.eq(value)
             with m.Default():
-                m.d.comb += limit.eq(c.max_width)
+                m.d.comb += limit.eq(limits[-1])
         m.d.comb += config_ok.eq((element != 0) & (element <= limit))
         m.d.comb += [engine.write.payload.region.eq(region[:2]),
                      engine.write.payload.addr.eq(addr),
                      engine.write.payload.data.eq(element)]
 
-        # Response bytes: seq, status, then the body of the command.
+        # Response bytes: the header (seq, status), then the body of the command.
+        header_bytes = nbytes(RESPONSE_HEADER)
+        count_bytes = nbytes(READ_ELEMENT)
+        assert count_bytes & (count_bytes - 1) == 0     # a count's index: a shift
         rsp_byte = Signal(8)
         body_index = Signal(range(self.max_payload + 1))
-        m.d.comb += body_index.eq(k - 2)
-        with m.If(k == 0):
-            m.d.comb += rsp_byte.eq(seq)
-        with m.Elif(k == 1):
-            m.d.comb += rsp_byte.eq(status)
+        m.d.comb += body_index.eq(k - header_bytes)
+        with m.If(k < header_bytes):
+            m.d.comb += rsp_byte.eq(_byte(response.as_value(), k, header_bytes))
         with m.Elif(status != Status.OK):
             m.d.comb += rsp_byte.eq(frame_error_kind)         # BAD_FRAME's one body byte
         with m.Else():
@@ -131,12 +149,14 @@ class ProtocolEngine(wiring.Component):
                     rom = Array(Const(b, 8) for b in self.identify)
                     m.d.comb += rsp_byte.eq(rom[body_index])
                 with m.Case(Opcode.STATUS):
-                    m.d.comb += rsp_byte.eq(status_value.word_select(body_index, 8))
+                    m.d.comb += rsp_byte.eq(_byte(status_response.as_value(), body_index,
+                                                  nbytes(STATUS_RESPONSE)))
                 with m.Case(Opcode.RUN):
-                    m.d.comb += rsp_byte.eq(job_cycles.word_select(body_index[:2], 8))
+                    m.d.comb += rsp_byte.eq(_byte(run_response.as_value(), body_index,
+                                                  nbytes(RUN_RESPONSE)))
                 with m.Case(Opcode.READ):
-                    m.d.comb += rsp_byte.eq(res_r.data.word_select(body_index[0], 8))
-        m.d.comb += res_r.addr.eq(read_offset + (body_index >> 1))
+                    m.d.comb += rsp_byte.eq(_byte(res_r.data, body_index, count_bytes))
+        m.d.comb += res_r.addr.eq(read_offset + (body_index >> (count_bytes - 1).bit_length()))
 
         def respond(m, code, length=0):
             m.d.sync += [status.eq(code), body_len.eq(length), k.eq(0)]
@@ -176,7 +196,7 @@ class ProtocolEngine(wiring.Component):
                                 refuse(m, Status.BAD_LENGTH, 0)
                         with m.Case(Opcode.STATUS):
                             with m.If(last):
-                                respond(m, Status.OK, sum(n for _, n in STATUS_FIELDS))
+                                respond(m, Status.OK, nbytes(STATUS_RESPONSE))
                             with m.Else():
                                 refuse(m, Status.BAD_LENGTH, 0)
                         with m.Case(Opcode.WRITE, Opcode.RUN, Opcode.READ):
@@ -191,40 +211,27 @@ class ProtocolEngine(wiring.Component):
                 with m.If(dec.o.valid):
                     m.d.sync += count.eq(count + 1)
                     with m.Switch(opcode):
-                        with m.Case(Opcode.RUN):   # seed u64, samples u16
-                            with m.If(count < 8):
-                                m.d.sync += seed.word_select(count[:3], 8).eq(byte)
-                            with m.Else():
-                                m.d.sync += samples.word_select(count[0], 8).eq(byte)
-                            with m.If(last):
-                                with m.If(count != 9):
-                                    refuse(m, Status.BAD_LENGTH, 1)
-                                with m.Else():
-                                    m.next = "RUN_CHECK"
-                            with m.Elif(count == 9):
-                                refuse(m, Status.BAD_LENGTH, 0)
-                        with m.Case(Opcode.READ):  # offset u16, count u8
-                            with m.If(count < 2):
-                                m.d.sync += read_offset.word_select(count[0], 8).eq(byte)
-                            with m.Else():
-                                m.d.sync += read_count.eq(byte)
-                            with m.If(last):
-                                with m.If(count != 2):
-                                    refuse(m, Status.BAD_LENGTH, 1)
-                                with m.Else():
-                                    m.next = "READ_CHECK"
-                            with m.Elif(count == 2):
-                                refuse(m, Status.BAD_LENGTH, 0)
-                        with m.Case(Opcode.WRITE):  # region u8, addr u32, elements
-                            with m.If(count == 0):
-                                m.d.sync += region.eq(byte)
-                                with m.If(byte > Region.PARAM.value):
+                        # RUN and READ: a body of exactly their layout's bytes, byte by byte.
+                        for op, body, check in ((Opcode.RUN, run_request, "RUN_CHECK"),
+                                                (Opcode.READ, read_request, "READ_CHECK")):
+                            with m.Case(op):
+                                n = nbytes(body.shape())
+                                m.d.sync += _byte(body.as_value(), count, n).eq(byte)
+                                with m.If(last):
+                                    with m.If(count != n - 1):
+                                        refuse(m, Status.BAD_LENGTH, 1)
+                                    with m.Else():
+                                        m.next = check
+                                with m.Elif(count == n - 1):
+                                    refuse(m, Status.BAD_LENGTH, 0)
+                        with m.Case(Opcode.WRITE):  # the header, then elements
+                            n = nbytes(WRITE_HEADER)
+                            with m.If(count < n):
+                                m.d.sync += _byte(write_header.as_value(), count, n).eq(byte)
+                                with m.If((count == WRITE_HEADER["region"].offset // 8)
+                                          & (byte > Region.PARAM.value)):
                                     refuse(m, Status.OUT_OF_RANGE, last)
                                 with m.Elif(last):
-                                    refuse(m, Status.BAD_LENGTH, 1)
-                            with m.Elif(count < 5):
-                                m.d.sync += addr.word_select((count - 1)[:2], 8).eq(byte)
-                                with m.If(last):
                                     refuse(m, Status.BAD_LENGTH, 1)
                             with m.Else():
                                 m.d.sync += [element.word_select(element_byte, 8).eq(byte),
@@ -245,7 +252,7 @@ class ProtocolEngine(wiring.Component):
                     with m.If(engine.write.ready):
                         with m.If(region == Region.CONFIG.value):
                             with m.If(addr == 0):
-                                m.d.sync += [config_layers.eq(element), config_last.eq(element + 1)]
+                                m.d.sync += config_layers.eq(element)
                         m.d.sync += [addr.eq(addr + 1), element.eq(0)]
                         with m.If(element_last):
                             respond(m, Status.OK)
@@ -270,14 +277,14 @@ class ProtocolEngine(wiring.Component):
                 with m.If(engine.result.valid):
                     m.d.sync += result_count.eq(result_count + 1)
                     with m.If(engine.result.payload.last):
-                        m.d.sync += [jobs.eq(jobs + 1), job_cycles.eq(engine.cycles + 1)]
-                        respond(m, Status.OK, 4)
+                        m.d.sync += [jobs.eq(jobs + 1), run_response.cycles.eq(engine.cycles + 1)]
+                        respond(m, Status.OK, nbytes(RUN_RESPONSE))
             with m.State("READ_CHECK"):
-                fits = 2 + 2 * read_count <= self.max_payload
+                fits = header_bytes + count_bytes * read_count <= self.max_payload
                 with m.If((read_count == 0) | ~fits | (read_offset + read_count > result_count)):
                     refuse(m, Status.OUT_OF_RANGE, 1)
                 with m.Else():
-                    respond(m, Status.OK, 2 * read_count)
+                    respond(m, Status.OK, count_bytes * read_count)
             with m.State("DISCARD"):
                 m.d.comb += dec.o.ready.eq(1)
                 with m.If(dec.o.valid & last):

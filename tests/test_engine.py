@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from spinemu.hdl.engine import EngineConfig, Region, check_fits, model_writes
+from spinemu.hdl.memory_map import EngineConfig, Region, check_fits, job_cycles, model_writes
 from spinemu.hdl.model_image import ModelError, random_model
-from spinemu.sim.engine_model import job_cycles, run_jobs
+from spinemu.sim.engine_model import run_jobs
 from spinemu.sim.engine_sim import run_engine_amaranth
 
 

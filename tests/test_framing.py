@@ -9,13 +9,26 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
-from amaranth_streams import receive, run, send
 from spinemu.hdl.framing import (
-    CRC_ALGORITHM, CRC_BYTES, CRC_PARAMETERS, FrameCOBSError, FrameCRCError, FrameDecodeError,
-    FrameDecoder, FrameEmptyError, FrameEncoder, FrameError, FrameSplitter, FrameTooLongError,
-    cobs_decode, cobs_encode, decode_frame, encode_frame, max_encoded_length,
+    CRC_ALGORITHM,
+    CRC_BYTES,
+    CRC_PARAMETERS,
+    FrameCOBSError,
+    FrameCRCError,
+    FrameDecodeError,
+    FrameDecoder,
+    FrameEmptyError,
+    FrameEncoder,
+    FrameError,
+    FrameSplitter,
+    FrameTooLongError,
+    cobs_decode,
+    cobs_encode,
+    decode_frame,
+    encode_frame,
+    max_encoded_length,
 )
-
+from spinemu.sim.streams import receive, run, send
 
 # --- helpers -----------------------------------------------------------------------------------
 

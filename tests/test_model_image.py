@@ -11,7 +11,7 @@ def test_round_trip_is_exact():
     again = ModelImage.from_bytes(model.to_bytes())
     assert again.sizes == model.sizes and again.fmt == model.fmt
     for a, b in zip(model.weights + model.bias + model.theta + model.sigma,
-                    again.weights + again.bias + again.theta + again.sigma):
+                    again.weights + again.bias + again.theta + again.sigma, strict=True):
         np.testing.assert_array_equal(a, b)
     assert again.to_bytes() == model.to_bytes()
 

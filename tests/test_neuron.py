@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from amaranth_streams import receive, run, send
-
 from spinemu.hdl import noise as hw
-from spinemu.hdl.neuron import NeuronFormat, NoisyNeuron, SpinNeuron
+from spinemu.hdl.formats import NeuronFormat
+from spinemu.hdl.neuron import NoisyNeuron, SpinNeuron
 from spinemu.hdl.seeding import seed_state
 from spinemu.sim import golden
+from spinemu.sim.streams import receive, run, send
 
 FMT = NeuronFormat()
 

@@ -3,15 +3,25 @@ byte: good requests, every kind of bad frame and bad request, and good jobs afte
 
 import pytest
 
-from protocol_traffic import (BAD_STATUSES, CONFIG, MAX_PAYLOAD, TAIL_STATUSES, WIDE_CONFIG,
-                              Status, bad_traffic, golden_answers, good_traffic, status_of)
+from protocol_traffic import (
+    BAD_STATUSES,
+    CONFIG,
+    MAX_PAYLOAD,
+    TAIL_STATUSES,
+    WIDE_CONFIG,
+    Status,
+    bad_traffic,
+    golden_answers,
+    good_traffic,
+    status_of,
+)
 from spinemu.sim.protocol_sim import exchange_amaranth
 
 
 def _check(requests, seed, config=CONFIG):
     expect, board = golden_answers(requests, config)
     got = exchange_amaranth(config, MAX_PAYLOAD, requests, stall_seed=seed)
-    for i, (g, e) in enumerate(zip(got, expect)):
+    for i, (g, e) in enumerate(zip(got, expect, strict=True)):
         assert g == e, f"answer {i} to {requests[i].hex()}: {g.hex()} != golden {e.hex()}"
     return expect, board
 

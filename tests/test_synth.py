@@ -12,8 +12,16 @@ from amaranth.lib import io, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from spinemu.firmware.synth import OutOfContextHarness, place_and_route_fmax, synth_stats
-from spinemu.firmware.toolchain import (TOOLS, ToolError, ToolNotFound, find_tool, run_tool,
-                                        tool_env_var, use_yowasp, yowasp_environment)
+from spinemu.firmware.toolchain import (
+    TOOLS,
+    ToolError,
+    ToolNotFound,
+    find_tool,
+    run_tool,
+    tool_env_var,
+    use_yowasp,
+    yowasp_environment,
+)
 
 
 class Probe(wiring.Component):

@@ -1,0 +1,228 @@
+"""The layer engine's memory map, configuration and job arithmetic, in plain Python.
+
+What the gateware (:class:`~spinemu.hdl.engine.LayerEngine`), the golden model, the firmware and
+the host share about an engine: its compile-time parameters (:class:`EngineConfig`), the regions a
+write addresses (:class:`Region`), how a network is sized into a configuration, checked against
+one and laid out in its memories (:func:`model_writes`), and what a job takes (its input vector,
+cycles and multiply-accumulates). ``docs/engine.md`` is the specification. No gateware is imported
+here.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.lib import data, enum
+
+from .formats import NeuronFormat
+from .model_image import ModelError
+from .polynomials import MAX_BLOCKS
+
+__all__ = ["ADDR_BITS", "COUNT_BITS", "SAMPLE_BITS", "CONFIG_BITS", "Region", "EngineConfig",
+           "groups", "network_words", "sized_config", "fitted_config", "check_fits",
+           "model_writes", "input_writes", "job_inputs", "job_cycles", "macs_per_job"]
+
+COUNT_BITS = 16     # a spin count of the last layer
+SAMPLE_BITS = 16    # a job's sample count S
+ADDR_BITS = 20      # a write address
+CONFIG_BITS = 16    # a CONFIG word: L or a layer size
+
+
+class Region(enum.Enum, shape=2):
+    """What a write on the engine's ``write`` port addresses (``docs/engine.md``)."""
+
+    CONFIG = 0   # addr 0: layers L; addr 1 + l: size N_l, l = 0..L
+    INPUT = 1    # addr i: input x_i (layer 0)
+    WEIGHT = 2   # addr = word; a word holds one weight per lane, lane 0 lowest
+    PARAM = 3    # addr = lane * param_depth + word: {bias, theta, sigma}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Compile-time parameters of a layer engine.
+
+    ``lanes`` (a power of two) neurons are computed at once. ``max_layers``, ``max_inputs`` (N_0)
+    and ``max_width`` (any N_l, l >= 1) bound the networks it runs; ``weight_depth`` and
+    ``param_depth`` are the per-lane memory sizes in words.
+    """
+
+    lanes: int = 4
+    max_layers: int = 4
+    max_inputs: int = 128
+    max_width: int = 256
+    weight_depth: int = 8192
+    param_depth: int = 256
+    input_bits: int = 5
+    weight_bits: int = 8
+    fmt: NeuronFormat = field(default_factory=lambda: NeuronFormat(a_width=20))
+
+    def __post_init__(self):
+        if self.lanes < 1 or self.lanes & (self.lanes - 1) or self.lanes > MAX_BLOCKS:
+            raise ValueError(f"lanes must be a power of two 1..{MAX_BLOCKS}, not {self.lanes}")
+        for name in ("max_layers", "max_inputs", "max_width", "weight_depth", "param_depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if max(self.weight_depth, self.lanes * self.param_depth) > 1 << ADDR_BITS:
+            raise ValueError(f"a memory region exceeds the {ADDR_BITS}-bit write address")
+
+    @property
+    def max_groups(self):
+        return groups(self.max_width, self.lanes)
+
+    @property
+    def lane_bits(self):
+        return (self.lanes - 1).bit_length()
+
+    @property
+    def param_layout(self):
+        f = self.fmt
+        return data.StructLayout({"bias": f.a.shape, "theta": f.theta.shape, "sigma": f.sigma.shape})
+
+    @property
+    def data_bits(self):
+        """Width of the data of a write: the widest word of CONFIG, WEIGHT and PARAM."""
+        return max(self.param_layout.size, self.lanes * self.weight_bits, CONFIG_BITS)
+
+    def word_bits(self, region):
+        """Bits of one word (one address) of ``region``."""
+        return {Region.CONFIG: CONFIG_BITS, Region.INPUT: self.input_bits,
+                Region.WEIGHT: self.lanes * self.weight_bits,
+                Region.PARAM: self.param_layout.size}[Region(region)]
+
+    def depth(self, region):
+        """Addresses in ``region``; CONFIG holds L and N_0..N_L for up to ``max_layers`` layers."""
+        return {Region.CONFIG: self.max_layers + 2, Region.INPUT: self.max_inputs,
+                Region.WEIGHT: self.weight_depth,
+                Region.PARAM: self.lanes * self.param_depth}[Region(region)]
+
+
+def groups(size, lanes):
+    """Groups of ``lanes`` neurons that cover a layer of ``size`` (the last may be partial)."""
+    return -(-size // lanes)
+
+
+def network_words(network, lanes):
+    """Weight words and parameter entries per lane that a network of layer sizes ``network``
+    (N_0, ..., N_L) takes in an engine with ``lanes`` lanes: ``N_(l-1)`` words and one entry per
+    group of each layer ``l``."""
+    per_layer = [groups(n, lanes) for n in network[1:]]
+    return sum(g * n for g, n in zip(per_layer, network[:-1], strict=True)), sum(per_layer)
+
+
+def sized_config(network, lanes, weight_quantum=1, *, round_params=True, **formats):
+    """The :class:`EngineConfig` with ``lanes`` lanes sized for layer sizes ``network``.
+
+    ``max_layers``, ``max_inputs`` and ``max_width`` are the network's; the weight memory holds
+    its weight words (:func:`network_words`) rounded up to a multiple of ``weight_quantum`` (the
+    depth of the RAM blocks it is built from, so no block is left part-used), the parameter
+    memories its entries per lane, rounded up to a power of two unless ``round_params`` is false.
+    ``formats`` (``input_bits``, ``weight_bits``, ``fmt``) default to :class:`EngineConfig`'s.
+    ValueError for a network without a layer or ``lanes`` the design does not allow.
+    """
+    if len(network) < 2 or min(network) < 1:
+        raise ValueError(f"a network needs an input size and at least one layer, not {network}")
+    words, entries = network_words(network, lanes)
+    return EngineConfig(lanes=lanes, max_layers=len(network) - 1, max_inputs=network[0],
+                        max_width=max(network[1:]),
+                        weight_depth=-(-words // weight_quantum) * weight_quantum,
+                        param_depth=1 << (entries - 1).bit_length() if round_params else entries,
+                        **formats)
+
+
+def fitted_config(model, lanes=4):
+    """The :class:`EngineConfig` just large enough for ``model`` with ``lanes`` lanes: its layers,
+    sizes, input and weight bits and neuron format, and exactly the weight words and per-lane
+    parameter entries it needs (the counts :func:`check_fits` checks). ValueError if ``lanes`` is
+    not a power of two the design allows."""
+    return sized_config(model.sizes, lanes, round_params=False, input_bits=model.input_bits,
+                        weight_bits=model.weight_bits, fmt=model.fmt)
+
+
+def check_fits(model, config):
+    """Raise :class:`~spinemu.hdl.model_image.ModelError` unless ``config`` can run ``model``."""
+    c, reasons = config, []
+    if model.layers > c.max_layers:
+        reasons.append(f"{model.layers} layers, the design holds at most {c.max_layers}")
+    if model.sizes[0] > c.max_inputs:
+        reasons.append(f"{model.sizes[0]} inputs, the design takes at most {c.max_inputs}")
+    if max(model.sizes[1:]) > c.max_width:
+        reasons.append(f"a layer of {max(model.sizes[1:])} neurons, the design's limit is "
+                       f"{c.max_width}")
+    if model.input_bits > c.input_bits or model.weight_bits > c.weight_bits:
+        reasons.append(f"{model.input_bits}-bit inputs and {model.weight_bits}-bit weights, the "
+                       f"design has {c.input_bits} and {c.weight_bits}")
+    if model.fmt != c.fmt:
+        reasons.append(f"neuron format {model.fmt}, the design uses {c.fmt}")
+    words, entries = network_words(model.sizes, c.lanes)
+    if words > c.weight_depth:
+        reasons.append(f"{words} weight words, the design has {c.weight_depth}")
+    if entries > c.param_depth:
+        reasons.append(f"{entries} parameter entries per lane, the design has {c.param_depth}")
+    if reasons:
+        raise ModelError("the model does not fit this design: " + "; ".join(reasons))
+
+
+def model_writes(model, config):
+    """The ``(region, addr, data)`` writes that load ``model`` into an engine (``docs/engine.md``).
+
+    Lane ``p`` computes neurons ``j = g * lanes + p`` of every layer, group by group. Weight word
+    ``w`` holds, for every lane, the weight of its neuron for one input: group after group from layer
+    1 on, ``N_(l-1)`` words per group. Lane ``p``'s ``{bias, theta, sigma}`` entries follow the same
+    group order. Lanes beyond a layer's last neuron get zero weights and ``(0, 0, sigma=1)``.
+    """
+    check_fits(model, config)
+    c, P = config, config.lanes
+    writes = [(Region.CONFIG, 0, model.layers)]
+    writes += [(Region.CONFIG, 1 + l, n) for l, n in enumerate(model.sizes)]
+    mask = (1 << c.weight_bits) - 1
+    word, entry = 0, 0
+    for l in range(model.layers):
+        n_out, n_in = model.sizes[l + 1], model.sizes[l]
+        for g in range(groups(n_out, P)):
+            rows = [model.weights[l][j] if j < n_out else [0] * n_in
+                    for j in range(g * P, g * P + P)]
+            for i in range(n_in):
+                packed = sum((int(rows[p][i]) & mask) << (p * c.weight_bits) for p in range(P))
+                writes.append((Region.WEIGHT, word + i, packed))
+            word += n_in
+            for p in range(P):
+                j = g * P + p
+                values = ({"bias": int(model.bias[l][j]), "theta": int(model.theta[l][j]),
+                           "sigma": int(model.sigma[l][j])} if j < n_out
+                          else {"bias": 0, "theta": 0, "sigma": 1})
+                writes.append((Region.PARAM, p * c.param_depth + entry,
+                               c.param_layout.const(values).as_bits()))
+            entry += 1
+    return writes
+
+
+def input_writes(x):
+    """The writes that load input vector ``x`` (layer 0 values)."""
+    return [(Region.INPUT, i, int(v)) for i, v in enumerate(x)]
+
+
+def job_inputs(images, masks):
+    """The engine's input vector of each job: the image with unknown pixels zeroed, then the mask."""
+    images, masks = np.asarray(images), np.asarray(masks)
+    if images.shape != masks.shape:
+        raise ValueError(f"images {images.shape} and masks {masks.shape} differ in shape")
+    flat = images.reshape(len(images), -1) * masks.reshape(len(masks), -1)
+    return np.concatenate([flat, masks.reshape(len(masks), -1)], axis=1).astype(np.int64)
+
+
+def job_cycles(sizes, lanes, samples):
+    """The engine's cycles for one job (``LayerEngine.cycles``) when results are taken at once.
+
+    Seeding (132 per lane + 1), layer 1's pre-activations once (``N_0 + 3`` per group), then per
+    sample 3 cycles per layer-1 group from the cache and ``N_(l-1) + 3`` per group of each later
+    layer, plus 3 at each later layer's start (its inputs' spins must be written first), and finally
+    2 cycles per count out and 5 to drain. ``docs/engine.md`` derives it state by state.
+    """
+    g = [groups(n, lanes) for n in sizes[1:]]
+    per_sample = 3 * g[0] + sum(g[l] * (sizes[l] + 3) + 3 for l in range(1, len(g)))
+    return 132 * lanes + 1 + g[0] * (sizes[0] + 3) + samples * per_sample + 2 * sizes[-1] + 5
+
+
+def macs_per_job(sizes, samples):
+    """Multiply-accumulates of one job: layer 1 once, layers 2..L once per sample."""
+    return sizes[0] * sizes[1] + samples * sum(sizes[l] * sizes[l + 1]
+                                               for l in range(1, len(sizes) - 1))
