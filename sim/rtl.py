@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
+from .errors import SimulationError
+
 __all__ = ["SIMULATORS", "BenchError", "StreamResult", "cache_dir", "simulator_environment",
            "run_bench", "run_stream_bench", "run_link_bench", "unpack_fields"]
 
@@ -32,7 +34,7 @@ _BUILD_ARGS = {"icarus": ["-g2005"],
                              "--public-depth", "1"]}
 
 
-class BenchError(RuntimeError):
+class BenchError(SimulationError):
     """A cocotb bench failed; the message names the log to read."""
 
 

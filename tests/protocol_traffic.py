@@ -3,13 +3,20 @@ whose every answer byte the tests compare with the golden board."""
 
 import numpy as np
 
-from spinemu.hdl.engine import EngineConfig, Region, input_writes, model_writes
+from spinemu.hdl.formats import NeuronFormat
 from spinemu.hdl.framing import cobs_encode, decode_frame, encode_frame
+from spinemu.hdl.memory_map import EngineConfig, Region, input_writes, model_writes
 from spinemu.hdl.model_image import random_model
-from spinemu.hdl.neuron import NeuronFormat
-from spinemu.hdl.protocol import (Opcode, Status, read_body, request, run_body, write_body,
-                                  write_bodies)
-from spinemu.sim.board_model import GoldenBoard
+from spinemu.hdl.protocol import (
+    Opcode,
+    Status,
+    read_body,
+    request,
+    run_body,
+    write_bodies,
+    write_body,
+)
+from spinemu.sim.board.model import GoldenBoard
 
 CONFIG = EngineConfig(lanes=2, max_layers=3, max_inputs=16, max_width=16, weight_depth=256,
                       param_depth=32)

@@ -13,14 +13,24 @@ import numpy as np
 import pytest
 
 from protocol_traffic import CONFIG, MAX_PAYLOAD
-from spinemu.hdl.engine import model_writes
 from spinemu.hdl.framing import encode_frame
+from spinemu.hdl.memory_map import job_cycles, job_inputs, model_writes
 from spinemu.hdl.model_image import ModelError, random_model
-from spinemu.hdl.protocol import (FORMAT_VERSION, IDENTIFY, Opcode, Status, build_hash,
-                                  identify_body, request, write_bodies)
-from spinemu.host.client import (Client, DesignInfo, LinkError, ProtocolError, SpinemuError)
-from spinemu.sim.engine_model import job_cycles, job_inputs, run_jobs
-from spinemu.sim.serve import start_server
+from spinemu.hdl.protocol import (
+    FORMAT_VERSION,
+    IDENTIFY_RESPONSE,
+    Opcode,
+    Status,
+    build_hash,
+    identify_body,
+    pack,
+    request,
+    unpack,
+    write_bodies,
+)
+from spinemu.host.client import Client, DesignInfo, LinkError, ProtocolError, SpinemuError
+from spinemu.sim.board import start_server
+from spinemu.sim.engine_model import run_jobs
 
 MODEL = random_model((7, 9, 4), seed=3, fmt=CONFIG.fmt)
 SAMPLES = 5
@@ -151,12 +161,12 @@ def test_identify_body_errors():
         DesignInfo.from_body(body[:-1])
     with pytest.raises(ProtocolError, match="format version 9"):
         DesignInfo.from_body(bytes([9]) + body[1:])
-    fields = list(IDENTIFY.unpack(body))
-    fields[1] = 3                                    # 3 lanes: not a power of two
+    fields = unpack(IDENTIFY_RESPONSE, body)
+    fields["lanes"] = 3                              # 3 lanes: not a power of two
     with pytest.raises(ProtocolError, match="impossible configuration"):
-        DesignInfo.from_body(IDENTIFY.pack(*fields))
-    fields[1], fields[-1] = 2, fields[-1] ^ 1        # another build of the same parameters
-    assert not DesignInfo.from_body(IDENTIFY.pack(*fields)).hash_matches
+        DesignInfo.from_body(pack(IDENTIFY_RESPONSE, **fields))
+    fields.update(lanes=2, build_hash=fields["build_hash"] ^ 1)  # another build, same parameters
+    assert not DesignInfo.from_body(pack(IDENTIFY_RESPONSE, **fields)).hash_matches
 
 
 def test_jobs_equal_the_golden_model(server):
@@ -318,7 +328,7 @@ def test_a_delimiter_hit_into_0x01_is_caught(fresh_server):
 
 
 def test_a_refusal_on_every_attempt_is_reported(fresh_server):
-    from spinemu.sim import board_model
+    from spinemu.sim.board import model as board_model
 
     def refuse_reads(opcode, body, command=fresh_server.board._command):
         if opcode == Opcode.READ.value:

@@ -1,4 +1,4 @@
-"""The native simulated board (spinemu.sim.native_serve) and `spinemu demo`."""
+"""The native simulated board (spinemu.sim.board.native) and `spinemu demo`."""
 
 import json
 import socket
@@ -6,14 +6,13 @@ import socket
 import pytest
 
 from protocol_traffic import CONFIG, MAX_PAYLOAD, bad_traffic, golden_answers, good_traffic
-
 from spinemu.host.cli import main
 
 
 def _exchange(url_host, port, requests, answers, timeout=20.0):
     got = []
     with socket.create_connection((url_host, port), timeout=timeout) as s:
-        for request, expected in zip(requests, answers):
+        for request, expected in zip(requests, answers, strict=True):
             s.sendall(request)
             buf = b""
             while len(buf) < len(expected):
@@ -27,7 +26,7 @@ def _exchange(url_host, port, requests, answers, timeout=20.0):
 
 @pytest.mark.slow
 def test_native_board_answers_like_the_golden_board():
-    from spinemu.sim.native_serve import start_native_server
+    from spinemu.sim.board.native import start_native_server
 
     traffic = [good_traffic(seed) for seed in (1, 2)]
     # One golden board for both: the design keeps its state (counters) between connections.
@@ -44,7 +43,7 @@ def test_native_board_answers_like_the_golden_board():
 @pytest.mark.slow
 def test_native_board_streams_pipelined_requests_and_stops_once():
     """All requests sent at once (bytes back to back), and --once ends the server."""
-    from spinemu.sim.native_serve import start_native_server
+    from spinemu.sim.board.native import start_native_server
 
     requests = good_traffic(3)
     answers, _ = golden_answers(requests)
@@ -77,7 +76,7 @@ def test_demo_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_native_board_answers_bad_traffic_like_the_golden_board():
-    from spinemu.sim.native_serve import start_native_server
+    from spinemu.sim.board.native import start_native_server
 
     requests = bad_traffic()
     answers, _ = golden_answers(requests)
@@ -93,8 +92,8 @@ def test_native_board_answers_bad_traffic_like_the_golden_board():
 
 @pytest.mark.slow
 def test_native_board_says_why_it_cannot_start():
-    from spinemu.sim.native_serve import start_native_server
-    from spinemu.sim.serve import ServeError
+    from spinemu.sim.board import ServeError
+    from spinemu.sim.board.native import start_native_server
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}"):

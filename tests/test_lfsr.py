@@ -4,11 +4,11 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from spinemu.hdl.lfsr import LFSR, lfsr_step
 from spinemu.hdl.polynomials import MAXIMAL_TAPS, NOISE_TAPS
 from spinemu.sim.golden import lfsr_outputs
+from spinemu.sim.streams import run
 
 
 def _simulate(dut, cycles, enable_p=0.7, seed=0, load=None):
@@ -30,10 +30,7 @@ def _simulate(dut, cycles, enable_p=0.7, seed=0, load=None):
             if en:
                 seen.append((ctx.get(dut.bits), ctx.get(dut.state)))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run(dut, bench)
     return seen
 
 

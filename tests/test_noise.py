@@ -4,19 +4,12 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 from scipy.stats import norm
 
 from spinemu.hdl import noise as hw
 from spinemu.hdl.seeding import seed_state
 from spinemu.sim import golden
-
-
-def _run(dut, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+from spinemu.sim.streams import receive, run
 
 
 def _directed_words():
@@ -48,13 +41,14 @@ def test_every_table_entry_branch_and_sign():
             ctx.set(dut.load, 0)
             got.append((await ctx.tick().sample(dut.o.payload).until(dut.o.valid))[0])
 
-    _run(dut, bench)
+    run(dut, bench, cycles=10 * len(words))
     expect = golden.words_to_codes(np.array(words, dtype=np.uint64))
     np.testing.assert_array_equal(np.array(got), expect)
     # The directed words really cover all bins that can be drawn, and the largest codes.
     magnitudes = np.abs(expect)
     assert magnitudes.max() >= hw.MAX_CODE - 2 * 7
-    assert len(set(((magnitudes - 1) // 2) >> hw.OFFSET_BITS)) == sum(1 for w in hw.alias_table()[0] if w)
+    used = sum(1 for w in hw.alias_table()[0] if w)
+    assert len(set(((magnitudes - 1) // 2) >> hw.OFFSET_BITS)) == used
 
 
 @pytest.mark.parametrize("index,seed,ready_p", [(0, 1, 0.5), (200, 2 ** 64 - 1, 0.9)])
@@ -68,18 +62,9 @@ def test_stream_under_backpressure_matches_golden(index, seed, ready_p):
         ctx.set(dut.load, 1)
         await ctx.tick()
         ctx.set(dut.load, 0)
-        held = None
-        while len(got) < count:
-            ready = rng.random() < ready_p
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if held is not None:  # stream rule: an offered payload stays until taken
-                assert valid and payload == held
-            held = payload if valid and not ready else None
-            if valid and ready:
-                got.append(payload)
+        got.extend(await receive(ctx, dut.o, count, rng, 1 - ready_p))
 
-    _run(dut, bench)
+    run(dut, bench, cycles=100 * count)
     np.testing.assert_array_equal(got, golden.noise_codes(seed, 1, count, first=index)[:, 0])
 
 
@@ -102,7 +87,7 @@ def test_reset_state_is_job_seed_zero_and_load_restarts():
             if valid:
                 after.append(payload)
 
-    _run(dut, bench)
+    run(dut, bench, cycles=200)
     np.testing.assert_array_equal(before, golden.noise_codes(0, 1, len(before), first=4)[:, 0])
     np.testing.assert_array_equal(after, golden.noise_codes(77, 1, len(after), first=4)[:, 0])
 
@@ -116,15 +101,10 @@ def test_bank_matches_golden_per_block():
         ctx.set(dut.load, 1)
         await ctx.tick()
         ctx.set(dut.load, 0)
-        rng = random.Random(0)
-        while len(got) < 500:
-            ready = rng.random() < 0.7
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and ready:
-                got.append([payload[j] for j in range(3)])
+        got.extend([p[j] for j in range(3)] for p in
+                   await receive(ctx, dut.o, 500, random.Random(0), stall=0.3))
 
-    _run(dut, bench)
+    run(dut, bench, cycles=100 * 500)
     np.testing.assert_array_equal(got, golden.noise_codes(5, 3, 500, first=10))
 
 
@@ -132,10 +112,10 @@ def test_bank_matches_golden_per_block():
 def test_job_noise_codes_equal_the_generic_lfsr_model(jobs, samples):
     # job_noise_codes steps the noise LFSR as 32-bit words and converts words in blocks: check it
     # against the generic LFSR model and the word-to-code map, over many seeds and block indices.
-    from spinemu.hdl.polynomials import NOISE_DEGREE, NOISE_TAPS
+    from spinemu.hdl.polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_TAPS
     rng = np.random.default_rng(jobs)
     seeds = [0, 2 ** 64 - 1] + [int(s) for s in rng.integers(0, 2 ** 63, jobs)]
-    first = int(rng.integers(0, hw.MAX_BLOCKS - 8))
+    first = int(rng.integers(0, MAX_BLOCKS - 8))
     got = golden.job_noise_codes(seeds, 8, samples, first=first)
     for j in range(8):
         states = [seed_state(s, first + j) for s in seeds]
@@ -149,7 +129,7 @@ def test_alias_table_draws_exactly_the_weights():
     cap, total = 1 << hw.THRESHOLD_BITS, 1 << (hw.BIN_BITS + hw.THRESHOLD_BITS)
     assert sum(weights) == total
     drawn = [0] * len(weights)
-    for i, (qi, ai) in enumerate(zip(q, alias)):
+    for i, (qi, ai) in enumerate(zip(q, alias, strict=True)):
         drawn[i] += qi
         drawn[ai] += cap - qi
     assert drawn == list(weights)

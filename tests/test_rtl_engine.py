@@ -8,10 +8,10 @@ the documented number of cycles.
 import numpy as np
 import pytest
 
-from spinemu.hdl.engine import EngineConfig
+from spinemu.hdl.memory_map import EngineConfig, job_cycles
 from spinemu.hdl.model_image import random_model
 from spinemu.sim.engine_backends import run_engine
-from spinemu.sim.engine_model import job_cycles, run_jobs
+from spinemu.sim.engine_model import run_jobs
 from spinemu.sim.rtl import SIMULATORS
 
 # Small engines, one per lane count, so each simulator builds two designs in all.

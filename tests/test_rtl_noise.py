@@ -9,7 +9,8 @@ import random
 import numpy as np
 import pytest
 
-from spinemu.hdl.neuron import NeuronFormat, NoisyNeuron
+from spinemu.hdl.formats import NeuronFormat
+from spinemu.hdl.neuron import NoisyNeuron
 from spinemu.hdl.seeding import seed_state
 from spinemu.sim import golden
 from spinemu.sim.noise_backends import generate_noise
@@ -39,7 +40,7 @@ def test_noisy_neuron_matches_golden(simulator):
     theta = [rng.randint(fmt.theta.min_code, fmt.theta.max_code) for _ in range(count)]
     sigma = [rng.randint(1, fmt.sigma.max_code) for _ in range(count)]
     words = [dut.input_layout.const({"a": x, "theta": t, "sigma": s}).as_bits()
-             for x, t, s in zip(a, theta, sigma)]
+             for x, t, s in zip(a, theta, sigma, strict=True)]
     result = run_stream_bench(dut, simulator=simulator, inputs=words, outputs=count,
                               load={"seed": seed_state(seed, index)}, valid_p=0.7, ready_p=0.7,
                               stall_seed=7)

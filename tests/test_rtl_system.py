@@ -4,7 +4,7 @@ back-pressure on both byte streams, for good traffic and for every kind of bad f
 
 import pytest
 
-from protocol_traffic import (CONFIG, MAX_PAYLOAD, bad_traffic, golden_answers, good_traffic)
+from protocol_traffic import CONFIG, MAX_PAYLOAD, bad_traffic, golden_answers, good_traffic
 from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.sim.rtl import SIMULATORS, run_link_bench
 
@@ -17,5 +17,5 @@ def test_system_answers_equal_the_golden_board(simulator):
     got = run_link_bench(ProtocolEngine(CONFIG, MAX_PAYLOAD), simulator=simulator,
                          requests=requests, valid_p=0.6, ready_p=0.6, stall_seed=5)
     assert len(got) == len(expect)
-    for i, (g, e) in enumerate(zip(got, expect)):
+    for i, (g, e) in enumerate(zip(got, expect, strict=True)):
         assert g == e, f"answer {i} to {requests[i].hex()}: {g.hex()} != golden {e.hex()}"

@@ -3,10 +3,10 @@
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from spinemu.hdl.seeder import Seeder
 from spinemu.hdl.seeding import seed_state
+from spinemu.sim.streams import receive, run, send
 
 WEYL = 0x9E3779B97F4A7C15
 
@@ -18,27 +18,14 @@ def test_seeder_matches_seed_state(count):
     dut = Seeder(count)
     got = []
 
-    async def send(ctx):
-        for seed in seeds:
-            ctx.set(dut.i.payload, seed)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+    async def source(ctx):
+        await send(ctx, dut.i, seeds, random.Random(1), idle=0)
 
-    async def receive(ctx):
-        rng = random.Random(2)
-        while len(got) < len(seeds) * count:
-            ready = rng.random() < 0.5
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and ready:
-                got.append((payload.block, payload.state))
+    async def sink(ctx):
+        got.extend((p.block, p.state) for p in
+                   await receive(ctx, dut.o, len(seeds) * count, random.Random(2), stall=0.5))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(send)
-    sim.add_testbench(receive)
-    sim.run()
+    run(dut, source, sink, cycles=1000 * len(seeds) * count)
     assert got == [(j, seed_state(s, j)) for s in seeds for j in range(count)]
     if count == 3:
         assert (2, WEYL) in got

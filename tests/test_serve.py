@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 
 from protocol_traffic import CONFIG, MAX_PAYLOAD
+from spinemu.hdl.memory_map import job_cycles
 from spinemu.hdl.model_image import random_model
-from spinemu.host.client import Client, LinkError
 from spinemu.host.cli import main
-from spinemu.sim.engine_model import job_cycles, run_jobs
-from spinemu.sim.native_serve import NativeServer
-from spinemu.sim.serve import RTLServer, start_server
+from spinemu.host.client import Client, LinkError
+from spinemu.sim.board import start_server
+from spinemu.sim.board.cocotb import RTLServer
+from spinemu.sim.board.native import NativeServer
+from spinemu.sim.engine_model import run_jobs
 
 MODEL = random_model((7, 9, 4), seed=3, fmt=CONFIG.fmt)
 SPINEMU = [sys.executable, "-m", "spinemu"]

@@ -6,8 +6,8 @@ import random
 import pytest
 from amaranth.hdl import Module
 
-from amaranth_streams import receive, run, send
 from spinemu.hdl.uart import UARTRx, UARTTx, divisor_for
+from spinemu.sim.streams import receive, run, send
 
 
 def frame_bits(byte, stop=1):

@@ -1,15 +1,15 @@
 """cocotb bench of the simulated board: the design's byte stream (``i``/``o``) on a TCP socket.
 
-Started by :class:`spinemu.sim.serve.RTLServer`. It listens on ``host:port`` (port 0: a free one),
-writes ``ready.json`` (``host``, ``port``, ``pid``) into ``out_dir`` and serves one connection at a
-time, until the client leaves (``once``), SIGTERM or SIGINT arrives, or the process that started the
-simulator dies. Time accounting goes to ``stats.json``.
+Started by :class:`spinemu.sim.board.cocotb.RTLServer`. It listens on ``host:port`` (port 0: a free
+one), writes ``ready.json`` (``host``, ``port``, ``pid``) into ``out_dir`` and serves one connection
+at a time, until the client leaves (``once``), SIGTERM or SIGINT arrives, or the process that
+started the simulator dies. Time accounting goes to ``stats.json``.
 
 Bytes move at falling clock edges, one per cycle each way: a byte offered on ``i`` while ``ready``
 is high, and every ``o`` byte (``o.ready`` is always high, as a UART transmitter's FIFO would be).
 When nothing moves, Python does not step the clock: during a job it waits in the simulator for
-``o.valid`` to rise (or :data:`~spinemu.sim.serve.CHUNK_CYCLES`), and when the design has answered
-everything it blocks on the socket (simulated time stands still until the client sends).
+``o.valid`` to rise (or :data:`~spinemu.sim.board.base.CHUNK_CYCLES`), and when the design has
+answered everything it blocks on the socket (simulated time stands still until the client sends).
 """
 
 import json
@@ -24,7 +24,7 @@ from cocotb.utils import get_sim_time
 
 from spinemu.hdl.framing import DELIMITER
 from spinemu.sim.benches.common import PERIOD_NS, config, quiet_link, start
-from spinemu.sim.serve import CHUNK_CYCLES, LinkSocket, quiet_cycles
+from spinemu.sim.board.base import CHUNK_CYCLES, LinkSocket, quiet_cycles
 
 
 class _Stop:

@@ -1,24 +1,47 @@
 """The golden board: the whole design at the byte level, in Python.
 
 :class:`GoldenBoard` takes the bytes a host sends and returns the bytes the design answers, exactly:
-the same frame handling (``hdl/framing.py``), the same command semantics and checks
-(``hdl/protocol_engine.py``), the same results (:mod:`spinemu.sim.engine_model`) and the same cycle
-counts. Results are defined for valid models only (``ModelImage`` refuses models that could
-overflow the pre-activation); the design does not check that itself.
+the same frame handling (``hdl/framing.py``), the same layouts (``hdl/protocol.py``), command
+semantics and checks (``hdl/protocol_engine.py``), the same results
+(:mod:`spinemu.sim.engine_model`) and the same cycle counts
+(:func:`~spinemu.hdl.memory_map.job_cycles`). Results are defined for valid models only
+(``ModelImage`` refuses models that could overflow the pre-activation); the design does not check
+that itself.
 """
-
-import struct
 
 import numpy as np
 
-from spinemu.hdl.engine import EngineConfig, Region, groups
-from spinemu.hdl.framing import (DELIMITER, MAX_PAYLOAD, FrameDecodeError, FrameError,
-                                 decode_frame, encode_frame)
-from spinemu.hdl.protocol import (UNREADABLE_SEQ, Opcode, Status, element_bytes,
-                                  identify_body)
-from spinemu.hdl.protocol_engine import STATUS_FIELDS
+from spinemu.hdl.framing import (
+    DELIMITER,
+    MAX_PAYLOAD,
+    FrameDecodeError,
+    FrameError,
+    decode_frame,
+    encode_frame,
+)
+from spinemu.hdl.memory_map import EngineConfig, Region, groups, job_cycles
+from spinemu.hdl.protocol import (
+    READ_ELEMENT,
+    READ_REQUEST,
+    REQUEST_HEADER,
+    RESPONSE_HEADER,
+    RUN_REQUEST,
+    RUN_RESPONSE,
+    STATUS_RESPONSE,
+    UNREADABLE_SEQ,
+    WRITE_HEADER,
+    Opcode,
+    Status,
+    config_limits,
+    element_bytes,
+    identify_body,
+    nbytes,
+    pack,
+    pack_counts,
+    unpack,
+)
 
-from .engine_model import job_cycles, run_network
+from ..engine_model import run_network
 
 __all__ = ["GoldenBoard"]
 
@@ -46,7 +69,7 @@ class GoldenBoard:
                        Region.PARAM: np.zeros(c.lanes * c.param_depth, object)}
         self.results = []
         self.job_cycles = 0
-        self.counters = {name: 0 for name, _ in STATUS_FIELDS}
+        self.counters = {name: 0 for name, _ in STATUS_RESPONSE}
 
     def feed(self, data):
         """The bytes the design sends back after receiving ``data``."""
@@ -61,7 +84,8 @@ class GoldenBoard:
                 name = {FrameError.COBS: "cobs_errors", FrameError.LENGTH: "length_errors",
                         FrameError.CRC: "crc_errors"}[error.kind]
                 self.counters[name] = min(self.counters[name] + 1, 0xFFFF)
-                response = bytes([UNREADABLE_SEQ, Status.BAD_FRAME.value, error.kind.value])
+                response = (pack(RESPONSE_HEADER, seq=UNREADABLE_SEQ, status=Status.BAD_FRAME.value)
+                            + bytes([error.kind.value]))
             else:
                 response = self._request(payload)
             out.append(encode_frame(response, self.max_payload))
@@ -70,15 +94,16 @@ class GoldenBoard:
     # ---- one request ----------------------------------------------------------------------------
 
     def _request(self, payload):
-        seq = payload[0]
+        seq, header = payload[0], nbytes(REQUEST_HEADER)    # seq: the first byte
         try:
-            if len(payload) < 2:
+            if len(payload) < header:
                 raise _Refused(Status.BAD_LENGTH)
-            body = self._command(payload[1], payload[2:])
-            return bytes([seq, Status.OK.value]) + body
+            opcode = unpack(REQUEST_HEADER, payload[:header])["opcode"]
+            body = self._command(opcode, payload[header:])
+            return pack(RESPONSE_HEADER, seq=seq, status=Status.OK.value) + body
         except _Refused as refused:
             self.counters["bad_requests"] = min(self.counters["bad_requests"] + 1, 0xFFFF)
-            return bytes([seq, refused.status.value])
+            return pack(RESPONSE_HEADER, seq=seq, status=refused.status.value)
 
     def _command(self, opcode, body):
         c = self.config
@@ -87,49 +112,47 @@ class GoldenBoard:
                 raise _Refused(Status.BAD_LENGTH)
             if opcode == Opcode.IDENTIFY.value:
                 return identify_body(c, self.max_payload)
-            return b"".join(self.counters[name].to_bytes(n, "little") for name, n in STATUS_FIELDS)
+            return pack(STATUS_RESPONSE, **self.counters)
         if opcode == Opcode.WRITE.value:
             return self._write(body)
         if opcode == Opcode.RUN.value:
-            if len(body) != 10:
+            if len(body) != nbytes(RUN_REQUEST):
                 raise _Refused(Status.BAD_LENGTH)
-            seed, samples = struct.unpack("<QH", body)
+            run = unpack(RUN_REQUEST, body)
             if self.layers == 0:
                 raise _Refused(Status.NO_MODEL)
-            if samples == 0:
+            if run["samples"] == 0:
                 raise _Refused(Status.OUT_OF_RANGE)
-            return self._run(seed, samples)
+            return self._run(run["seed"], run["samples"])
         if opcode == Opcode.READ.value:
-            if len(body) != 3:
+            if len(body) != nbytes(READ_REQUEST):
                 raise _Refused(Status.BAD_LENGTH)
-            offset, count = struct.unpack("<HB", body)
-            if count == 0 or 2 + 2 * count > self.max_payload or offset + count > len(self.results):
+            read = unpack(READ_REQUEST, body)
+            offset, count = read["offset"], read["count"]
+            answer = nbytes(RESPONSE_HEADER) + count * nbytes(READ_ELEMENT)
+            if count == 0 or answer > self.max_payload or offset + count > len(self.results):
                 raise _Refused(Status.OUT_OF_RANGE)
-            return b"".join(int(v).to_bytes(2, "little")
-                            for v in self.results[offset:offset + count])
+            return pack_counts(self.results[offset:offset + count])
         raise _Refused(Status.BAD_OPCODE)
 
     def _write(self, body):
         c = self.config
-        if body and body[0] > Region.PARAM.value:
+        # The region is judged as soon as its byte arrives, the length only at the end.
+        at, header = WRITE_HEADER["region"].offset // 8, nbytes(WRITE_HEADER)
+        if len(body) > at and body[at] > Region.PARAM.value:
             raise _Refused(Status.OUT_OF_RANGE)
-        if len(body) < 6:
+        if len(body) <= header:
             raise _Refused(Status.BAD_LENGTH)
-        region = Region(body[0])
-        addr = int.from_bytes(body[1:5], "little")
-        size = element_bytes(region, c)
-        bits = {Region.CONFIG: 16, Region.INPUT: c.input_bits,
-                Region.WEIGHT: c.lanes * c.weight_bits, Region.PARAM: c.param_layout.size}[region]
-        depth = {Region.CONFIG: c.max_layers + 2, Region.INPUT: c.max_inputs,
-                 Region.WEIGHT: c.weight_depth, Region.PARAM: c.lanes * c.param_depth}[region]
-        elements = body[5:]
+        fields = unpack(WRITE_HEADER, body[:header])
+        region, addr = Region(fields["region"]), fields["addr"]
+        size, bits, depth = element_bytes(region, c), c.word_bits(region), c.depth(region)
+        limits = config_limits(c)
+        elements = body[header:]
         for start in range(0, len(elements) - len(elements) % size, size):
             value = int.from_bytes(elements[start:start + size], "little")
             ok = addr < depth and value >> bits == 0
             if region == Region.CONFIG:
-                limit = (c.max_layers if addr == 0 else c.max_inputs if addr == 1
-                         else c.max_width)
-                ok = ok and 0 < value <= limit
+                ok = ok and 0 < value <= limits[min(addr, len(limits) - 1)]
             if not ok:
                 raise _Refused(Status.OUT_OF_RANGE)
             if region == Region.CONFIG:
@@ -183,4 +206,4 @@ class GoldenBoard:
         self.results = [int(v) & 0xFFFF for v in counts]
         self.counters["jobs"] = (self.counters["jobs"] + 1) & 0xFFFFFFFF
         self.job_cycles = job_cycles(sizes, c.lanes, samples)
-        return self.job_cycles.to_bytes(4, "little")
+        return pack(RUN_RESPONSE, cycles=self.job_cycles)

@@ -1,10 +1,11 @@
 """The native simulated board: the ProtocolEngine's Verilog compiled by Verilator with a C++ main
-(``sim/native/serve_main.cpp``) that runs the clock and the socket itself, with no cocotb.
+(:data:`SOURCE`, ``native/serve_main.cpp`` in this package) that runs the clock and the socket
+itself, with no cocotb.
 
-It serves the same byte stream as :mod:`spinemu.sim.serve`'s backends on ``socket://127.0.0.1:PORT``
-but runs the clock in C++ (no Python callback per edge), so it is many times faster than the cocotb
-Verilator bench. The build is cached by the hash of the Verilog and the C++ source under
-``cache_dir()/native/<hash>`` (a file lock lets parallel starts share it).
+It serves the same byte stream as the other backends of :mod:`spinemu.sim.board` on
+``socket://127.0.0.1:PORT`` but runs the clock in C++ (no Python callback per edge), so it is many
+times faster than the cocotb Verilator bench. The build is cached by the hash of the Verilog and the
+C++ source under ``cache_dir()/native/<hash>`` (a file lock lets parallel starts share it).
 """
 
 import hashlib
@@ -17,10 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from spinemu.hdl.engine import EngineConfig
-from spinemu.hdl.framing import MAX_PAYLOAD
+from amaranth.back import verilog
 
-from .serve import DEFAULT_HOST, ServeError, Server, quiet_cycles
+from spinemu.hdl.framing import MAX_PAYLOAD
+from spinemu.hdl.memory_map import EngineConfig
+from spinemu.hdl.protocol_engine import ProtocolEngine
+from spinemu.sim import rtl
+
+from .base import DEFAULT_HOST, ServeError, Server, quiet_cycles
 
 __all__ = ["NativeServer", "build_native", "start_native_server", "SOURCE"]
 
@@ -47,12 +52,6 @@ def build_native(config=EngineConfig(), max_payload=MAX_PAYLOAD, *, log=None):
     """Build (or find in the cache) the native server of ``config``; returns its executable.
 
     Raises :class:`ServeError` (naming the build log) if Verilator fails."""
-    from amaranth.back import verilog
-
-    from spinemu.hdl.protocol_engine import ProtocolEngine
-
-    from . import rtl
-
     rtl.simulator_environment("verilator")
     text = verilog.convert(ProtocolEngine(config, max_payload), name=TOPLEVEL, emit_src=False)
     cpp = SOURCE.read_text()

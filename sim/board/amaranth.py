@@ -1,0 +1,87 @@
+"""The ProtocolEngine in the Amaranth simulator behind the socket, in a thread (slow: for checking).
+
+Bytes move as the socket gives and takes them (``o`` always ready, no random stalls); while the
+design computes, the simulator runs to its next answer byte without a Python step per cycle.
+"""
+
+from amaranth.sim import Simulator
+
+from spinemu.hdl.framing import DELIMITER
+from spinemu.hdl.protocol_engine import ProtocolEngine
+from spinemu.sim.streams import PERIOD
+
+from .base import CHUNK_CYCLES, ThreadServer, quiet_cycles
+
+__all__ = ["AmaranthServer"]
+
+
+class AmaranthServer(ThreadServer):
+    """The ProtocolEngine in the Amaranth simulator behind the socket (slow: for checking)."""
+
+    backend = "amaranth"
+
+    def _serve(self):
+        dut = ProtocolEngine(self.config, self.max_payload)
+        link = self.link
+        quiet = quiet_cycles(self.max_payload)
+
+        async def bench(ctx):
+            ctx.set(dut.o.ready, 1)
+            while link.accept():
+                pending, out, outstanding, last_in = bytearray(), bytearray(), 0, DELIMITER
+                while not self._stop.is_set():
+                    offer = bool(pending)
+                    ctx.set(dut.i.valid, offer)
+                    if offer:
+                        ctx.set(dut.i.payload, pending[0])
+                    _, _, i_ready, o_valid, o_byte, busy = await ctx.tick().sample(
+                        dut.i.ready, dut.o.valid, dut.o.payload, dut.busy)
+                    moved = False
+                    if offer and i_ready:
+                        byte = pending.pop(0)
+                        outstanding += byte == DELIMITER and last_in != DELIMITER
+                        last_in, moved = byte, True
+                    if o_valid:
+                        out.append(o_byte)
+                        moved = True
+                        if o_byte == DELIMITER:
+                            link.send(bytes(out))
+                            out.clear()
+                            outstanding = max(0, outstanding - 1)
+                    if moved:
+                        continue
+                    data = link.receive(0)
+                    if data is None:
+                        break
+                    if data:
+                        pending += data
+                        continue
+                    # Sampled values are those at the last edge; the wait starts after it.
+                    if ctx.get(dut.o.valid) or (pending and ctx.get(dut.i.ready)):
+                        continue
+                    if pending or busy:
+                        # Blocked input or a job: let the simulator run to the next event.
+                        await ctx.posedge(dut.o.valid).posedge(dut.i.ready).delay(
+                            CHUNK_CYCLES * PERIOD)
+                        continue
+                    if outstanding:
+                        await ctx.posedge(dut.o.valid).delay(quiet * PERIOD)
+                        if not ctx.get(dut.o.valid) and not ctx.get(dut.busy):
+                            outstanding = 0     # a frame the design does not answer
+                        continue
+                    if out:
+                        link.send(bytes(out))
+                        out.clear()
+                    data = link.wait_data()
+                    if data is None:
+                        break
+                    pending += data
+                link.drop()
+                ctx.set(dut.i.valid, 0)
+                if self.once or self._stop.is_set():
+                    return
+
+        sim = Simulator(dut)
+        sim.add_clock(PERIOD)
+        sim.add_testbench(bench)
+        sim.run()
