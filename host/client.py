@@ -31,23 +31,57 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from spinemu.hdl.engine import EngineConfig, check_fits, input_writes, model_writes
+from spinemu.hdl.formats import NeuronFormat
 from spinemu.hdl.framing import FrameDecodeError, FrameSplitter, decode_frame, encode_frame
+from spinemu.hdl.memory_map import (
+    EngineConfig,
+    check_fits,
+    input_writes,
+    job_cycles,
+    job_inputs,
+    model_writes,
+)
 from spinemu.hdl.model_image import ModelError, ModelImage
-from spinemu.hdl.neuron import NeuronFormat
-from spinemu.hdl.protocol import (FORMAT_VERSION, IDENTIFY, UNREADABLE_SEQ, Opcode, Status,
-                                  build_hash, read_body, request, run_body, write_bodies)
-from spinemu.hdl.protocol_engine import STATUS_FIELDS
-from spinemu.sim.engine_model import job_cycles, job_inputs
+from spinemu.hdl.protocol import (
+    FORMAT_VERSION,
+    IDENTIFY_RESPONSE,
+    READ_ELEMENT,
+    READ_REQUEST,
+    REQUEST_HEADER,
+    RESPONSE_HEADER,
+    RUN_RESPONSE,
+    STATUS_RESPONSE,
+    UNREADABLE_SEQ,
+    WRITE_HEADER,
+    Opcode,
+    Status,
+    build_hash,
+    nbytes,
+    read_body,
+    request,
+    run_body,
+    unpack,
+    unpack_counts,
+    write_bodies,
+)
+
+from .errors import LinkError, ProtocolError, SpinemuError
+from .jobs import reconstruct_images
 
 __all__ = ["Client", "DesignInfo", "DesignStatus", "JobResults", "Reconstruction", "LinkStats",
            "SpinemuError", "LinkError", "ProtocolError", "ModelError", "DEFAULT_BAUD"]
 
 #: The boards' UART rate (``firmware/boards.py``); ignored by ``socket://`` URLs.
 DEFAULT_BAUD = 1_000_000
-#: Answers are cut out of the byte stream with room for any design's largest frame (u16 in
-#: IDENTIFY); they are then judged against the design's own ``max_payload``.
-_SPLIT_LIMIT = 0xFFFF
+#: Answers are cut out of the byte stream with room for any design's largest frame (as large as
+#: IDENTIFY can report); they are then judged against the design's own ``max_payload``.
+_SPLIT_LIMIT = (1 << IDENTIFY_RESPONSE["max_payload"].width) - 1
+#: Bytes of an answer's header (seq, status).
+_HEADER = nbytes(RESPONSE_HEADER)
+#: The smallest payload the protocol works with: a WRITE of one byte.
+_MIN_PAYLOAD = nbytes(REQUEST_HEADER) + nbytes(WRITE_HEADER) + 1
+#: The most counts one READ asks for (what its ``count`` field holds).
+_READ_MAX = (1 << READ_REQUEST["count"].width) - 1
 _SEQ_COUNT = UNREADABLE_SEQ            # sequence numbers 0..254; 0xFF marks unreadable frames
 
 #: Refusals that a well-formed request gets only when damage slipped past the CRC: retried.
@@ -60,24 +94,6 @@ _STATUS_MEANING = {
     Status.NO_MODEL: "no model is loaded (was the design reset?)",
     Status.BAD_FRAME: "the design could not read the request",
 }
-
-
-class SpinemuError(Exception):
-    """Base of the client's errors."""
-
-
-class LinkError(SpinemuError, ConnectionError):
-    """The link failed: it could not be opened, it closed, or a request got no valid answer
-    after every retry. The message names the URL, the request and what went wrong."""
-
-
-class ProtocolError(SpinemuError):
-    """The design refused a request (``status`` is its :class:`Status`) or answered something
-    inconsistent (``status`` is None). The message names the request."""
-
-    def __init__(self, message, status=None):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -95,27 +111,24 @@ class DesignInfo:
     @classmethod
     def from_body(cls, body):
         """Decode an IDENTIFY answer body; :class:`ProtocolError` if it is not one."""
-        if len(body) != IDENTIFY.size:
-            raise ProtocolError(f"IDENTIFY answered {len(body)} bytes, not {IDENTIFY.size}: "
+        size = nbytes(IDENTIFY_RESPONSE)
+        if len(body) != size:
+            raise ProtocolError(f"IDENTIFY answered {len(body)} bytes, not {size}: "
                                 f"not a spinemu design of format version {FORMAT_VERSION}")
-        (version, lanes, max_layers, max_inputs, max_width, weight_depth, param_depth, input_bits,
-         weight_bits, a_width, theta_frac, sigma_width, sigma_frac, max_payload,
-         hash_) = IDENTIFY.unpack(body)
+        f = unpack(IDENTIFY_RESPONSE, body)
+        version, max_payload, hash_ = f.pop("version"), f.pop("max_payload"), f.pop("build_hash")
         if version != FORMAT_VERSION:
             raise ProtocolError(f"the design speaks protocol format version {version}; this "
                                 f"client speaks version {FORMAT_VERSION}")
+        fmt = {name: f.pop(name) for name in ("a_width", "theta_frac", "sigma_width",
+                                              "sigma_frac")}
         try:
-            config = EngineConfig(
-                lanes=lanes, max_layers=max_layers, max_inputs=max_inputs, max_width=max_width,
-                weight_depth=weight_depth, param_depth=param_depth, input_bits=input_bits,
-                weight_bits=weight_bits,
-                fmt=NeuronFormat(a_width=a_width, theta_frac=theta_frac, sigma_width=sigma_width,
-                                 sigma_frac=sigma_frac))
+            config = EngineConfig(**f, fmt=NeuronFormat(**fmt))
         except ValueError as error:
             raise ProtocolError(f"IDENTIFY reports an impossible configuration: {error}") from None
-        if max_payload < 8:
+        if max_payload < _MIN_PAYLOAD:
             raise ProtocolError(f"IDENTIFY reports frames of at most {max_payload} bytes; the "
-                                f"protocol needs at least 8")
+                                f"protocol needs at least {_MIN_PAYLOAD}")
         return cls(version, config, max_payload, hash_, hash_ == build_hash(config, max_payload))
 
 
@@ -174,10 +187,6 @@ class JobResults:
     seeds: np.ndarray
     seconds: float
     link: LinkStats = field(default_factory=LinkStats)
-
-    @property
-    def jobs_per_s(self):
-        return len(self.counts) / self.seconds if self.seconds > 0 else float("inf")
 
 
 @dataclass
@@ -285,7 +294,8 @@ class Client:
             body = self._request(Opcode.IDENTIFY, b"", "IDENTIFY", size=None)
             # A body of another length from a design of this version is a damaged answer; one of
             # another version is judged by DesignInfo.from_body.
-            if len(body) == IDENTIFY.size or not body or body[0] != FORMAT_VERSION:
+            if (len(body) == nbytes(IDENTIFY_RESPONSE) or not body
+                    or body[IDENTIFY_RESPONSE["version"].offset // 8] != FORMAT_VERSION):
                 break
             self.stats.damaged += 1
         info = DesignInfo.from_body(body)
@@ -299,20 +309,16 @@ class Client:
 
     def status(self):
         """The design's STATUS counters (:class:`DesignStatus`)."""
-        body = self._request(Opcode.STATUS, b"", "STATUS", size=sum(n for _, n in STATUS_FIELDS))
-        values, pos = {}, 0
-        for name, n in STATUS_FIELDS:
-            values[name] = int.from_bytes(body[pos:pos + n], "little")
-            pos += n
-        return DesignStatus(**values)
+        body = self._request(Opcode.STATUS, b"", "STATUS", size=nbytes(STATUS_RESPONSE))
+        return DesignStatus(**unpack(STATUS_RESPONSE, body))
 
     def load_model(self, model):
         """Load ``model`` (a :class:`ModelImage`, its bytes, or the path of a model image).
 
         The model is checked against the identified design first: :class:`ModelError` says every
         reason it does not fit, and nothing is written. Then the WRITE frames of
-        :func:`~spinemu.hdl.engine.model_writes` go out, merged into frames as large as the design
-        takes."""
+        :func:`~spinemu.hdl.memory_map.model_writes` go out, merged into frames as large as the
+        design takes."""
         if isinstance(model, (str, Path)):
             path = Path(model)
             try:
@@ -339,7 +345,7 @@ class Client:
 
     def run(self, inputs, seeds, samples, *, progress=None):
         """Run one job per row of ``inputs`` (shape ``(jobs, N_0)``, the engine's input vectors,
-        see :func:`~spinemu.sim.engine_model.job_inputs`) with its seed from ``seeds`` and
+        see :func:`~spinemu.hdl.memory_map.job_inputs`) with its seed from ``seeds`` and
         ``samples`` samples: a :class:`JobResults`."""
         model = self._require_model()
         c = self.info.config
@@ -361,7 +367,7 @@ class Client:
         samples = int(samples)
 
         outputs = model.sizes[-1]
-        per_read = min(255, (self.info.max_payload - 2) // 2)
+        per_read = min(_READ_MAX, (self.info.max_payload - _HEADER) // nbytes(READ_ELEMENT))
         reads = [(o, min(per_read, outputs - o)) for o in range(0, outputs, per_read)]
         expected = job_cycles(model.sizes, c.lanes, samples)
         counts = np.zeros((jobs, outputs), np.int64)
@@ -420,8 +426,8 @@ class Client:
         if max_value is None:
             max_value = (1 << model.input_bits) - 1
         result = self.run(job_inputs(images, masks), seeds, samples, progress=progress)
-        reconstructed = np.where(masks == 1, images / max_value,
-                                 result.counts.reshape(images.shape) / result.samples)
+        reconstructed = reconstruct_images(images, masks, result.counts, result.samples,
+                                           max_value)
         return Reconstruction(**{f.name: getattr(result, f.name) for f in fields(JobResults)},
                               reconstructed=reconstructed)
 
@@ -445,15 +451,15 @@ class Client:
         what = f"RUN of job {k} (seed {seed}, {samples} samples)"
         timeout = self._run_timeout(expected)
         began, sends = time.perf_counter(), self.stats.resends
-        body = self._request(Opcode.RUN, run_body(seed, samples), what, size=4, timeout=timeout,
-                             work=work)
+        body = self._request(Opcode.RUN, run_body(seed, samples), what,
+                             size=nbytes(RUN_RESPONSE), timeout=timeout, work=work)
         if self.stats.resends == sends:
             rate = expected / max(time.perf_counter() - began, 1e-9)
             self._job_rate = min(self._job_rate or rate, rate)     # the slowest seen
         else:
             # The job may run again for the request sent again: the next answer can wait for it.
             self._extra_wait = timeout
-        cycles = int.from_bytes(body, "little")
+        cycles = unpack(RUN_RESPONSE, body)["cycles"]
         if cycles != expected:
             raise ProtocolError(
                 f"{what} took {cycles} cycles, but the loaded model takes {expected}: the design "
@@ -462,8 +468,9 @@ class Client:
 
     def _read_counts(self, k, offset, count, samples):
         what = f"READ of job {k}'s counts {offset}..{offset + count - 1}"
-        body = self._request(Opcode.READ, read_body(offset, count), what, size=2 * count)
-        values = np.frombuffer(body, dtype="<u2").astype(np.int64)
+        body = self._request(Opcode.READ, read_body(offset, count), what,
+                             size=nbytes(READ_ELEMENT) * count)
+        values = unpack_counts(body)
         if values.max(initial=0) > samples:
             raise ProtocolError(f"{what}: a count of {values.max()} exceeds the {samples} "
                                 f"samples")
@@ -484,7 +491,7 @@ class Client:
         seq = self._seq
         self._seq = (self._seq + 1) % _SEQ_COUNT
         # A leading 0x00 ends whatever a damaged earlier frame left in the design's decoder.
-        frame = b"\x00" + encode_frame(request(seq, opcode, body), min(self._max_payload, 0xFFFF))
+        frame = b"\x00" + encode_frame(request(seq, opcode, body), self._max_payload)
         timeout = (timeout or self.timeout) + self._extra_wait
         self._extra_wait = 0.0
         problems, refusal = [], None
@@ -540,16 +547,17 @@ class Client:
             except FrameDecodeError as error:
                 self.stats.damaged += 1
                 return f"damaged answer ({error})"
-            if len(payload) < 2:
+            if len(payload) < _HEADER:
                 self.stats.damaged += 1
                 return "answer of one byte"
-            if payload[0] == UNREADABLE_SEQ and payload[1] == Status.BAD_FRAME.value:
+            header = unpack(RESPONSE_HEADER, payload[:_HEADER])
+            if header["seq"] == UNREADABLE_SEQ and header["status"] == Status.BAD_FRAME.value:
                 self.stats.unreadable += 1
                 return "the design could not read the request (BAD_FRAME)"
-            if payload[0] != seq:
+            if header["seq"] != seq:
                 self.stats.stale += 1
                 continue
-            return payload[1], bytes(payload[2:])
+            return header["status"], bytes(payload[_HEADER:])
 
     # ---- the link -----------------------------------------------------------------------------
 

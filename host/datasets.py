@@ -19,7 +19,7 @@ data set's own order (for digits: the order of :func:`sklearn.datasets.load_digi
 Colour images become grey with the ITU-R BT.601 luma, computed exactly in integers and rounded half
 up (:func:`luma`); they can then be block-averaged to a smaller size (:func:`downsample`) and
 quantised to fewer grey levels (:func:`quantise`). Nothing is resized to fit, clipped or dropped:
-an input that does not fit is refused with a :class:`~spinemu.host.cli.UserError` naming the file
+an input that does not fit is refused with a :class:`~spinemu.host.errors.InputError` naming the file
 and the problem. ``docs/datasets.md`` describes the sources and what each mapping costs.
 """
 
@@ -29,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spinemu.host.cli import UserError
+from .errors import InputError
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "load_digits", "load_cifar10", "load_folder",
-           "split", "luma", "downsample", "quantise", "TEST_SIZE", "SPLIT_SEED", "IMAGE_SUFFIXES",
-           "add_dataset_arguments", "dataset_from_args"]
+           "split", "luma", "downsample", "quantise", "TEST_SIZE", "SPLIT_SEED", "IMAGE_SUFFIXES"]
 
 #: The names :func:`load_dataset` accepts.
 DATASETS = ("digits", "cifar10", "folder")
@@ -115,8 +114,8 @@ def split(dataset):
                                        random_state=SPLIT_SEED, stratify=dataset.labels)
     except ValueError as error:
         # e.g. a class with a single image cannot be stratified
-        raise UserError(f"{dataset.source}: cannot split {dataset.name} into training and test "
-                        f"images stratified by class: {error}") from None
+        raise InputError(f"{dataset.source}: cannot split {dataset.name} into training and test "
+                         f"images stratified by class: {error}") from None
     return train, test
 
 
@@ -134,14 +133,14 @@ def load_dataset(name, data_dir=None, *, size=None, levels=None):
         given = [option for option, value in (("data_dir", data_dir), ("size", size),
                                               ("levels", levels)) if value is not None]
         if given:
-            raise UserError(f"the digits data set is embedded and fixed (8x8, 0-16); "
-                            f"it takes no {', '.join(given)}")
+            raise InputError(f"the digits data set is embedded and fixed (8x8, 0-16); "
+                             f"it takes no {', '.join(given)}")
         return load_digits()
     if name == "cifar10":
         return load_cifar10(data_dir, size=size, levels=levels)
     if name == "folder":
         return load_folder(data_dir, size=size, levels=levels)
-    raise UserError(f"unknown data set {name!r}; the data sets are {', '.join(DATASETS)}")
+    raise InputError(f"unknown data set {name!r}; the data sets are {', '.join(DATASETS)}")
 
 
 def load_digits():
@@ -193,11 +192,11 @@ def _output_size(size, native, where):
         return native
     pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in pair):
-        raise UserError(f"size must be a positive int or (H, W), not {size!r}")
+        raise InputError(f"size must be a positive int or (H, W), not {size!r}")
     h, w = pair
     if native[0] % h or native[1] % w:
-        raise UserError(f"{where}: cannot block-average {native[0]}x{native[1]} images to {h}x{w} "
-                        f"(height x width); the size must divide the images' size")
+        raise InputError(f"{where}: cannot block-average {native[0]}x{native[1]} images to {h}x{w} "
+                         f"(height x width); the size must divide the images' size")
     return (int(h), int(w))
 
 
@@ -205,7 +204,7 @@ def _check_levels(levels):
     if levels is None:
         return 256
     if not isinstance(levels, (int, np.integer)) or not 2 <= levels <= 256:
-        raise UserError(f"levels must be an integer 2..256, not {levels!r}")
+        raise InputError(f"levels must be an integer 2..256, not {levels!r}")
     return int(levels)
 
 
@@ -236,17 +235,17 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _unpickle(path):
     if not path.is_file():
-        raise UserError(f"{path}: missing CIFAR-10 file (expected {CIFAR_META_FILE}, "
-                        f"{', '.join(CIFAR_TRAIN_FILES)} and {CIFAR_TEST_FILE})")
+        raise InputError(f"{path}: missing CIFAR-10 file (expected {CIFAR_META_FILE}, "
+                         f"{', '.join(CIFAR_TRAIN_FILES)} and {CIFAR_TEST_FILE})")
     try:
         with open(path, "rb") as file:
             # the archive was pickled by Python 2: keep its byte-string keys as bytes
             content = _ArrayUnpickler(file, encoding="bytes").load()
     except Exception as error:  # a damaged pickle can raise almost anything
-        raise UserError(f"{path}: not a readable CIFAR-10 pickle: {error}") from None
+        raise InputError(f"{path}: not a readable CIFAR-10 pickle: {error}") from None
     if not isinstance(content, dict):
-        raise UserError(f"{path}: malformed CIFAR-10 file: holds a {type(content).__name__}, "
-                        f"not a dict")
+        raise InputError(f"{path}: malformed CIFAR-10 file: holds a {type(content).__name__}, "
+                         f"not a dict")
     return content
 
 
@@ -254,22 +253,22 @@ def _read_cifar_batch(path, n_classes):
     content = _unpickle(path)
     missing = [key for key in (b"data", b"labels") if key not in content]
     if missing:
-        raise UserError(f"{path}: malformed CIFAR-10 batch: no key {missing[0]!r} "
-                        f"(keys: {sorted(content, key=repr)})")
+        raise InputError(f"{path}: malformed CIFAR-10 batch: no key {missing[0]!r} "
+                         f"(keys: {sorted(content, key=repr)})")
     data, labels = content[b"data"], content[b"labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
             or data.shape[1] != 3 * CIFAR_SIDE * CIFAR_SIDE:
         described = (f"{data.shape} {data.dtype}" if isinstance(data, np.ndarray)
                      else type(data).__name__)
-        raise UserError(f"{path}: malformed CIFAR-10 batch: b'data' is {described}, "
-                        f"not (N, 3072) uint8")
+        raise InputError(f"{path}: malformed CIFAR-10 batch: b'data' is {described}, "
+                         f"not (N, 3072) uint8")
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise UserError(f"{path}: malformed CIFAR-10 batch: b'labels' is not a list of integers")
+        raise InputError(f"{path}: malformed CIFAR-10 batch: b'labels' is not a list of integers")
     if len(labels) != len(data):
-        raise UserError(f"{path}: {len(labels)} labels for {len(data)} images")
+        raise InputError(f"{path}: {len(labels)} labels for {len(data)} images")
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise UserError(f"{path}: a label is outside 0..{n_classes - 1}")
+        raise InputError(f"{path}: a label is outside 0..{n_classes - 1}")
     return data, labels.astype(np.int64)
 
 
@@ -277,8 +276,8 @@ def _read_cifar_classes(path):
     content = _unpickle(path)
     names = content.get(b"label_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, bytes) for n in names):
-        raise UserError(f"{path}: malformed CIFAR-10 metadata: no list of byte strings under "
-                        f"b'label_names' (keys: {sorted(content, key=repr)})")
+        raise InputError(f"{path}: malformed CIFAR-10 metadata: no list of byte strings under "
+                         f"b'label_names' (keys: {sorted(content, key=repr)})")
     return tuple(name.decode("ascii", "replace") for name in names)
 
 
@@ -292,14 +291,14 @@ def load_cifar10(data_dir, *, size=None, levels=None):
     ``test_batch`` images, so :func:`split` gives CIFAR-10's own training and test sets.
     """
     if data_dir is None:
-        raise UserError("the cifar10 data set needs --data-dir: the cifar-10-batches-py directory "
-                        "of the CIFAR-10 python archive (nothing is downloaded)")
+        raise InputError("the cifar10 data set needs --data-dir: the cifar-10-batches-py directory "
+                         "of the CIFAR-10 python archive (nothing is downloaded)")
     directory = Path(data_dir)
     if not directory.is_dir():
-        raise UserError(f"{directory}: no such directory (the cifar-10-batches-py directory of the "
-                        f"CIFAR-10 python archive)")
+        raise InputError(f"{directory}: no such directory (the cifar-10-batches-py directory of the "
+                         f"CIFAR-10 python archive)")
     if (directory / "cifar-10-batches-py").is_dir() and not (directory / CIFAR_META_FILE).exists():
-        raise UserError(f"{directory}: holds cifar-10-batches-py; give that directory instead")
+        raise InputError(f"{directory}: holds cifar-10-batches-py; give that directory instead")
     size = _output_size(size, (CIFAR_SIDE, CIFAR_SIDE), directory)
     levels = _check_levels(levels)
     classes = _read_cifar_classes(directory / CIFAR_META_FILE)
@@ -327,11 +326,11 @@ def _image_to_gray(image, path):
     elif mode in ("P", "PA"):
         image, mode = image.convert("RGBA"), "RGBA"
     if mode not in ("L", "LA", "RGB", "RGBA"):
-        raise UserError(f"{path}: image mode {mode} is not supported; save it as 8-bit grey or RGB")
+        raise InputError(f"{path}: image mode {mode} is not supported; save it as 8-bit grey or RGB")
     pixels = np.asarray(image)
     if mode in ("LA", "RGBA"):
         if (pixels[..., -1] != 255).any():
-            raise UserError(f"{path}: has transparent pixels; flatten it onto a background first")
+            raise InputError(f"{path}: has transparent pixels; flatten it onto a background first")
         pixels = pixels[..., :-1]
     if mode.startswith("L"):
         return pixels.reshape(pixels.shape[:2]).astype(np.uint8)
@@ -342,14 +341,14 @@ def _read_image(path):
     try:
         from PIL import Image
     except ImportError:  # Pillow comes with matplotlib, so this is a broken installation
-        raise UserError(f"{path}: reading PNG or JPEG files needs Pillow (pip install pillow)") \
+        raise InputError(f"{path}: reading PNG or JPEG files needs Pillow (pip install pillow)") \
             from None
     try:
         with Image.open(path) as image:
             image.load()
             return _image_to_gray(image, path)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
-        raise UserError(f"{path}: cannot read the image: {error}") from None
+        raise InputError(f"{path}: cannot read the image: {error}") from None
 
 
 def _is_hidden(path):
@@ -368,65 +367,47 @@ def load_folder(data_dir, *, size=None, levels=None):
     class folders, transparent pixels, and images of mixed sizes.
     """
     if data_dir is None:
-        raise UserError("the folder data set needs --data-dir: a folder with one sub-folder of "
-                        "images per class")
+        raise InputError("the folder data set needs --data-dir: a folder with one sub-folder of "
+                         "images per class")
     directory = Path(data_dir)
     if not directory.is_dir():
-        raise UserError(f"{directory}: no such directory")
+        raise InputError(f"{directory}: no such directory")
     levels = _check_levels(levels)
     entries = sorted(entry for entry in directory.iterdir() if not _is_hidden(entry))
     loose = [entry.name for entry in entries
              if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES]
     if loose:
-        raise UserError(f"{directory}: images directly in the folder ({', '.join(loose[:3])}); "
-                        f"put them in one sub-folder per class")
+        raise InputError(f"{directory}: images directly in the folder ({', '.join(loose[:3])}); "
+                         f"put them in one sub-folder per class")
     class_dirs = [entry for entry in entries if entry.is_dir()]
     if not class_dirs:
-        raise UserError(f"{directory}: no images: no class sub-folders")
+        raise InputError(f"{directory}: no images: no class sub-folders")
 
     files, labels = [], []
     for label, class_dir in enumerate(class_dirs):
         for entry in sorted(e for e in class_dir.iterdir() if not _is_hidden(e)):
             if not entry.is_file() or entry.suffix.lower() not in IMAGE_SUFFIXES:
-                raise UserError(f"{entry}: not a PNG or JPEG image file (a class folder holds only "
-                                f"images ending in {', '.join(IMAGE_SUFFIXES)})")
+                raise InputError(f"{entry}: not a PNG or JPEG image file (a class folder holds only "
+                                 f"images ending in {', '.join(IMAGE_SUFFIXES)})")
             files.append(entry)
             labels.append(label)
     filled = set(labels)
     empty = [str(d) for label, d in enumerate(class_dirs) if label not in filled]
     if not files:
-        raise UserError(f"{directory}: no images: the class folders are all empty")
+        raise InputError(f"{directory}: no images: the class folders are all empty")
     if empty:
-        raise UserError(f"empty class folders: {', '.join(empty)}")
+        raise InputError(f"empty class folders: {', '.join(empty)}")
 
     grays = [_read_image(path) for path in files]
     first = grays[0].shape
-    for path, gray in zip(files, grays):
+    for path, gray in zip(files, grays, strict=True):
         if gray.shape != first:
-            raise UserError(f"images of mixed sizes: {files[0]} is {first[0]}x{first[1]}, "
-                            f"{path} is {gray.shape[0]}x{gray.shape[1]} (height x width); "
-                            f"all images must have the same size")
+            raise InputError(f"images of mixed sizes: {files[0]} is {first[0]}x{first[1]}, "
+                             f"{path} is {gray.shape[0]}x{gray.shape[1]} (height x width); "
+                             f"all images must have the same size")
     size = _output_size(size, first, directory)
     return Dataset(name="folder", images=_reduce(np.stack(grays), size, levels),
                    labels=np.array(labels, dtype=np.int64),
                    classes=tuple(d.name for d in class_dirs), max_value=levels - 1,
                    source=str(directory))
 
-
-def add_dataset_arguments(parser):
-    """The command-line options that choose a data set (``train``, ``evaluate``, ``reconstruct``);
-    :func:`dataset_from_args` loads what they name."""
-    parser.add_argument("--dataset", choices=DATASETS, default="digits",
-                        help="the data set (default: digits)")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR",
-                        help="where cifar10 or folder data sets are")
-    parser.add_argument("--size", type=int, metavar="N",
-                        help="cifar10/folder: block-average the images to N x N (e.g. 8 for the "
-                             "digits-sized engine: 64 pixels + 64 mask bits)")
-    parser.add_argument("--levels", type=int, metavar="L",
-                        help="cifar10/folder: quantise to L grey levels (e.g. 16; default 256)")
-
-
-def dataset_from_args(args):
-    """The data set that :func:`add_dataset_arguments`' options name."""
-    return load_dataset(args.dataset, args.data_dir, size=args.size, levels=args.levels)

@@ -63,7 +63,7 @@ class ReferenceClassifier:
     def features(self, images):
         """The penultimate layer's activations, ``(N, CLASSIFIER_HIDDEN[-1])``."""
         x = self._flat(images)
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
             x = np.maximum(x @ w.T + b, 0.0)
         return x
 
@@ -77,7 +77,7 @@ class ReferenceClassifier:
     def to_arrays(self, prefix="classifier_"):
         """The parameters as named arrays (for ``np.savez``)."""
         arrays = {}
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"{prefix}w{i}"] = w.astype(np.float32)
             arrays[f"{prefix}b{i}"] = b.astype(np.float32)
         return arrays

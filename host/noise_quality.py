@@ -14,12 +14,20 @@ with puts on code ``c`` the mass of ``N(0, sigma^2)`` in ``(c - 1, c + 1]``.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.fft
 from scipy.stats import norm
 
-__all__ = ["Figure", "noise_quality", "format_report", "TAIL_POINTS", "MAX_LAG"]
+from spinemu.hdl import noise as hw
+from spinemu.hdl.formats import NeuronFormat
+from spinemu.sim import golden
+
+from .errors import InputError
+
+__all__ = ["Figure", "noise_quality", "format_report", "method_report", "read_noise",
+           "write_noise", "TAIL_POINTS", "MAX_LAG"]
 
 TAIL_POINTS = (3.0, 4.0, 4.5)
 MAX_LAG = 64
@@ -44,7 +52,7 @@ class Figure:
 def _histogram(codes):
     """The codes' values (the odd lattice from min to max) and their counts."""
     if np.any(codes % 2 == 0):
-        raise ValueError("noise codes must be odd integers (the lattice of GaussianNoise)")
+        raise InputError("noise codes must be odd integers (the lattice of GaussianNoise)")
     lo, hi = int(codes.min()), int(codes.max())
     counts = np.bincount((codes - lo) // 2, minlength=(hi - lo) // 2 + 1)
     return np.arange(lo, hi + 1, 2), counts
@@ -67,7 +75,7 @@ def noise_quality(codes, sigma, *, max_lag=MAX_LAG):
     """
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[0] < 2 * max_lag:
-        raise ValueError(f"need codes of shape (samples, neurons) with samples >= {2 * max_lag}, "
+        raise InputError(f"need codes of shape (samples, neurons) with samples >= {2 * max_lag}, "
                          f"not {codes.shape}")
     samples, neurons = codes.shape
     # Every distribution figure comes from the histogram of the (few hundred distinct) codes.
@@ -118,3 +126,54 @@ def format_report(figures):
         lines.append(f"{f.name:<{width}}  {f.value:>12.3e}  {f.ideal:>8g}  {f.limit:>10.2e}  "
                      f"{'pass' if f.ok else 'FAIL'}")
     return "\n".join(lines)
+
+
+def method_report():
+    """Exact figures of the noise method itself, from the alias table (no sampling)."""
+    codes, p = (np.asarray(x) for x in hw.code_pmf())
+    code_sigma = float(hw.CODE_SIGMA)
+    z = codes / code_sigma
+    ks = np.max(np.abs(np.cumsum(p) - norm.cdf((codes + 1) / code_sigma)))
+    lines = [
+        f"exact distribution of the codes (alias table, {len(codes)} codes, period 2^64-1 cycles):",
+        f"  variance - 1 = {p @ z ** 2 - 1:.1e}, KS to discretized normal = {ks:.2e}, "
+        f"largest |z| = {hw.MAX_CODE / code_sigma:.3f}",
+        "  P(|z|>t) / normal: " + ", ".join(
+            f"t={t:g}: {p[np.abs(z) > t].sum() / (2 * norm.sf(t)):.4f}" for t in (3, 4, 4.5, 5)),
+    ]
+    fmt = NeuronFormat()
+    sigma, theta = 100.0, 0.5
+    a = np.arange(-6 * int(sigma), 6 * int(sigma) + 1)
+    emulated = golden.switch_probability(a, fmt.theta_code(theta), fmt.sigma_code(sigma), fmt)
+    error = np.max(np.abs(emulated - norm.cdf((a - theta) / sigma)))
+    lines.append(f"  neuron switching curve, sigma={sigma:g}, theta={theta:g}, a in +-6 sigma: "
+                 f"max |P_emulated - Phi((a-theta)/sigma)| = {error:.4f}")
+    return "\n".join(lines)
+
+
+def read_noise(path):
+    """``(codes, sigma)`` of a file written by :func:`write_noise`; :class:`InputError` naming the
+    file and the problem."""
+    try:
+        with np.load(path) as f:
+            codes, sigma = f["noise"], float(f["sigma"])
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"{path}: not a noise file written by `spinemu noise --out` "
+                         f"({error})") from None
+    if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
+        raise InputError(f"{path}: `noise` must be an integer array of shape (samples, neurons), "
+                         f"not {codes.dtype} {codes.shape}")
+    return codes, sigma
+
+
+def write_noise(path, codes, sigma):
+    """Write ``codes`` (int, ``(samples, neurons)``) and their nominal ``sigma`` to ``path``
+    (``.npz``: ``noise``, ``sigma``); :class:`InputError` if it cannot be written."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:  # np.savez would add ".npz" to any other name
+            np.savez(f, noise=codes, sigma=sigma)
+    except OSError as error:
+        raise InputError(f"{path}: cannot write it ({error.strerror or error})") from None

@@ -18,7 +18,7 @@ or to the mean image, known pixels unchanged.
 
 import numpy as np
 
-from spinemu.host.cli import UserError
+from .errors import InputError
 
 __all__ = ["OCCLUSIONS", "occlusion_mask", "occlusion_masks", "apply_mask"]
 
@@ -28,7 +28,7 @@ OCCLUSIONS = ("bottom", "top", "left", "right", "random")
 
 def _check(kind, shape):
     if kind not in OCCLUSIONS:
-        raise UserError(f"unknown occlusion {kind!r}; the occlusions are {', '.join(OCCLUSIONS)}")
+        raise InputError(f"unknown occlusion {kind!r}; the occlusions are {', '.join(OCCLUSIONS)}")
     if len(shape) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in shape):
         raise ValueError(f"shape must be (H, W) with positive integers, not {shape!r}")
     return int(shape[0]), int(shape[1])

@@ -1,7 +1,7 @@
 """Train the all-spin network: device-faithful, quantization-aware, exported as the integer image.
 
 The network (``docs/training.md`` is the spec) is a stack of dense layers of probit spin neurons.
-Its input is what an engine job gets (:func:`spinemu.sim.engine_model.job_inputs`): the image with
+Its input is what an engine job gets (:func:`spinemu.hdl.memory_map.job_inputs`): the image with
 its hidden pixels zeroed (integers ``0 .. max_value``), then the mask (0/1). Neuron ``j`` of a layer
 computes, in units of its own noise width,
 
@@ -43,11 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
+from spinemu.hdl.formats import NeuronFormat
 from spinemu.hdl.model_image import ModelError, ModelImage
-from spinemu.hdl.neuron import NeuronFormat
 
-from .cli import UserError
+from .calibration import read_neuron_codes
 from .datasets import split
+from .errors import InputError
 from .evaluate import ReferenceClassifier, train_classifier
 from .occlusion import OCCLUSIONS, occlusion_mask
 
@@ -79,7 +80,7 @@ class TrainConfig:
     classifier_epochs: int = 200   #: epochs of the reference classifier
 
     def check(self):
-        """UserError naming the option for any value out of range."""
+        """InputError naming the option for any value out of range."""
         rules = [("--hidden", all(1 <= n <= 0xFFFF for n in self.hidden) and len(self.hidden) >= 1,
                   "one or more layer sizes 1..65535"),
                  ("--epochs", self.epochs >= 1, "at least 1"),
@@ -92,7 +93,7 @@ class TrainConfig:
                  ("--seed", 0 <= self.seed < 1 << 63, "0..2^63-1")]
         for option, ok, need in rules:
             if not ok:
-                raise UserError(f"{option} must be {need}")
+                raise InputError(f"{option} must be {need}")
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,6 @@ def network_sizes(dataset, hidden):
     return (2 * pixels, *(int(n) for n in hidden), pixels)
 
 
-def _format_fracs(text):
-    """``"UQ8.8"`` / ``"Q16.8"`` -> (signed, integer bits, fraction bits)."""
-    signed = not text.startswith("U")
-    whole, frac = text.lstrip("UQ").split(".")
-    return signed, int(whole), int(frac)
-
-
 def load_calibration(path, sizes, fmt=FORMAT):
     """Per-neuron codes for a network of ``sizes`` from ``spinemu calibrate``'s CALIB.json.
 
@@ -127,54 +121,17 @@ def load_calibration(path, sizes, fmt=FORMAT):
     layers in order (layer 1's neurons first), gets calibration neuron ``k mod M`` of the ``M``
     listed: run ``spinemu calibrate --neurons N`` with N = the network's neurons to give every one
     its own drawn device. The codes are used as they are (the calibration's ``--scale`` sets the
-    weights' grid). UserError naming the file and the problem otherwise.
+    weights' grid). :class:`~spinemu.host.errors.InputError` naming the file and the problem
+    otherwise.
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such calibration file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read the calibration ({error})") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path}: not JSON ({error})") from None
-    neurons = data.get("neurons") if isinstance(data, dict) else None
-    if not isinstance(neurons, list) or not neurons:
-        raise UserError(f"{path}: no 'neurons' list; write the file with `spinemu calibrate`")
-    formats = (data.get("mapping") or {}).get("formats") or {}
-    for name, frac in (("theta", fmt.theta_frac), ("sigma", fmt.sigma_frac)):
-        text = formats.get(name)
-        if text is None:
-            raise UserError(f"{path}: mapping.formats.{name} is missing")
-        try:
-            got = _format_fracs(text)[2]
-        except ValueError:
-            raise UserError(f"{path}: mapping.formats.{name} is {text!r}, not a Q format") from None
-        if got != frac:
-            raise UserError(f"{path}: {name} codes have {got} fraction bits ({text}); the design "
-                            f"format has {frac}")
-    theta, sigma = [], []
-    for i, neuron in enumerate(neurons):
-        try:
-            t, s = neuron["theta_code"], neuron["sigma_code"]
-        except (KeyError, TypeError):
-            raise UserError(f"{path}: neurons[{i}] has no theta_code and sigma_code") from None
-        if not (isinstance(t, int) and isinstance(s, int)):
-            raise UserError(f"{path}: neurons[{i}]: codes must be integers")
-        if not fmt.theta.min_code <= t <= fmt.theta.max_code:
-            raise UserError(f"{path}: neurons[{i}]: theta_code {t} outside {fmt.theta.describe()}")
-        if not 1 <= s <= fmt.sigma.max_code:
-            raise UserError(f"{path}: neurons[{i}]: sigma_code {s} outside 1..{fmt.sigma.max_code}")
-        theta.append(t)
-        sigma.append(s)
-    theta, sigma = np.array(theta, np.int64), np.array(sigma, np.int64)
+    theta, sigma = read_neuron_codes(path, fmt)
     per_layer_t, per_layer_s, first = [], [], 0
     for n in sizes[1:]:
         index = (first + np.arange(n)) % len(theta)
         per_layer_t.append(theta[index])
         per_layer_s.append(sigma[index])
         first += n
-    return NeuronCodes(tuple(per_layer_t), tuple(per_layer_s), str(path), len(theta))
+    return NeuronCodes(tuple(per_layer_t), tuple(per_layer_s), str(Path(path)), len(theta))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,7 +388,7 @@ def export(net, sizes, input_bits, weight_bits, fmt=FORMAT, quantized=True):
         return ModelImage(tuple(sizes), input_bits, weight_bits, fmt, tuple(weights), tuple(bias),
                           tuple(theta), tuple(sigma))
     except ModelError as error:
-        raise UserError(f"the trained network does not fit the design: {error}") from None
+        raise InputError(f"the trained network does not fit the design: {error}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,7 +455,7 @@ def save_companion(path, trained, model_bytes):
                 model_sha256=hashlib.sha256(model_bytes).hexdigest(),
                 qat_from=int(trained.history["qat_from"]))
     arrays = {"meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
-    for l, (w, b) in enumerate(zip(trained.float_weights, trained.float_bias)):
+    for l, (w, b) in enumerate(zip(trained.float_weights, trained.float_bias, strict=True)):
         arrays[f"float_w{l}"] = np.asarray(w, dtype=np.float32)
         arrays[f"float_b{l}"] = np.asarray(b, dtype=np.float32)
     arrays.update(trained.classifier.to_arrays())
@@ -521,17 +478,17 @@ class Companion:
 
 
 def load_companion(path, model_bytes=None):
-    """Read a companion file; UserError naming it and the problem. With ``model_bytes``, check that
+    """Read a companion file; InputError naming it and the problem. With ``model_bytes``, check that
     it was written for that model image."""
     path = Path(path)
     try:
         with np.load(path) as f:
             arrays = dict(f)
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file; `spinemu train` writes it next to the model "
-                        "image (the float model and the reference classifier)") from None
+        raise InputError(f"{path}: no such file; `spinemu train` writes it next to the model "
+                         "image (the float model and the reference classifier)") from None
     except (OSError, ValueError) as error:
-        raise UserError(f"{path}: not a training companion file ({error})") from None
+        raise InputError(f"{path}: not a training companion file ({error})") from None
     try:
         meta = json.loads(arrays["meta"].tobytes())
         if meta.get("format") != COMPANION_FORMAT or meta.get("version") != COMPANION_VERSION:
@@ -541,9 +498,9 @@ def load_companion(path, model_bytes=None):
                                [arrays[f"float_b{l}"] for l in range(layers)])
         classifier = ReferenceClassifier.from_arrays(arrays)
     except (KeyError, ValueError, TypeError) as error:
-        raise UserError(f"{path}: not a training companion file ({error})") from None
+        raise InputError(f"{path}: not a training companion file ({error})") from None
     if model_bytes is not None and hashlib.sha256(model_bytes).hexdigest() != meta["model_sha256"]:
-        raise UserError(f"{path}: written for another model image (its SHA-256 differs); "
-                        "train again or pass the matching model")
+        raise InputError(f"{path}: written for another model image (its SHA-256 differs); "
+                         "train again or pass the matching model")
     history = {key[8:]: arrays[key] for key in arrays if key.startswith("history_")}
     return Companion(network, classifier, meta, history)

@@ -11,10 +11,11 @@ from scipy import stats
 from scipy.special import expit, ndtr
 
 from spinemu.host import calibration as cal
-from spinemu.host.calibration_plot import plot_calibration, wilson_interval
-from spinemu.host.cli import UserError, main
+from spinemu.host.calibration.plot import plot_calibration, wilson_interval
+from spinemu.host.cli import main
+from spinemu.host.errors import InputError
 
-DATA = Path(cal.__file__).parent / "data"
+DATA = Path(cal.__file__).parents[1] / "data"
 SINGLE = DATA / "example_switching.csv"
 POPULATION = DATA / "example_population.csv"
 
@@ -79,7 +80,7 @@ def test_fit_agrees_with_a_direct_maximisation_and_profile():
                                          options={"xatol": 1e-12})
         return 2 * (inner.fun - best.fun) - cut
 
-    for end, guess in zip(fit.i50_ci, (fit.i50 - 0.1, fit.i50 + 0.1)):
+    for end, guess in zip(fit.i50_ci, (fit.i50 - 0.1, fit.i50 + 0.1), strict=True):
         assert end == pytest.approx(optimize.brentq(profile_mu, guess, fit.i50), rel=1e-8)
     # the deviance is twice the gap to the saturated log-likelihood, on (currents - 2) dof
     assert fit.dof == len(i) - 2
@@ -90,7 +91,8 @@ def test_fit_agrees_with_a_direct_maximisation_and_profile():
 def test_raw_trials_give_the_same_fit_as_their_counts(tmp_path):
     """One 0/1 row per trial, shuffled, gives the aggregated data's fit, intervals and deviance."""
     aggregated = cal.read_measurements(SINGLE)
-    rows = [(c, int(k < s)) for c, n, s in zip(aggregated.current, aggregated.trials, aggregated.switched)
+    rows = [(c, int(k < s)) for c, n, s in zip(aggregated.current, aggregated.trials,
+                                                aggregated.switched, strict=True)
             for k in range(n)]
     np.random.default_rng(1).shuffle(rows)
     path = tmp_path / "raw.csv"
@@ -182,7 +184,7 @@ def test_population_fit_on_the_shipped_example(tmp_path):
     assert population.count == 8
     assert [d.curve.device for d in population.devices] == [t["device"] for t in truth]
     covered = sum(_covered(t["i50"], d.probit.i50_ci) + _covered(t["sigma"], d.probit.sigma_ci)
-                  for t, d in zip(truth, population.devices))
+                  for t, d in zip(truth, population.devices, strict=True))
     assert covered >= stats.binom.ppf(0.001, 16, 0.95)
     i50 = np.array([d.probit.i50 for d in population.devices])
     sigma = np.array([d.probit.sigma for d in population.devices])
@@ -203,7 +205,7 @@ def test_population_fit_on_the_shipped_example(tmp_path):
 def _error(tmp_path, text, name="bad.csv"):
     path = tmp_path / name
     path.write_text(text)
-    with pytest.raises(UserError) as caught:
+    with pytest.raises(InputError) as caught:
         cal.calibrate(cal.read_measurements(path))
     message = str(caught.value)
     assert str(path) in message
@@ -259,11 +261,11 @@ def test_bad_input_is_refused_with_file_line_and_problem(tmp_path, text, where, 
 
 
 def test_missing_and_undecodable_files_are_refused(tmp_path):
-    with pytest.raises(UserError, match="cannot read .*nothere.csv"):
+    with pytest.raises(InputError, match="cannot read .*nothere.csv"):
         cal.read_measurements(tmp_path / "nothere.csv")
     path = tmp_path / "binary.csv"
     path.write_bytes(b"current,trials,switched\n\xff\xfe\n")
-    with pytest.raises(UserError, match="binary.csv: not a UTF-8 text file"):
+    with pytest.raises(InputError, match="binary.csv: not a UTF-8 text file"):
         cal.read_measurements(path)
 
 
@@ -322,7 +324,8 @@ def test_plot_takes_an_extra_curve_and_sweeps(tmp_path):
     current = rng.uniform(0.9, 1.5, 400)
     sweep = tmp_path / "sweep.csv"
     sweep.write_text("current,switched\n" + "".join(
-        f"{c},{int(u < ndtr((c - 1.2) / 0.08))}\n" for c, u in zip(current, rng.random(400))))
+        f"{c},{int(u < ndtr((c - 1.2) / 0.08))}\n"
+        for c, u in zip(current, rng.random(400), strict=True)))
     calibration = cal.calibrate(cal.read_measurements(sweep))
     assert len(calibration.devices[0].curve.current) == 400
     plot_calibration(calibration, tmp_path / "sweep.png")

@@ -22,11 +22,14 @@ import signal
 import sys
 from pathlib import Path
 
-from spinemu.hdl.engine import EngineConfig
+from spinemu.firmware.boards import board as find_board
 from spinemu.hdl.framing import MAX_PAYLOAD
-from spinemu.sim.serve import BACKENDS, DEFAULT_HOST, ServeError, start_server
+from spinemu.hdl.memory_map import EngineConfig, fitted_config, sized_config
+from spinemu.hdl.model_image import ModelImage
+from spinemu.sim.backends import BACKENDS
+from spinemu.sim.board import DEFAULT_HOST, ServeError, start_server
 
-from .cli import UserError
+from . import UserError
 
 __all__ = ["add_arguments", "run", "DEFAULT_PORT", "describe_config", "resolve_config"]
 
@@ -71,13 +74,9 @@ def resolve_config(args):
     """The :class:`EngineConfig` the arguments ask for, and a few words saying where from."""
     try:
         if args.model is not None:
-            from spinemu.sim.engine_backends import default_config
-
-            from .model_cmd import load_model
-            model = load_model(args.model)
+            model = ModelImage.read(args.model)
             lanes = 4 if args.lanes is None else args.lanes
-            return default_config(model, lanes), f"sized for {args.model}"
-        from spinemu.firmware.boards import board as find_board, sized_config
+            return fitted_config(model, lanes), f"sized for {args.model}"
         if args.network is not None:
             sizes = _sizes(args.network)
             lanes = 4 if args.lanes is None else args.lanes
@@ -137,8 +136,6 @@ def run(args):
         reason = "the client disconnected" if args.once else "the server ended"
     except (KeyboardInterrupt, _Terminated):
         reason = "asked to stop"
-    except ServeError as error:
-        raise UserError(str(error)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         if server is not None:

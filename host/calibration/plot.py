@@ -104,14 +104,14 @@ def _device_panel(ax, device):
 
 def _population_panels(ax, scatter, devices, unit):
     colours = [f"C{k % 10}" for k in range(len(devices))]
-    for device, colour in zip(devices, colours):
+    for device, colour in zip(devices, colours, strict=True):
         curve = device.curve
         grid = _grid(curve.current)
         current, switched, trials, _ = _display_points(curve)
         ax.plot(current, switched / trials, "o", color=colour, markersize=3)
         ax.plot(grid, device.probit.probability(grid), color=colour, linewidth=1,
                 label=str(device.curve.device))
-    for device, colour in zip(devices, colours):
+    for device, colour in zip(devices, colours, strict=True):
         probit = device.probit
         xerr, yerr = _error_bar(probit.i50, probit.i50_ci), _error_bar(probit.sigma, probit.sigma_ci)
         scatter.errorbar([probit.i50], [probit.sigma], xerr=xerr, yerr=yerr, fmt="o", color=colour,

@@ -27,12 +27,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from spinemu.hdl.memory_map import macs_per_job
 
-from .cli import UserError
-from .datasets import add_dataset_arguments, dataset_from_args
+from . import UserError
+from .files import write_bytes
+from .options import add_dataset_arguments, dataset_from_args
 
-__all__ = ["add_arguments", "run", "plot_curve"]
+__all__ = ["add_arguments", "run"]
 
 
 def _sizes(text):
@@ -47,7 +48,7 @@ def _sizes(text):
 
 
 def add_arguments(parser):
-    from .train import TrainConfig
+    from ..train import TrainConfig
     d = TrainConfig()
     add_dataset_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="M.bin",
@@ -81,42 +82,9 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def plot_curve(history, path, title=""):
-    """The training curve: loss per epoch (all pixels, weighted as trained) and the hidden pixels'
-    cross-entropy per occlusion kind, with the quantization-aware epochs shaded."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .occlusion import OCCLUSIONS
-
-    loss = np.asarray(history["loss"])
-    epochs = np.arange(1, len(loss) + 1)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot(epochs, loss, color="black", lw=2, label="training loss (weighted BCE)")
-    by_kind = np.asarray(history["loss_by_kind"])
-    for k, kind in enumerate(OCCLUSIONS):
-        ax.plot(epochs, by_kind[:, k], lw=0.8, alpha=0.8, label=f"hidden-pixel BCE, {kind}")
-    qat = int(history["qat_from"])
-    if qat < len(loss):
-        ax.axvspan(qat + 0.5, len(loss) + 0.5, color="tab:orange", alpha=0.12,
-                   label="quantization-aware (integer weights)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("binary cross-entropy per pixel")
-    ax.set_title(title or "training (training split only)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def run(args):
-    from spinemu.sim.engine_model import macs_per_job
-
-    from .train import TrainConfig, companion_path, save_companion, train
+    from ..plots import plot_curve
+    from ..train import TrainConfig, companion_path, save_companion, train
 
     config = TrainConfig(hidden=_sizes(args.hidden), epochs=args.epochs, batch=args.batch,
                          samples=args.train_samples, lr=args.lr, known_weight=args.known_weight,
@@ -136,8 +104,7 @@ def run(args):
           file=sys.stderr)
     trained = train(dataset, config, args.calibration, progress=not args.quiet)
     data = trained.model.to_bytes()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(data)
+    write_bytes(args.out, data)
     companion = companion_path(args.out)
     save_companion(companion, trained, data)
     curve = args.curve or args.out.with_suffix(".png")

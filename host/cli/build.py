@@ -14,9 +14,8 @@ examples:
 from pathlib import Path
 
 from spinemu.firmware.boards import BOARDS, DEFAULT_BAUD
-from spinemu.firmware.toolchain import ToolError, ToolNotFound
 
-from .cli import UserError
+from . import UserError
 
 
 def _sizes(text):
@@ -50,14 +49,11 @@ def add_arguments(parser):
 
 def run(args):
     # imported here so that `spinemu --help` does not load the toolchain wrappers' dependencies
-    from spinemu.firmware.build import BuildError, build_board
+    from spinemu.firmware.build import build_board
 
     network = _sizes(args.network) if args.network else None
-    try:
-        report = build_board(args.board, args.out, lanes=args.lanes, network=network,
-                             baud=args.baud, seed=args.seed, progress=print)
-    except (BuildError, ToolNotFound, ToolError) as error:
-        raise UserError(str(error)) from None
+    report = build_board(args.board, args.out, lanes=args.lanes, network=network,
+                         baud=args.baud, seed=args.seed, progress=print)
     print(summary(report))
     print(f"wrote {Path(args.out) / report['bitstream']} and {Path(args.out) / 'report.json'}")
     return 0

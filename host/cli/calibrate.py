@@ -18,18 +18,29 @@ examples:
   spinemu calibrate host/data/example_switching.csv --out calib.json --backend verilator
 """
 
-import json
-import os
 import sys
 
 import numpy as np
 from scipy.special import ndtr
 
-from spinemu.host.calibration import MODELS, calibrate, calibration_report, read_measurements
-from spinemu.host.calibration_map import (BACKENDS, DEFAULT_TRIALS, FALSE_ALARM, SIGMA_INPUT,
-                                          map_calibration, mapping_report, verification_report,
-                                          verify)
-from spinemu.host.cli import UserError
+from spinemu.host.calibration import (
+    DEFAULT_TRIALS,
+    FALSE_ALARM,
+    MODELS,
+    SIGMA_INPUT,
+    calibrate,
+    calibration_report,
+    map_calibration,
+    mapping_report,
+    read_measurements,
+    verification_report,
+    verify,
+    write_calibration,
+    write_output,
+)
+from spinemu.sim.backends import BACKENDS
+
+from . import UserError
 
 
 def add_arguments(parser):
@@ -75,12 +86,12 @@ def run(args):
     verification = verify(mapping, backend=args.backend, trials=args.trials, neurons=args.verify,
                           seed=args.seed, log=sys.stderr)
     report["verification"] = verification_report(verification)
-    _write(args.out, lambda path: _dump(report, path))
+    write_calibration(args.out, report)
     if args.plot:
         # imported here so that a run without --plot never loads matplotlib
-        from spinemu.host.calibration_plot import plot_calibration
-        _write(args.plot, lambda path: plot_calibration(calibration, path,
-                                                         emulated=_emulated_curves(verification)))
+        from spinemu.host.calibration.plot import plot_calibration
+        write_output(args.plot, lambda path: plot_calibration(calibration, path,
+                                                              emulated=_emulated_curves(verification)))
     print(summary(report))
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
     if not verification.passed:
@@ -120,22 +131,6 @@ def _failure(v):
     return "; ".join(reasons)
 
 
-def _dump(report, path):
-    with open(path, "w") as stream:
-        json.dump(report, stream, indent=2, allow_nan=False)
-        stream.write("\n")
-
-
-def _write(path, write):
-    folder = os.path.dirname(path)
-    try:
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        write(path)
-    except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
-
-
 def summary(report):
     """A few human-readable lines about a calibration report."""
     unit = f" {report['unit']}" if report["unit"] else ""
@@ -154,8 +149,8 @@ def summary(report):
                  f"[{_interval(report['i50_ci'])}], sigma = {report['sigma']:.4g}{unit} "
                  f"[{_interval(report['sigma_ci'])}] ({report['ci_level']:.0%} {report['ci_method']})")
     sparse = min(d["n_trials"] / d["n_currents"] for d in report["devices"]) < 5
-    lines.append(f"  goodness of fit: deviance {report['deviance']:.2f} on {report['deviance_dof']} dof, "
-                 f"p = {_g(report['deviance_p'])}"
+    lines.append(f"  goodness of fit: deviance {report['deviance']:.2f} on "
+                 f"{report['deviance_dof']} dof, p = {_g(report['deviance_p'])}"
                  + (" (few trials per current: the chi-square p is unreliable)" if sparse else ""))
     delta = report["delta_aic"]
     lines.append("  AIC differences: " + ", ".join(f"{m} {delta[m]:+.1f}" for m in MODELS)

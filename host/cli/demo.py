@@ -1,10 +1,10 @@
 """Demo: the shipped digits model imagines the hidden halves of 540 digits on a simulated board.
 
 Starts the native simulated board (the design's Verilog compiled by Verilator with a C++ clock and
-socket loop, ``spinemu.sim.native_serve``), loads the shipped model through the client, streams the
+socket loop, ``spinemu.sim.board.native``), loads the shipped model through the client, streams the
 held-out digits with their bottom half occluded through it, checks every result bit for bit against
-the golden model, and writes a PNG grid and a report (``demo.png``, ``demo.json`` in ``--out``, default ``out/demo/``). Exit status 1 if any
-result differs from the golden model.
+the golden model, and writes a PNG grid and a report (``demo.png``, ``demo.json`` in ``--out``,
+default ``out/demo/``). Exit status 1 if any result differs from the golden model.
 """
 
 import json
@@ -13,12 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import UserError
-from .occlusion import occlusion_masks
-from .reconstruct_cmd import job_seed
+from spinemu.hdl.framing import MAX_PAYLOAD
+from spinemu.hdl.memory_map import fitted_config, job_cycles
 
-__all__ = ["add_arguments", "run", "occluded_jobs", "start_board", "DEFAULT_LANES", "DEFAULT_OUT",
-           "SEED"]
+from ..board_bench import start_board
+from ..datasets import load_dataset, split
+from ..evaluate import benchmark_report
+from ..jobs import SAMPLES_MAX, image_jobs
+from ..models import DEFAULT_MODEL, read_trained
+from ..plots import draw_grid
+from ..runners import open_runner
+from . import UserError
+from .files import write_text
+
+__all__ = ["add_arguments", "run", "DEFAULT_LANES", "DEFAULT_OUT", "SEED"]
 
 DEFAULT_LANES = 16
 DEFAULT_OUT = Path("out/demo")
@@ -40,64 +48,24 @@ def add_arguments(parser):
                              "`make` does this at installation, so the demo itself starts at once")
 
 
-def occluded_jobs(dataset, test_idx, count):
-    """The demo's jobs: the first ``count`` held-out digits (``test_idx``, the data set's test
-    split) with their bottom half hidden. Returns ``(indices, masks, seeds)``."""
-    if not 1 <= count <= len(test_idx):
-        raise UserError(f"--count must be 1..{len(test_idx)}, not {count}")
-    masks = occlusion_masks("bottom", count, dataset.shape, SEED)
-    seeds = np.array([job_seed(SEED, k) for k in range(count)], dtype=np.uint64)
-    return test_idx[:count], masks, seeds
-
-
-def start_board(config, max_payload):
-    """The native board; a clear error if it cannot start."""
-    from spinemu.sim.native_serve import start_native_server
-    from spinemu.sim.serve import ServeError
-    try:
-        return start_native_server(config, max_payload, once=False)
-    except (ServeError, OSError) as error:
-        raise UserError(f"the simulated board could not start: {error}") from None
-
-
 def run(args):
-    from spinemu.hdl.framing import MAX_PAYLOAD
-    from spinemu.sim.engine_backends import default_config
-    from spinemu.sim.engine_model import job_cycles, job_inputs, run_jobs
-
-    from .client import Client
-    from .datasets import load_dataset, split
-    from .evaluate import benchmark_report
-    from .evaluate_cmd import draw_grid
-    from .model_cmd import DEFAULT_MODEL, load_model
-    from .train import companion_path, load_companion
-
-    if not 1 <= args.samples < 1 << 16:
+    if not 1 <= args.samples <= SAMPLES_MAX:
         raise UserError(f"--samples must be 1..65535, not {args.samples}")
-    model = load_model(DEFAULT_MODEL)
-    companion = load_companion(companion_path(DEFAULT_MODEL), DEFAULT_MODEL.read_bytes())
+    model, companion = read_trained(DEFAULT_MODEL)
     dataset = load_dataset("digits")
-    train_idx, test_idx = split(dataset)
-    count = len(test_idx) if args.count is None else args.count
-    indices, masks, seeds = occluded_jobs(dataset, test_idx, count)
+    jobs = image_jobs(dataset, "bottom", SEED, args.count)
+    count = len(jobs)
     try:
-        config = default_config(model, args.lanes)
+        config = fitted_config(model, args.lanes)
     except ValueError as error:
         raise UserError(f"--lanes: {error}") from None
     if args.prepare:
-        from spinemu.sim.native_serve import build_native
-        from spinemu.sim.serve import ServeError
-        try:
-            print(f"simulated board ready: {build_native(config, MAX_PAYLOAD)}")
-        except ServeError as error:
-            raise UserError(str(error)) from None
+        from spinemu.sim.board.native import build_native
+        print(f"simulated board ready: {build_native(config, MAX_PAYLOAD)}")
         return 0
 
     top = dataset.max_value
-    images, labels = dataset.images[indices], dataset.labels[indices]
-    inputs = job_inputs(images, masks)
     per_job = job_cycles(model.sizes, args.lanes, args.samples)
-
     print(f"demo: shipped model {'-'.join(map(str, model.sizes))}, {count} held-out digits, "
           f"bottom half occluded, S = {args.samples} samples, {args.lanes} lanes "
           f"({per_job} cycles per digit)")
@@ -106,23 +74,24 @@ def run(args):
     print(f"demo: simulated board ({BOARD_KIND}) on {board.url}, started in "
           f"{time.perf_counter() - began:.1f} s")
     try:
-        with Client.connect(board.url, min_clock_hz=1000, timeout=5.0) as dev:
-            dev.load_model(model)
-            # the client's own progress bar (over jobs), shown even off a terminal
-            result = dev.reconstruct(images, masks, seeds, args.samples, max_value=top,
-                                     progress=True)
+        # the client's own progress bar (over jobs), shown even off a terminal
+        with open_runner(url=board.url, model=model, source=str(DEFAULT_MODEL), timeout=5.0,
+                         progress=True) as design:
+            result = design.run(jobs.inputs, jobs.seeds, args.samples)
         board_stats = board.stats()
     finally:
         board.stop()
     seconds = result.seconds
-    golden = run_jobs(model, inputs, [int(s) for s in seeds], args.samples, args.lanes)
-    mismatched = int(np.sum(np.any(golden != result.counts, axis=1)))
+    golden = open_runner("golden", model=model, lanes=args.lanes)
+    golden_counts = golden.run(jobs.inputs, jobs.seeds, args.samples).counts
+    mismatched = int(np.sum(np.any(golden_counts != result.counts, axis=1)))
     cycles_ok = bool(np.all(result.cycles == per_job))
     bit_exact = mismatched == 0
 
-    originals = images / top
-    figures = benchmark_report(companion.classifier, result.reconstructed, originals, labels,
-                               masks, dataset.images[train_idx] / top)
+    reconstructed = jobs.reconstruct(result.counts, args.samples, top)
+    figures = benchmark_report(companion.classifier, reconstructed, jobs.images / top,
+                               jobs.labels, jobs.masks,
+                               dataset.images[split(dataset)[0]] / top)
     acc = figures["accuracy"]
     total_cycles = int(result.cycles.sum())
     report = {
@@ -140,15 +109,13 @@ def run(args):
         "bit_exact": bit_exact, "mismatched_images": mismatched,
     }
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     grid = out / "demo.png"
-    arrays = {"indices": indices, "mask": masks, "reconstructed": result.reconstructed,
-              "labels": labels}
+    arrays = {"indices": jobs.indices, "mask": jobs.masks, "reconstructed": reconstructed,
+              "labels": jobs.labels}
     # The grid's single-sample rows come from the golden model (bit-identical to the board, as
     # checked above), so drawing it needs no second pass through the simulated board.
-    draw_grid(grid, model, companion, dataset, report, arrays,
-              backend="golden", seed=SEED, lanes=args.lanes, images=min(10, count), samples=2)
-    (out / "demo.json").write_text(json.dumps(report, indent=2) + "\n")
+    draw_grid(grid, dataset, report, arrays, golden, seed=SEED, images=min(10, count), samples=2)
+    write_text(out / "demo.json", json.dumps(report, indent=2) + "\n")
 
     print(f"accuracy of the reference classifier: reconstructed {acc['reconstructed']:.1%}, "
           f"zero-filled {acc['zero_filled']:.1%} (ratio {figures['improvement_ratio']:.2f})")

@@ -1,9 +1,10 @@
-"""The ``spinemu`` command line: one subcommand per module under :mod:`spinemu.host`.
+"""The ``spinemu`` command line: one subcommand per module of this package.
 
 Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``, plus a module
-docstring whose first line is the command's one-line help. Errors meant for the user are raised as
-:class:`UserError` and printed as ``spinemu <command>: error: ...`` with exit status 2, never as a
-traceback.
+docstring whose first line is the command's one-line help; it parses arguments and prints, and
+leaves the work to the library. The library's errors (:data:`REPORTED`) and the commands' own
+:class:`UserError` are printed as ``spinemu <command>: error: ...`` with exit status 2, never as a
+traceback. No library module imports this package.
 """
 
 import argparse
@@ -11,27 +12,24 @@ import importlib
 import sys
 
 import spinemu
+from spinemu.firmware.errors import FirmwareError
+from spinemu.hdl.model_image import ModelError
+from spinemu.host.errors import SpinemuError
+from spinemu.sim.errors import SimulationError
 
-__all__ = ["UserError", "main"]
+__all__ = ["UserError", "REPORTED", "main"]
 
-# command name -> module under spinemu.host
-COMMANDS = {
-    "noise": "noise_cmd",
-    "bench": "bench_cmd",
-    "calibrate": "calibrate_cmd",
-    "model": "model_cmd",
-    "reconstruct": "reconstruct_cmd",
-    "train": "train_cmd",
-    "evaluate": "evaluate_cmd",
-    "serve": "serve_cmd",
-    "program": "program_cmd",
-    "build": "build_cmd",
-    "demo": "demo_cmd",
-}
+COMMANDS = ("noise", "bench", "calibrate", "model", "reconstruct", "train", "evaluate", "serve",
+            "program", "build", "demo")
 
 
 class UserError(Exception):
-    """An error in what the user asked for or supplied; the message says what and where."""
+    """An error in what the user asked for on the command line; the message says what."""
+
+
+#: The errors of the library that mean "this input or this request cannot be done", with a message
+#: for the user: the command line reports them in one line.
+REPORTED = (UserError, SpinemuError, ModelError, SimulationError, FirmwareError)
 
 
 def _build_parser():
@@ -41,8 +39,8 @@ def _build_parser():
     )
     parser.add_argument("--version", action="version", version=f"spinemu {spinemu.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(f"spinemu.host.{module_name}")
+    for name in COMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
         summary = (module.__doc__ or "").strip().splitlines()[0]
         cmd = sub.add_parser(name, help=summary, description=module.__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +55,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args._run(args) or 0
-    except UserError as error:
+    except REPORTED as error:
         print(f"spinemu {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

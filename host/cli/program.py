@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .cli import UserError
+from . import UserError
 
 __all__ = ["add_arguments", "run", "PROGRAMMERS", "find_bitstream", "programmer_command"]
 
@@ -82,7 +82,7 @@ def _report(bitstream):
 
 
 def _check_design(port, report):
-    from .client import Client, LinkError, ProtocolError
+    from ..client import Client, LinkError, ProtocolError
     time.sleep(0.5)                                 # let the FPGA leave configuration
     try:
         with Client.connect(port) as dev:

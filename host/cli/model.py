@@ -14,18 +14,10 @@ from pathlib import Path
 
 from spinemu.hdl.model_image import ModelError, ModelImage, random_model
 
-from .cli import UserError
+from . import UserError
+from .files import write_bytes
 
-__all__ = ["add_arguments", "run", "parse_shape", "load_model", "describe", "DEFAULT_MODEL",
-           "resolve_model"]
-
-#: The shipped digits model (``docs/training.md`` says how it is regenerated).
-DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "digits_model.bin"
-
-
-def resolve_model(text):
-    """``"default"`` -> the shipped model's path; anything else is a path."""
-    return DEFAULT_MODEL if str(text) == "default" else Path(text)
+__all__ = ["add_arguments", "run", "parse_shape", "describe"]
 
 
 def add_arguments(parser):
@@ -56,20 +48,6 @@ def parse_shape(text):
     return sizes
 
 
-def load_model(path):
-    """Read and check the model image at ``path``; UserError naming the file and the problem."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such model file") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read the model image ({error.strerror})") from None
-    try:
-        return ModelImage.from_bytes(data, source=str(path))
-    except ModelError as error:
-        raise UserError(str(error)) from None
-
-
 def _random(args):
     sizes = parse_shape(args.shape)
     if not 0 <= args.seed < 1 << 64:
@@ -84,8 +62,7 @@ def _random(args):
     except (ModelError, ValueError) as error:
         raise UserError(f"cannot make a model of shape {args.shape}: {error}") from None
     data = model.to_bytes()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(data)
+    write_bytes(args.out, data)
     print(f"wrote {args.out} ({len(data):,} bytes, layers {'-'.join(map(str, sizes))})")
 
 
@@ -110,7 +87,7 @@ def describe(model, size):
 
 
 def _info(args):
-    model = load_model(args.model)
+    model = ModelImage.read(args.model)
     print(f"{args.model}:")
     for line in describe(model, args.model.stat().st_size):
         print("  " + line)

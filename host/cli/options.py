@@ -1,0 +1,61 @@
+"""Options that several commands share: which data set, and what the jobs are and where they run."""
+
+from pathlib import Path
+
+from ..datasets import DATASETS, load_dataset
+from ..occlusion import OCCLUSIONS
+from ..runners import open_runner
+
+__all__ = ["add_dataset_arguments", "dataset_from_args", "add_job_arguments", "open_job_runner"]
+
+
+def add_dataset_arguments(parser):
+    """The command-line options that choose a data set (``train``, ``evaluate``, ``reconstruct``);
+    :func:`dataset_from_args` loads what they name."""
+    parser.add_argument("--dataset", choices=DATASETS, default="digits",
+                        help="the data set (default: digits)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="where cifar10 or folder data sets are")
+    parser.add_argument("--size", type=int, metavar="N",
+                        help="cifar10/folder: block-average the images to N x N (e.g. 8 for the "
+                             "digits-sized engine: 64 pixels + 64 mask bits)")
+    parser.add_argument("--levels", type=int, metavar="L",
+                        help="cifar10/folder: quantise to L grey levels (e.g. 16; default 256)")
+
+
+def dataset_from_args(args):
+    """The data set that :func:`add_dataset_arguments`' options name."""
+    return load_dataset(args.dataset, args.data_dir, size=args.size, levels=args.levels)
+
+
+def add_job_arguments(parser, backends):
+    """What the jobs are and where they run, as `reconstruct` and `evaluate` take them: --backend
+    (one of ``backends``, default golden) or --url, the data set, --occlusion, --count, --samples,
+    --seed and --lanes."""
+    target = parser.add_mutually_exclusive_group()
+    # default None, not "golden": argparse lets `--backend golden --url U` through otherwise (it
+    # tells given from default by identity, and the interned "golden" is the default object)
+    target.add_argument("--backend", choices=backends, default=None,
+                        help="where the jobs run (default: golden)")
+    target.add_argument("--url", metavar="URL",
+                        help="run the jobs on the design at this pyserial URL instead: a board "
+                             "(/dev/ttyUSB1) or `spinemu serve` (socket://127.0.0.1:PORT)")
+    add_dataset_arguments(parser)
+    parser.add_argument("--occlusion", choices=OCCLUSIONS, default="bottom",
+                        help="which pixels are hidden (default: bottom)")
+    parser.add_argument("--count", type=int, default=None, metavar="N",
+                        help="how many test images, from the first (default: all)")
+    parser.add_argument("--samples", type=int, default=32, metavar="S",
+                        help="samples per image, 1..65535 (default: 32)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the jobs and of random masks, 0..2^64-1 (default: 1)")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="engine lanes (a power of two); they set the noise schedule, so "
+                             "results depend on them (default: 4; with --url, the design's)")
+
+
+def open_job_runner(args, model, source, companion=None):
+    """The job runner of --backend or --url (see :func:`add_job_arguments`) holding ``model``,
+    read from ``source``."""
+    return open_runner(args.backend, url=args.url, model=model, source=str(source),
+                       lanes=args.lanes, companion=companion)

@@ -1,0 +1,190 @@
+"""One way to run engine jobs: a :class:`JobRunner` per place they can run, chosen in one registry.
+
+``runner.run(inputs, seeds, samples) -> JobResult`` runs one job per row of ``inputs`` (the
+engine's input vectors, ``(jobs, N_0)``) with its seed and S samples, wherever the runner runs
+them: the bit-exact golden model, a simulator of the design (Amaranth, or its Verilog under
+Icarus or Verilator), a design behind a pyserial URL (a board, or ``spinemu serve``) through the
+:class:`~spinemu.host.client.Client`, or the trained float model of a model's companion file.
+Every runner but the float one gives the same counts for the same arguments (contract 6); the
+lanes set the noise schedule. :func:`open_runner` picks one by name (:data:`RUNNERS`) or URL.
+"""
+
+import abc
+import contextlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from spinemu.hdl.memory_map import fitted_config
+from spinemu.hdl.model_image import ModelError
+from spinemu.sim.backends import BACKENDS
+
+from .errors import InputError, SpinemuError
+
+__all__ = ["DEFAULT_LANES", "JobResult", "JobRunner", "EngineRunner", "FloatRunner",
+           "ClientRunner", "RUNNERS", "open_runner"]
+
+#: The lanes of the golden model and the simulators unless asked otherwise.
+DEFAULT_LANES = 4
+#: The slowest clock of a simulated board (a socket:// URL, ``spinemu serve``): the Amaranth
+#: simulator's. A board's serial port gets the client's default. Too slow a guess only lengthens
+#: the wait for a lost answer to the first job; after it the client times the design itself.
+SIMULATED_CLOCK_HZ = 1000
+
+
+@dataclass
+class JobResult:
+    """``counts``: int64 ``(jobs, N_L)``, the last layer's spin counts; ``cycles``: int64
+    ``(jobs,)``, the engine's cycles per job (``None`` for the float model); ``seconds``: the
+    wall-clock time of the run; ``job_seconds``: the part of it in the jobs themselves, without
+    building and loading (the Verilog simulators only)."""
+
+    counts: np.ndarray
+    cycles: np.ndarray | None
+    seconds: float
+    job_seconds: float | None = None
+
+
+class JobRunner(abc.ABC):
+    """Runs jobs of one model. ``name`` says where, for people; ``lanes`` set the noise schedule.
+    Use it as a context manager, or call :meth:`close`."""
+
+    name: str
+    lanes: int
+    #: whether the jobs are slow and the runner draws no progress bar of its own: the caller should
+    needs_bar = False
+
+    @abc.abstractmethod
+    def run(self, inputs, seeds, samples, *, progress=None):
+        """A :class:`JobResult`; ``progress``, if given, is called with the jobs finished."""
+
+    def close(self):  # noqa: B027 (not abstract: most runners hold nothing)
+        """Release what the runner holds (a connection); nothing by default."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class EngineRunner(JobRunner):
+    """The golden model or a simulator of the design (``backend``, a name of
+    :data:`~spinemu.sim.backends.BACKENDS`), built just large enough for ``model``."""
+
+    def __init__(self, backend, model, lanes=DEFAULT_LANES):
+        try:
+            self.config = fitted_config(model, lanes)
+        except ValueError as error:
+            raise InputError(f"--lanes: {error}") from None
+        self.name, self.lanes, self.model = backend, lanes, model
+        # the Amaranth simulator runs one job at a time, slowly (the others finish fast or in a
+        # process of their own)
+        self.needs_bar = backend == "amaranth"
+
+    def run(self, inputs, seeds, samples, *, progress=None):
+        from spinemu.sim.engine_backends import run_engine
+        from spinemu.sim.rtl import BenchError
+        try:
+            run = run_engine(self.name, self.config, self.model, inputs, [int(s) for s in seeds],
+                             samples, progress=progress)
+        except (ModelError, BenchError) as error:
+            raise SpinemuError(str(error)) from None
+        return JobResult(run.counts, run.cycles, run.seconds, run.job_seconds)
+
+
+class FloatRunner(JobRunner):
+    """The trained float model of ``companion`` (:func:`~spinemu.host.train.load_companion`),
+    with Gaussian noise from the same job seeds: what the integer model approximates."""
+
+    name = "float"
+
+    def __init__(self, companion, lanes=DEFAULT_LANES):
+        self.companion, self.lanes = companion, lanes
+
+    def run(self, inputs, seeds, samples, *, progress=None):
+        began = time.perf_counter()
+        counts = self.companion.network.counts(inputs, [int(s) for s in seeds], samples)
+        return JobResult(counts, None, time.perf_counter() - began)
+
+
+class ClientRunner(JobRunner):
+    """The design at ``url`` through a :class:`~spinemu.host.client.Client`, holding ``model``
+    (loaded by :func:`open_runner`), which draws its own progress bar. Every failure of the client
+    becomes a :class:`~spinemu.host.errors.SpinemuError` naming the URL."""
+
+    def __init__(self, client, url):
+        self.client, self.url = client, url
+        self.name = f"the design at {url}"
+        self.lanes = client.info.config.lanes
+
+    def run(self, inputs, seeds, samples, *, progress=None):
+        with _naming(self.url):
+            result = self.client.run(inputs, seeds, samples)
+        return JobResult(result.counts, result.cycles, result.seconds)
+
+    def close(self):
+        self.client.close()
+
+
+#: Every runner by name: the float model, then the engine backends.
+RUNNERS = {"float": FloatRunner, **{name: EngineRunner for name in BACKENDS}}
+
+
+@contextlib.contextmanager
+def _naming(url):
+    try:
+        yield
+    except SpinemuError as error:
+        if url in str(error):
+            raise
+        raise SpinemuError(f"{url}: {error}") from None
+
+
+def open_runner(backend=None, *, url=None, model, source=None, lanes=None, companion=None,
+                **client_options):
+    """The :class:`JobRunner` for ``backend`` (a name of :data:`RUNNERS`, default golden) or, with
+    ``url``, for the design there, holding ``model`` (read from ``source``, for messages).
+
+    ``lanes`` (None: the default, or with ``url`` the design's) must equal a design's lanes, which
+    set the noise schedule; ``companion`` is needed by the float model; ``client_options`` go to
+    the :class:`~spinemu.host.client.Client` of a URL. Raises
+    :class:`~spinemu.host.errors.SpinemuError` naming what failed: nothing answers at ``url``, the
+    design cannot hold the model (with the reasons), the lanes differ.
+    """
+    if url is not None:
+        if backend is not None:
+            raise InputError("give a backend or a URL, not both")
+        return _open_client(url, model, source or "the model", lanes, client_options)
+    backend = backend or "golden"
+    if backend not in RUNNERS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(RUNNERS)}")
+    lanes = DEFAULT_LANES if lanes is None else lanes
+    if backend == "float":
+        if companion is None:
+            raise InputError("the float model needs the model's companion file")
+        return FloatRunner(companion, lanes)
+    return EngineRunner(backend, model, lanes)
+
+
+def _open_client(url, model, source, lanes, options):
+    from .client import Client
+    if url.startswith("socket://"):
+        options = {"min_clock_hz": SIMULATED_CLOCK_HZ, **options}
+    with _naming(url):
+        client = Client.connect(url, **options)
+        try:
+            design = client.info.config.lanes
+            if lanes is not None and lanes != design:
+                raise InputError(f"--lanes {lanes}: the design at {url} has {design} lanes, "
+                                 f"which set the noise schedule (leave --lanes out to use them)")
+            try:
+                client.load_model(model)
+            except ModelError as error:
+                raise InputError(f"{url}: {source}: {error}") from None
+        except BaseException:
+            client.close()
+            raise
+    return ClientRunner(client, url)
+
