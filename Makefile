@@ -35,6 +35,7 @@ demo: env $(DEMO_STAMP)
 	$(BIN)/spinemu demo
 
 test: env tools
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15 tests
 
 clean:

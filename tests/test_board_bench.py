@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 
 from spinemu.firmware.boards import BOARDS
-from spinemu.hdl.model_image import random_model
-from spinemu.host.board_bench import (BITS_PER_BYTE, board_rows, job_wire_bytes, load_reports,
-                                      throughput)
-from spinemu.host.cli import UserError, main
-from spinemu.host.model_cmd import DEFAULT_MODEL, load_model
-from spinemu.sim.engine_backends import default_config
-from spinemu.sim.engine_model import job_cycles, run_jobs
+from spinemu.hdl.memory_map import fitted_config, job_cycles
+from spinemu.hdl.model_image import ModelImage, random_model
+from spinemu.host.board_bench import (
+    BITS_PER_BYTE,
+    board_rows,
+    job_wire_bytes,
+    load_reports,
+    throughput,
+)
+from spinemu.host.cli import main
+from spinemu.host.errors import InputError
+from spinemu.host.models import DEFAULT_MODEL
+from spinemu.sim.engine_model import run_jobs
 
 SMALL = random_model((8, 4, 2), seed=5)
 
@@ -33,7 +39,7 @@ def _write(path, report):
 
 
 def test_job_wire_bytes_by_hand():
-    config = default_config(SMALL, 2)
+    config = fitted_config(SMALL, 2)
     x, seed, samples = np.arange(8) % 32, 7, 3
     counts = run_jobs(SMALL, [x], [seed], samples, 2)[0]
     # Payloads: WRITE 2 + region 1 + address 4 + 8 one-byte inputs; RUN 2 + seed 8 + samples 2;
@@ -70,19 +76,19 @@ def test_reports_are_read_and_checked(tmp_path):
     reports = load_reports([f"ulx3s={ulx}", str(ice / "report.json")])
     assert set(reports) == {"ulx3s", "icebreaker"}
     assert reports["ulx3s"][0] == ulx / "report.json"
-    with pytest.raises(UserError, match="not of icebreaker"):
+    with pytest.raises(InputError, match="not of icebreaker"):
         load_reports([f"icebreaker={ulx}"])
-    with pytest.raises(UserError, match="two reports for ulx3s"):
+    with pytest.raises(InputError, match="two reports for ulx3s"):
         load_reports([str(ulx), str(ulx)])
     (tmp_path / "bad.json").write_text(json.dumps({"board": "ulx3s"}))
-    with pytest.raises(UserError, match="no fmax_mhz"):
+    with pytest.raises(InputError, match="no fmax_mhz"):
         load_reports([str(tmp_path / "bad.json")])
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot read"):
         load_reports([str(tmp_path / "missing.json")])
 
 
 def test_board_rows_use_the_clock_and_the_reported_fmax(tmp_path):
-    model = load_model(DEFAULT_MODEL)
+    model = ModelImage.read(DEFAULT_MODEL)
     reports = load_reports([str(_write(tmp_path / "ulx", _report("ulx3s", 49.5))),
                             str(_write(tmp_path / "ice", _report("icebreaker", 17.7,
                                                                  max_inputs=64)))])

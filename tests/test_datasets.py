@@ -8,10 +8,18 @@ import sklearn.datasets
 from PIL import Image
 from sklearn.model_selection import train_test_split
 
-from spinemu.host.cli import UserError
-from spinemu.host.datasets import (DATASETS, downsample, load_cifar10, load_dataset, load_digits,
-                                   load_folder, luma, quantise, split)
-
+from spinemu.host.datasets import (
+    DATASETS,
+    downsample,
+    load_cifar10,
+    load_dataset,
+    load_digits,
+    load_folder,
+    luma,
+    quantise,
+    split,
+)
+from spinemu.host.errors import InputError
 
 # --- digits -----------------------------------------------------------------------------------
 
@@ -50,7 +58,7 @@ def test_digits_split_is_the_project_rule(digits):
 def test_digits_are_deterministic_and_read_only(digits):
     again = load_dataset("digits")
     np.testing.assert_array_equal(again.images, digits.images)
-    for a, b in zip(split(again), split(digits)):
+    for a, b in zip(split(again), split(digits), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError):
         digits.images[0, 0, 0] = 1
@@ -59,15 +67,15 @@ def test_digits_are_deterministic_and_read_only(digits):
 
 
 def test_digits_take_no_options():
-    with pytest.raises(UserError, match="digits.*no data_dir"):
+    with pytest.raises(InputError, match="digits.*no data_dir"):
         load_dataset("digits", "/some/where")
-    with pytest.raises(UserError, match="no size, levels"):
+    with pytest.raises(InputError, match="no size, levels"):
         load_dataset("digits", size=4, levels=4)
 
 
 def test_unknown_dataset_names_the_valid_ones():
     assert DATASETS == ("digits", "cifar10", "folder")
-    with pytest.raises(UserError, match="'mnist'.*digits, cifar10, folder"):
+    with pytest.raises(InputError, match="'mnist'.*digits, cifar10, folder"):
         load_dataset("mnist")
 
 
@@ -214,14 +222,14 @@ def test_cifar_levels(cifar):
 
 
 def check_error(directory, problem, **options):
-    """Loading ``directory`` fails with a UserError that names ``problem``; returns the message."""
-    with pytest.raises(UserError, match=problem) as caught:
+    """Loading ``directory`` fails with a InputError that names ``problem``; returns the message."""
+    with pytest.raises(InputError, match=problem) as caught:
         load_cifar10(directory, **options)
     return str(caught.value)
 
 
 def test_cifar_directory_errors(tmp_path, cifar):
-    with pytest.raises(UserError, match="needs --data-dir"):
+    with pytest.raises(InputError, match="needs --data-dir"):
         load_dataset("cifar10")
     missing = tmp_path / "nowhere"
     assert str(missing) in check_error(missing, "no such directory")
@@ -382,7 +390,7 @@ def test_folder_size_and_levels(folder):
     small = load_folder(root, size=(2, 3), levels=4)
     assert small.images.shape == (12, 2, 3) and small.max_value == 3
     np.testing.assert_array_equal(small.images, quantise(downsample(full.images, (2, 3)), 4))
-    with pytest.raises(UserError, match=f"{root}: cannot block-average 4x6 images to 3x3"):
+    with pytest.raises(InputError, match=f"{root}: cannot block-average 4x6 images to 3x3"):
         load_folder(root, size=3)
 
 
@@ -399,14 +407,14 @@ def test_folder_split_refuses_a_class_of_one(tmp_path):
     for name, count in (("a", 5), ("b", 1)):
         for i in range(count):
             save(tmp_path / name / f"{i}.png", np.zeros((2, 2)))
-    with pytest.raises(UserError, match=f"{tmp_path}: cannot split folder"):
+    with pytest.raises(InputError, match=f"{tmp_path}: cannot split folder"):
         split(load_folder(tmp_path))
 
 
 def test_folder_mixed_sizes_name_both_files(folder):
     root, _ = folder
     save(root / "bee" / "3.png", np.zeros((5, 6)))
-    with pytest.raises(UserError, match="mixed sizes") as caught:
+    with pytest.raises(InputError, match="mixed sizes") as caught:
         load_folder(root)
     message = str(caught.value)
     assert f"{root / 'ant' / '0.png'} is 4x6, {root / 'bee' / '3.png'} is 5x6 (height x width)" \
@@ -418,25 +426,25 @@ def test_folder_empty_classes_are_named(folder):
     (root / "dog").mkdir()
     (root / "emu").mkdir()
     (root / "emu" / ".hidden").write_text("")
-    with pytest.raises(UserError, match="empty class folders") as caught:
+    with pytest.raises(InputError, match="empty class folders") as caught:
         load_folder(root)
     assert f"{root / 'dog'}, {root / 'emu'}" in str(caught.value)
 
 
 def test_folder_without_images(tmp_path):
     (tmp_path / "notes.txt").write_text("")
-    with pytest.raises(UserError, match=f"{tmp_path}: no images: no class sub-folders"):
+    with pytest.raises(InputError, match=f"{tmp_path}: no images: no class sub-folders"):
         load_folder(tmp_path)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    with pytest.raises(UserError, match=f"{tmp_path}: no images: the class folders are all empty"):
+    with pytest.raises(InputError, match=f"{tmp_path}: no images: the class folders are all empty"):
         load_folder(tmp_path)
 
 
 def test_folder_directory_errors(tmp_path):
-    with pytest.raises(UserError, match="needs --data-dir"):
+    with pytest.raises(InputError, match="needs --data-dir"):
         load_dataset("folder")
-    with pytest.raises(UserError, match=f"{tmp_path / 'nope'}: no such directory"):
+    with pytest.raises(InputError, match=f"{tmp_path / 'nope'}: no such directory"):
         load_folder(tmp_path / "nope")
 
 
@@ -452,7 +460,7 @@ def test_folder_unreadable_images(folder, write, problem):
     root, _ = folder
     path = root / "cat" / "2.png"
     write(path)
-    with pytest.raises(UserError, match=problem) as caught:
+    with pytest.raises(InputError, match=problem) as caught:
         load_folder(root)
     assert str(path) in str(caught.value)
 
@@ -460,13 +468,13 @@ def test_folder_unreadable_images(folder, write, problem):
 def test_folder_refuses_what_is_not_an_image_of_a_class(folder):
     root, _ = folder
     save(root / "loose.png", np.zeros((4, 6)))
-    with pytest.raises(UserError, match=f"{root}: images directly in the folder \\(loose.png\\)"):
+    with pytest.raises(InputError, match=f"{root}: images directly in the folder \\(loose.png\\)"):
         load_folder(root)
     (root / "loose.png").unlink()
     (root / "cat" / "labels.csv").write_text("")
-    with pytest.raises(UserError, match="labels.csv: not a PNG or JPEG image file"):
+    with pytest.raises(InputError, match="labels.csv: not a PNG or JPEG image file"):
         load_folder(root)
     (root / "cat" / "labels.csv").unlink()
     (root / "cat" / "more").mkdir()
-    with pytest.raises(UserError, match=f"{root / 'cat' / 'more'}: not a PNG or JPEG"):
+    with pytest.raises(InputError, match=f"{root / 'cat' / 'more'}: not a PNG or JPEG"):
         load_folder(root)

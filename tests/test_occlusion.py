@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spinemu.host.cli import UserError
+from spinemu.host.errors import InputError
 from spinemu.host.occlusion import OCCLUSIONS, apply_mask, occlusion_mask, occlusion_masks
 
 
@@ -74,7 +74,7 @@ def test_random_needs_a_seed():
 def test_unknown_kind_names_the_kinds():
     for call in (lambda: occlusion_mask("middle", (8, 8)),
                  lambda: occlusion_masks("middle", 2, (8, 8), seed=0)):
-        with pytest.raises(UserError, match="middle.*bottom, top, left, right, random"):
+        with pytest.raises(InputError, match="middle.*bottom, top, left, right, random"):
             call()
 
 
@@ -135,7 +135,7 @@ def test_apply_mask_mean():
     masks = occlusion_masks("random", 2, (4, 4), seed=5)
     out = apply_mask(images, masks, fill="mean", mean_image=mean)
     assert out.dtype == np.float64
-    for image, mask in zip(out, masks):
+    for image, mask in zip(out, masks, strict=True):
         np.testing.assert_array_equal(image[mask == 1], 8)
         np.testing.assert_array_equal(image[mask == 0], mean[mask == 0])
 

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
+from spinemu.hdl.memory_map import job_cycles, job_inputs
 from spinemu.hdl.model_image import ModelImage
 from spinemu.host.cli import main
 from spinemu.host.datasets import load_digits, split
-from spinemu.host.reconstruct_cmd import job_seed
-from spinemu.sim.engine_model import job_cycles, job_inputs, run_jobs
+from spinemu.host.jobs import job_seed
+from spinemu.sim.engine_model import run_jobs
 
 SHAPE = (128, 16, 64)  # digits: 64 pixels + 64 mask bits in, 64 pixels out
 

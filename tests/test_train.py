@@ -7,13 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinemu.hdl.engine import EngineConfig, check_fits
+from spinemu.hdl.memory_map import EngineConfig, check_fits
 from spinemu.hdl.model_image import ModelImage
-from spinemu.host.cli import UserError, main
+from spinemu.host.cli import main
 from spinemu.host.datasets import load_digits
-from spinemu.host.model_cmd import DEFAULT_MODEL
-from spinemu.host.train import (FORMAT, TrainConfig, _Net, companion_path, export,
-                                load_calibration, load_companion, sample_counts, train)
+from spinemu.host.errors import InputError
+from spinemu.host.models import DEFAULT_MODEL
+from spinemu.host.train import (
+    FORMAT,
+    TrainConfig,
+    _Net,
+    companion_path,
+    export,
+    load_calibration,
+    load_companion,
+    sample_counts,
+    train,
+)
 from spinemu.sim import golden
 from spinemu.sim.engine_model import run_jobs
 
@@ -105,7 +115,7 @@ def test_export_equals_the_quantized_network(tmp_path, calibrated):
     codes = None
     if calibrated:
         neurons = [(int(t), int(s)) for t, s in zip(np.arange(-7, 8) * 300, 6000 + 317 *
-                                                    np.arange(15))]
+                                                    np.arange(15), strict=True)]
         codes = load_calibration(_calibration_file(tmp_path / "c.json", neurons), sizes)
     net = _random_net(sizes, seed=4, codes=codes)
     model = export(net, sizes, 5, 8)
@@ -170,7 +180,7 @@ def test_training_with_a_calibration_loads_its_codes(tmp_path, digits):
     sizes = (128, 12, 10, 64)
     rng = np.random.default_rng(5)
     neurons = [(int(t), int(s)) for t, s in zip(rng.integers(-5000, 5000, 50),
-                                                rng.integers(6000, 10000, 50))]
+                                                rng.integers(6000, 10000, 50), strict=True)]
     path = _calibration_file(tmp_path / "c.json", neurons)
     trained = train(digits, TINY, path, progress=False)
     codes = load_calibration(path, sizes)
@@ -205,10 +215,10 @@ def test_a_calibrate_file_is_accepted(tmp_path):
 def test_bad_calibrations_are_refused(tmp_path, content, message):
     path = tmp_path / "c.json"
     path.write_text(content)
-    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
         load_calibration(path, (128, 4, 64))
     assert str(path) in str(info.value)
-    with pytest.raises(UserError, match="no such calibration file"):
+    with pytest.raises(InputError, match="no such calibration file"):
         load_calibration(tmp_path / "none.json", (128, 4, 64))
 
 
@@ -244,11 +254,10 @@ def test_shipped_float_model_is_the_integer_model_before_rounding():
 def test_cifar10_trains_and_evaluates_at_the_digits_engine_size(tmp_path):
     # A tiny archive in the real cifar-10-batches-py format, block-averaged to 8 x 8 at 16 levels:
     # the digits engine's 64 pixels + 64 mask bits; at 32 x 32 x 256 the pre-activations overflow.
-    from test_datasets import write_cifar
-
-    from spinemu.hdl.engine import EngineConfig, check_fits
+    from spinemu.hdl.memory_map import EngineConfig, check_fits
     from spinemu.hdl.model_image import ModelImage
     from spinemu.host.cli import main
+    from test_datasets import write_cifar
 
     data = tmp_path / "cifar-10-batches-py"
     write_cifar(data, per_batch=12, test=12)

@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 
 from protocol_traffic import CONFIG
-from spinemu.hdl.engine import model_writes
 from spinemu.hdl.framing import MAX_PAYLOAD
+from spinemu.hdl.memory_map import fitted_config, job_cycles, model_writes
+from spinemu.hdl.model_image import ModelImage
 from spinemu.hdl.protocol import write_bodies
 from spinemu.host.cli import main
-from spinemu.host.model_cmd import DEFAULT_MODEL, load_model
-from spinemu.sim.engine_backends import default_config
-from spinemu.sim.engine_model import job_cycles
-from spinemu.sim.serve import ServeError, start_server
+from spinemu.host.models import DEFAULT_MODEL
+from spinemu.sim.board import ServeError, start_server
 
-MODEL = load_model(DEFAULT_MODEL)       # the shipped digits model: 128-256-192-64
+MODEL = ModelImage.read(DEFAULT_MODEL)       # the shipped digits model: 128-256-192-64
 LANES = 4
 ARGS = ["--count", "4", "--samples", "4", "--occlusion", "random", "--seed", "3"]
 KEYS = ("indices", "mask", "reconstructed", "counts", "seeds", "samples", "lanes")
@@ -26,7 +25,7 @@ KEYS = ("indices", "mask", "reconstructed", "counts", "seeds", "samples", "lanes
 
 @pytest.fixture(scope="module")
 def served():
-    with start_server("golden", default_config(MODEL, LANES), MAX_PAYLOAD) as server:
+    with start_server("golden", fitted_config(MODEL, LANES), MAX_PAYLOAD) as server:
         yield server
 
 
@@ -92,7 +91,7 @@ def test_a_design_too_small_for_the_model_is_refused_with_the_reason(tmp_path, c
 
 
 def test_a_dropped_link_is_a_clear_error(tmp_path, capsys):
-    config = default_config(MODEL, LANES)
+    config = fitted_config(MODEL, LANES)
     server = start_server("golden", config, MAX_PAYLOAD)
     feed, answers = server.board.feed, []
     # IDENTIFY, the model's WRITE frames, then the first job's input WRITE and its RUN: the board
@@ -127,7 +126,7 @@ def test_url_and_backend_are_exclusive(command, tmp_path, capsys):
 @pytest.mark.slow
 def test_reconstruct_on_the_native_verilator_board_equals_golden(tmp_path):
     # the demo's configuration (16 lanes), so the suite builds it once
-    with start_server("verilator", default_config(MODEL, 16), MAX_PAYLOAD) as server:
+    with start_server("verilator", fitted_config(MODEL, 16), MAX_PAYLOAD) as server:
         remote = _npz("reconstruct", tmp_path / "v.npz", "--url", server.url, *ARGS)
     golden = _npz("reconstruct", tmp_path / "g.npz", "--lanes", "16", *ARGS)
     for key in KEYS:
