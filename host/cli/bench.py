@@ -11,33 +11,26 @@ jobs, same run), and the engine's cycles per image on Verilator against multiply
 
 `spinemu bench board` measures the images per second of the shipped digits model through the
 simulated board and the shares of the simulator, the transport and Python in that time, and
-computes what each board would reach against its UART (:mod:`spinemu.host.board_bench`).
+computes what each board would reach against its UART. The figures are measured by
+:mod:`spinemu.host.speed` and :mod:`spinemu.host.board_bench`; this module prints them.
 """
 
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from spinemu.hdl.memory_map import EngineConfig, fitted_config, job_cycles, macs_per_job
+from spinemu.hdl.memory_map import EngineConfig, fitted_config
 from spinemu.hdl.model_image import ModelImage, random_model
-from spinemu.hdl.neuron import NoisyNeuron, SpinNeuron
-from spinemu.hdl.noise import GaussianNoise
-from spinemu.sim import golden
-from spinemu.sim.backends import BACKENDS
-from spinemu.sim.noise_backends import generate_noise
 
 from ..board_bench import BITS_PER_BYTE, board_rows, load_reports, stream_digits
 from ..models import DEFAULT_MODEL, resolve_model
-from ..runners import open_runner
+from ..speed import engine_speed, noise_speed, noise_synthesis
 from . import UserError
 from .files import write_text
 
 TARGETS = ("noise", "engine", "board")
-FAMILIES = ("ice40", "ecp5")
 
 
 def add_arguments(parser):
@@ -72,76 +65,23 @@ def add_arguments(parser):
     parser.add_argument("--json", type=Path, metavar="PATH", help="board: write the figures here")
 
 
-def _timed(fn):
-    began = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - began
-
-
-def _noise_speed(args):
-    rows = []
-    codes, seconds = _timed(lambda: golden.noise_codes(1, args.blocks, args.samples))
-    rng = np.random.default_rng(1)
-    _, reference = _timed(lambda: rng.standard_normal((args.samples, args.blocks)))
-    rate, ref_rate = codes.size / seconds, codes.size / reference
-    print(f"golden model: {codes.size:,} samples in {seconds:.2f} s = {rate:,.0f} samples/s; "
-          f"numpy standard_normal (float64): {ref_rate:,.0f} samples/s; ratio {rate / ref_rate:.2f}")
-    for backend in list(BACKENDS)[1:]:
-        samples = args.sim_samples // (10 if backend == "amaranth" else 1)
-        print(f"running {backend} ({samples:,} samples x {args.blocks} blocks)...", file=sys.stderr)
-        run = generate_noise(backend, seed=1, blocks=args.blocks, samples=samples, ready_p=0.75)
-        same = np.array_equal(run.codes, golden.noise_codes(1, args.blocks, samples))
-        rows.append((backend, run.cycles, run.seconds, run.rate, same))
-        print(f"{backend}: {run.cycles:,} cycles in {run.seconds:.2f} s = {run.rate:,.0f} "
-              f"cycles/s (equal to golden: {'yes' if same else 'NO'})")
-    return all(same for *_, same in rows)
-
-
-def _synthesis():
-    from spinemu.firmware.synth import place_and_route_fmax, synth_stats
-    designs = [("GaussianNoise", lambda: GaussianNoise(0)), ("SpinNeuron", SpinNeuron),
-               ("NoisyNeuron", lambda: NoisyNeuron(0))]
-    print(f"{'design':<14} {'family':<6} {'LUT':>5} {'FF':>5} {'BRAM':>5} {'DSP':>4} {'Fmax MHz':>9}")
-    for name, make in designs:
-        for family in FAMILIES:
-            stats = synth_stats(make(), family)
-            fmax = place_and_route_fmax(make(), family)["fmax_mhz"]
-            print(f"{name:<14} {family:<6} {stats['lut']:>5} {stats['ff']:>5} {stats['bram']:>5} "
-                  f"{stats['dsp']:>4} {fmax:>9.1f}")
-
-
-def _torch_forward(model, inputs, samples):
-    """The same network in float32 torch: spins sampled with torch's Gaussian noise."""
-    import torch
-    x = torch.as_tensor(inputs, dtype=torch.float32)
-    layers = [(torch.as_tensor(np.asarray(w), dtype=torch.float32),
-               torch.as_tensor(np.asarray(b), dtype=torch.float32),
-               torch.as_tensor(np.asarray(t) / (1 << model.fmt.theta_frac), dtype=torch.float32),
-               torch.as_tensor(np.asarray(s) / (1 << model.fmt.sigma_frac), dtype=torch.float32))
-              for w, b, t, s in zip(model.weights, model.bias, model.theta, model.sigma, strict=True)]
-
-    def forward():
-        with torch.no_grad():
-            w, b, t, s = layers[0]
-            a = (x @ w.T + b)[:, None, :].expand(-1, samples, -1)
-            spins = (a + s * torch.randn_like(a) > t).float()
-            for w, b, t, s in layers[1:]:
-                a = spins @ w.T + b
-                spins = (a + s * torch.randn_like(a) > t).float()
-            return spins.sum(dim=1)
-    return forward
-
-
-def _interleaved(fns, rounds):
-    """Seconds of each of ``fns`` in ``rounds`` rounds, the functions taking turns so that a change
-    in the machine's load falls on all of them; one untimed call each first (caches, threads)."""
-    for fn in fns:
-        fn()
-    seconds = [[] for _ in fns]
-    for _ in range(rounds):
-        for fn, spent in zip(fns, seconds, strict=True):
-            spent.append(_timed(fn)[1])
-    return seconds
+def _noise(args):
+    figures = noise_speed(args.blocks, args.samples, args.sim_samples,
+                          log=lambda line: print(line, file=sys.stderr))
+    g = figures["golden"]
+    print(f"golden model: {g['samples']:,} samples in {g['seconds']:.2f} s = {g['rate']:,.0f} "
+          f"samples/s; numpy standard_normal (float64): {figures['reference_rate']:,.0f} "
+          f"samples/s; ratio {g['rate'] / figures['reference_rate']:.2f}")
+    for row in figures["simulators"]:
+        print(f"{row['backend']}: {row['cycles']:,} cycles in {row['seconds']:.2f} s = "
+              f"{row['rate']:,.0f} cycles/s (equal to golden: {'yes' if row['equal'] else 'NO'})")
+    if not args.no_synth:
+        print(f"{'design':<14} {'family':<6} {'LUT':>5} {'FF':>5} {'BRAM':>5} {'DSP':>4} "
+              f"{'Fmax MHz':>9}")
+        for r in noise_synthesis():
+            print(f"{r['design']:<14} {r['family']:<6} {r['lut']:>5} {r['ff']:>5} {r['bram']:>5} "
+                  f"{r['dsp']:>4} {r['fmax_mhz']:>9.1f}")
+    return all(row["equal"] for row in figures["simulators"])
 
 
 def _jobs_per_s(jobs, seconds):
@@ -150,8 +90,6 @@ def _jobs_per_s(jobs, seconds):
 
 
 def _engine(args):
-    import torch
-
     if args.model is not None:
         model = ModelImage.read(args.model)
     else:
@@ -166,35 +104,25 @@ def _engine(args):
         raise UserError(f"--lanes: {error}") from None
     if args.rounds < 1 or args.jobs < 1:
         raise UserError("--rounds and --jobs must be >= 1")
-    rng = np.random.default_rng(0)
-    inputs = rng.integers(0, 1 << model.input_bits, size=(args.jobs, model.sizes[0]))
-    seeds = list(range(args.jobs))
-    S = args.job_samples
-    forward = _torch_forward(model, inputs, S)
-    reference = open_runner("golden", model=model, lanes=args.lanes)
-    golden_s, torch_s = _interleaved([lambda: reference.run(inputs, seeds, S), forward],
-                                     args.rounds)
-    print(f"network {model.sizes}, {args.lanes} lanes, S={S}, {args.jobs} jobs, median of "
-          f"{args.rounds} interleaved rounds (slowest-fastest in brackets)")
-    print(f"golden model ({os.cpu_count()} threads): {_jobs_per_s(args.jobs, golden_s)}; "
-          f"float torch forward pass "
-          f"({torch.get_num_threads()} threads): {_jobs_per_s(args.jobs, torch_s)}; "
-          f"ratio {np.median(torch_s) / np.median(golden_s):.2f}")
-    macs = macs_per_job(model.sizes, S)
-    formula = job_cycles(model.sizes, args.lanes, S)
-    print(f"MACs per image {macs:,}; MACs / lanes {macs / args.lanes:,.0f}; documented cycles "
-          f"{formula:,} ({formula / (macs / args.lanes):.3f} x)")
+    f = engine_speed(model, args.lanes, args.jobs, args.job_samples, args.rounds,
+                     rtl=not args.no_rtl, log=lambda line: print(line, file=sys.stderr))
+    print(f"network {model.sizes}, {args.lanes} lanes, S={args.job_samples}, {args.jobs} jobs, "
+          f"median of {args.rounds} interleaved rounds (slowest-fastest in brackets)")
+    print(f"golden model ({f['golden_threads']} threads): {_jobs_per_s(args.jobs, f['golden_s'])}; "
+          f"float torch forward pass ({f['torch_threads']} threads): "
+          f"{_jobs_per_s(args.jobs, f['torch_s'])}; "
+          f"ratio {np.median(f['torch_s']) / np.median(f['golden_s']):.2f}")
+    ideal = f["macs"] / args.lanes
+    print(f"MACs per image {f['macs']:,}; MACs / lanes {ideal:,.0f}; documented cycles "
+          f"{f['cycles']:,} ({f['cycles'] / ideal:.3f} x)")
     if args.no_rtl:
         return True
-    print("running one job on verilator...", file=sys.stderr)
-    rtl = open_runner("verilator", model=model, lanes=args.lanes).run(inputs[:1], seeds[:1], S)
-    cycles = int(rtl.cycles[0])
-    same = np.array_equal(rtl.counts, reference.run(inputs[:1], seeds[:1], S).counts)
-    print(f"verilator: {cycles:,} cycles per image = {cycles / (macs / args.lanes):.3f} x MACs/lanes "
-          f"(equal to the documented count: {'yes' if cycles == formula else 'NO'}; counts equal "
-          f"to golden: {'yes' if same else 'NO'}); {cycles / rtl.job_seconds:,.0f} cycles/s")
-    return same and cycles == formula
-
+    v = f["verilator"]
+    print(f"verilator: {v['cycles']:,} cycles per image = {v['cycles'] / ideal:.3f} x MACs/lanes "
+          f"(equal to the documented count: {'yes' if v['cycles'] == f['cycles'] else 'NO'}; "
+          f"counts equal to golden: {'yes' if v['equal'] else 'NO'}); "
+          f"{v['cycles_per_s']:,.0f} cycles/s")
+    return v["equal"] and v["cycles"] == f["cycles"]
 
 
 def _print_simulated(sim, sizes, board):
@@ -290,7 +218,4 @@ def run(args):
         return 0 if _engine(args) else 1
     if args.blocks < 1 or args.samples < 1 or args.sim_samples < 10:
         raise UserError("--blocks, --samples must be >= 1 and --sim-samples >= 10")
-    ok = _noise_speed(args)
-    if not args.no_synth:
-        _synthesis()
-    return 0 if ok else 1
+    return 0 if _noise(args) else 1
