@@ -145,7 +145,10 @@ class ModelImage:
             fmt = NeuronFormat(a_width=a_width, theta_frac=tf, sigma_width=sw, sigma_frac=sf)
         except ValueError as error:
             raise ModelError(f"{source}: {error}") from None
-        return cls(sizes, input_bits, weight_bits, fmt, *(tuple(arrays[k]) for k in arrays))
+        try:
+            return cls(sizes, input_bits, weight_bits, fmt, *(tuple(arrays[k]) for k in arrays))
+        except ModelError as error:    # a header field or a value out of range: say where
+            raise ModelError(f"{source}: {error}") from None
 
     @classmethod
     def read(cls, path):

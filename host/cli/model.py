@@ -10,14 +10,19 @@ examples:
   spinemu model info model.bin
 """
 
+from dataclasses import replace
 from pathlib import Path
 
+from spinemu.hdl.memory_map import EngineConfig
 from spinemu.hdl.model_image import ModelError, ModelImage, random_model
 
 from . import UserError
 from .files import write_bytes
 
 __all__ = ["add_arguments", "run", "parse_shape", "describe"]
+
+#: The number formats of the designs the boards and `spinemu serve` build by default.
+DEFAULT_FORMAT = EngineConfig().fmt
 
 
 def add_arguments(parser):
@@ -30,6 +35,10 @@ def add_arguments(parser):
                       help="bits of an input value (default: 5)")
     make.add_argument("--weight-bits", type=int, default=8, metavar="B",
                       help="bits of a weight, 2..8 (default: 8)")
+    make.add_argument("--a-width", type=int, default=DEFAULT_FORMAT.a_width, metavar="B",
+                      help=f"bits of a pre-activation; a design runs only models of its own "
+                           f"(default: {DEFAULT_FORMAT.a_width}, the boards' and `spinemu "
+                           f"serve`'s)")
     make.add_argument("--out", type=Path, required=True, metavar="M.bin",
                       help="where to write the image")
     info = sub.add_parser("info", help="print a model image's sizes, formats and costs")
@@ -57,10 +66,12 @@ def _random(args):
     if not 2 <= args.weight_bits <= 8:
         raise UserError(f"--weight-bits must be 2..8, not {args.weight_bits}")
     try:
+        fmt = replace(DEFAULT_FORMAT, a_width=args.a_width)
         model = random_model(sizes, seed=args.seed, input_bits=args.input_bits,
-                             weight_bits=args.weight_bits)
+                             weight_bits=args.weight_bits, fmt=fmt)
     except (ModelError, ValueError) as error:
-        raise UserError(f"cannot make a model of shape {args.shape}: {error}") from None
+        raise UserError(f"cannot make a model of shape {args.shape}: {error} (a larger "
+                        f"--a-width holds larger pre-activations)") from None
     data = model.to_bytes()
     write_bytes(args.out, data)
     print(f"wrote {args.out} ({len(data):,} bytes, layers {'-'.join(map(str, sizes))})")
