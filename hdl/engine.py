@@ -18,9 +18,13 @@ Three stages run at once:
   and counts the last layer's spins.
 
 A waits for C to finish layer ``l`` before it multiplies by layer ``l``'s spins.
+
+``abort`` stops a job at once: everything a job changes (the three stages, the seeder, the lanes'
+noise blocks, the cycle counter) sits behind an :class:`~amaranth.hdl.ResetInserter`, and only the
+configuration registers and the memories' contents stay as they were.
 """
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,9 +45,16 @@ class LayerEngine(wiring.Component):
     write : In(stream)
         ``{region, addr, data}`` memory and configuration writes; accepted only while idle.
     start : In(stream)
-        ``{seed, samples}`` starts a job (samples >= 1).
+        ``{seed, samples}`` starts a job (samples >= 1) on the network ``network`` describes,
+        which must be complete and fit the memories (the protocol engine checks that).
     result : Out(stream)
         ``{count, last}``: the last layer's spin counts, neuron 0 first.
+    abort : In(1)
+        Back to idle at the next cycle, no job state left; the configuration and the memories'
+        contents stay, and no more counts are sent.
+    network : Out(network_layout)
+        The configuration registers as CONFIG writes left them: ``layers`` (L) and ``sizes``
+        (N_0 .. N_max_layers, 0 until written).
     busy : Out(1)
     cycles : Out(32)
         Cycles from accepting ``start`` to the last count, of the latest job.
@@ -53,32 +64,40 @@ class LayerEngine(wiring.Component):
         self.config = c = config
         self.write_layout = data.StructLayout({
             "region": Region, "addr": ADDR_BITS, "data": c.data_bits})
+        size_bits = max(c.max_inputs, c.max_width).bit_length()
+        self.network_layout = data.StructLayout({
+            "layers": range(c.max_layers + 1),
+            "sizes": data.ArrayLayout(size_bits, c.max_layers + 1)})
         super().__init__({
             "write": In(stream.Signature(self.write_layout)),
             "start": In(stream.Signature(data.StructLayout({
                 "seed": SEED_BITS, "samples": SAMPLE_BITS}))),
             "result": Out(stream.Signature(data.StructLayout({"count": COUNT_BITS, "last": 1}))),
+            "abort": In(1),
+            "network": Out(self.network_layout),
             "busy": Out(1),
             "cycles": Out(32),
         })
 
     def elaborate(self, platform):
-        m = Module()
+        kept = Module()    # the configuration registers and the memories: an abort leaves them
+        m = Module()       # the job machinery: every register in it is reset by an abort
+        kept.submodules.job = ResetInserter(self.abort)(m)
         c = self.config
         P, fmt, lb = c.lanes, c.fmt, c.lane_bits
-        size_bits = max(c.max_inputs, c.max_width).bit_length()
+        size_bits = len(self.network.sizes[0])
         group_bits = max(1, (c.max_groups - 1).bit_length())
         layer_count_bits = SAMPLE_BITS + c.max_layers.bit_length()
         a_shape = fmt.a.shape
 
         # ---- configuration registers ----------------------------------------------------------
-        layers = Signal(range(c.max_layers + 1))
-        sizes = Array(Signal(size_bits, name=f"size{l}") for l in range(c.max_layers + 1))
+        layers = self.network.layers
+        sizes = Array(self.network.sizes[l] for l in range(c.max_layers + 1))
 
         # ---- memories and lanes -----------------------------------------------------------------
         def add_memory(name, shape, depth):
             mem = memory.Memory(shape=shape, depth=depth, init=[])
-            m.submodules[name] = mem
+            kept.submodules[name] = mem
             return mem.write_port(), mem.read_port()
 
         in_w, in_r = add_memory("inputs", c.input_bits, c.max_inputs)
@@ -86,7 +105,7 @@ class LayerEngine(wiring.Component):
         # weight; one address serves host writes (idle) and engine reads (running), so the memory
         # is single-ported and fits iCE40 SPRAM (WeightMemory uses it on an UltraPlus platform).
         weight_word = data.ArrayLayout(signed(c.weight_bits), P)
-        m.submodules.weights = weights = WeightMemory(weight_word.size, c.weight_depth)
+        kept.submodules.weights = weights = WeightMemory(weight_word.size, c.weight_depth)
         weight_data = data.View(weight_word, weights.read_data)
         params, cache, counts, lanes = [], [], [], []
         for p in range(P):
@@ -118,12 +137,12 @@ class LayerEngine(wiring.Component):
                      weights.read_en.eq(~weights.write_en)]
         for p in range(P):
             region_write(params[p][0], Region.PARAM, p * c.param_depth, c.param_depth)
-        with m.If(write & (w.region == Region.CONFIG)):
-            with m.If(w.addr == 0):
-                m.d.sync += layers.eq(w.data)
+        with kept.If(write & (w.region == Region.CONFIG)):
+            with kept.If(w.addr == 0):
+                kept.d.sync += layers.eq(w.data)
             for l in range(c.max_layers + 1):
-                with m.If(w.addr == l + 1):
-                    m.d.sync += sizes[l].eq(w.data)
+                with kept.If(w.addr == l + 1):
+                    kept.d.sync += sizes[l].eq(w.data)
 
         # ---- job state ---------------------------------------------------------------------------
         seed = Signal(SEED_BITS)
@@ -315,5 +334,5 @@ class LayerEngine(wiring.Component):
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "READ"
-        return m
+        return kept
 

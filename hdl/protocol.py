@@ -8,7 +8,8 @@ Every frame payload (``hdl/framing.py`` adds CRC, COBS and the delimiter) is
 
 Flow control is stop-and-wait: the host sends one request and waits for its response (with a
 timeout) before the next. Every command is idempotent (a job is fully determined by its seed), so
-a request whose response was lost is simply sent again. ``docs/protocol.md`` has the bodies.
+a request whose response was lost is simply sent again; a frame sent while a job runs aborts it.
+``docs/protocol.md`` has the bodies, the checks and their order.
 
 Every header and body is a :class:`~amaranth.lib.data.StructLayout` of byte-aligned fields, sent
 little-endian: the first field in the lowest bytes. :func:`pack` and :func:`unpack` turn one into
@@ -30,14 +31,15 @@ __all__ = ["Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ", "REQUEST_HEAD
            "pack_counts", "unpack_counts", "element_bytes", "config_limits", "identify_body",
            "build_hash", "request", "write_body", "run_body", "read_body", "write_bodies"]
 
-FORMAT_VERSION = 1
+#: 2: RUN's configuration check (BAD_CONFIG) and its abort (ABORTED).
+FORMAT_VERSION = 2
 UNREADABLE_SEQ = 0xFF
 
 
 class Opcode(enum.Enum, shape=8):
     IDENTIFY = 0x01   # -> IDENTIFY_RESPONSE: design parameters
     WRITE = 0x02      # WRITE_HEADER, elements... -> empty
-    RUN = 0x03        # RUN_REQUEST -> RUN_RESPONSE (when the job has finished)
+    RUN = 0x03        # RUN_REQUEST -> RUN_RESPONSE (when the job has finished), or ABORTED
     READ = 0x04       # READ_REQUEST -> count x READ_ELEMENT: spin counts of the last job
     STATUS = 0x05     # -> STATUS_RESPONSE: error counters and job count
 
@@ -49,6 +51,9 @@ class Status(enum.Enum, shape=8):
     OUT_OF_RANGE = 0x03    # a region, address, sample count or read window out of range
     NO_MODEL = 0x04        # RUN before a model configuration was written
     BAD_FRAME = 0x05       # CRC, COBS or length error in the frame itself (seq = 0xFF)
+    BAD_CONFIG = 0x06      # RUN on an incomplete or inconsistent configuration (docs/protocol.md)
+    ABORTED = 0x07         # RUN stopped by a frame that arrived while its job ran
+    BUSY = 0x08            # (seq = 0xFF) a simulated board serving another client; then it closes
 
 
 #: Before every request body; ``opcode`` is u8, not :class:`Opcode`: an unknown one is answered.

@@ -4,7 +4,13 @@ Bytes from the link go through a :class:`~spinemu.hdl.framing.FrameDecoder` (whi
 whole frames with a good CRC); the command is parsed byte by byte as it streams, executed, and
 answered through a :class:`~spinemu.hdl.framing.FrameEncoder`. Bad frames and bad requests get an
 error response and the engine goes on; a WRITE element too wide for its memory is refused (nothing
-is silently truncated), though elements before it in the same frame have been written.
+is silently truncated), though elements before it in the same frame have been written. Every
+request starts from clean state, so a refused one leaves nothing behind.
+
+A RUN starts a job only on a complete configuration that fits the memories: a check walks the
+network's groups, one per cycle, adding up its weight words and parameter entries. While a job
+runs, any new frame (a good one, or a frame error) aborts it: the RUN is answered ABORTED and the
+new frame is then handled as usual.
 """
 
 from amaranth.hdl import Array, Const, Module, Signal
@@ -44,6 +50,10 @@ class ProtocolEngine(wiring.Component):
 
     Ports: ``i``/``o`` bytes from/to the link; ``uart_frame_errors``/``uart_overruns`` counters of
     the PHY (reported by STATUS); ``busy`` while a job runs.
+
+    A RUN's configuration check takes ``sum_l G_l + 2`` cycles (``G_l = ceil(N_l / lanes)``, at
+    most ``max_layers * max_groups + 2``) before the job starts; ``docs/protocol.md`` has the order
+    of the checks and the abort.
     """
 
     i: In(stream.Signature(8))
@@ -73,6 +83,20 @@ class ProtocolEngine(wiring.Component):
         res_w, res_r = results.write_port(), results.read_port()
         result_count = Signal(range(c.max_width + 1))
         run_response = Signal(RUN_RESPONSE)
+
+        # ---- the RUN check: the network the configuration describes, and whether it fits -------
+        network = engine.network
+        fit_layer = Signal(range(c.max_layers))              # the check is at layer fit_layer + 1
+        fit_group = Signal(range(c.max_groups))
+        fit_in = network.sizes[fit_layer]                    # N_(l-1)
+        fit_out = network.sizes[fit_layer + 1]               # N_l
+        most = c.max_layers * c.max_groups                   # groups of the largest network
+        fit_words = Signal(range(most * max(c.max_inputs, c.max_width) + 1))
+        fit_entries = Signal(range(most + 1))
+        # A register, not logic: the abort fans out to the reset of every job register.
+        abort = Signal()
+        m.d.sync += abort.eq(0)
+        m.d.comb += engine.abort.eq(abort)
 
         # ---- counters --------------------------------------------------------------------------
         bad_requests = Signal(STATUS_RESPONSE["bad_requests"].shape)
@@ -105,7 +129,6 @@ class ProtocolEngine(wiring.Component):
         seed, samples = run_request.seed, run_request.samples
         read_request = Signal(READ_REQUEST)
         read_offset, read_count = read_request.offset, read_request.count
-        config_layers = Signal(range(c.max_layers + 1))
         body_len = Signal(range(self.max_payload + 1))  # response body bytes
         k = Signal(range(self.max_payload + 3))         # response byte index
 
@@ -187,7 +210,8 @@ class ProtocolEngine(wiring.Component):
             with m.State("OPCODE"):
                 m.d.comb += dec.o.ready.eq(1)
                 with m.If(dec.o.valid):
-                    m.d.sync += [opcode.eq(byte), count.eq(0), element_byte.eq(0)]
+                    # A request starts clean: a refused WRITE leaves no element bits behind.
+                    m.d.sync += [opcode.eq(byte), count.eq(0), element_byte.eq(0), element.eq(0)]
                     with m.Switch(byte):
                         with m.Case(Opcode.IDENTIFY):
                             with m.If(last):
@@ -250,19 +274,35 @@ class ProtocolEngine(wiring.Component):
                 with m.Else():
                     m.d.comb += engine.write.valid.eq(1)
                     with m.If(engine.write.ready):
-                        with m.If(region == Region.CONFIG.value):
-                            with m.If(addr == 0):
-                                m.d.sync += config_layers.eq(element)
-                        m.d.sync += [addr.eq(addr + 1), element.eq(0)]
+                        m.d.sync += addr.eq(addr + 1)
                         with m.If(element_last):
                             respond(m, Status.OK)
                         with m.Else():
                             m.next = "BODY"
             with m.State("RUN_CHECK"):
-                with m.If(config_layers == 0):
+                with m.If(network.layers == 0):
                     refuse(m, Status.NO_MODEL, 1)
                 with m.Elif(samples == 0):
                     refuse(m, Status.OUT_OF_RANGE, 1)
+                with m.Else():
+                    m.d.sync += [fit_layer.eq(0), fit_group.eq(0), fit_words.eq(0),
+                                 fit_entries.eq(0)]
+                    m.next = "FIT"
+            with m.State("FIT"):
+                # One group of layer fit_layer + 1 per cycle: its N_(l-1) weight words and one
+                # parameter entry (memory_map.network_words without a multiplier).
+                with m.If((fit_in == 0) | (fit_out == 0)):
+                    refuse(m, Status.BAD_CONFIG, 1)     # a size of the network never written
+                with m.Else():
+                    m.d.sync += [fit_words.eq(fit_words + fit_in),
+                                 fit_entries.eq(fit_entries + 1), fit_group.eq(fit_group + 1)]
+                    with m.If(((fit_group + 1) << c.lane_bits) >= fit_out):
+                        m.d.sync += [fit_layer.eq(fit_layer + 1), fit_group.eq(0)]
+                        with m.If(fit_layer + 1 == network.layers):
+                            m.next = "START"
+            with m.State("START"):
+                with m.If((fit_words > c.weight_depth) | (fit_entries > c.param_depth)):
+                    refuse(m, Status.BAD_CONFIG, 1)
                 with m.Else():
                     m.d.comb += [engine.start.valid.eq(1),
                                  engine.start.payload.seed.eq(seed),
@@ -271,14 +311,21 @@ class ProtocolEngine(wiring.Component):
                         m.d.sync += result_count.eq(0)
                         m.next = "RUNNING"
             with m.State("RUNNING"):
-                m.d.comb += [engine.result.ready.eq(1), res_w.addr.eq(result_count),
-                             res_w.data.eq(engine.result.payload.count),
-                             res_w.en.eq(engine.result.valid)]
-                with m.If(engine.result.valid):
-                    m.d.sync += result_count.eq(result_count + 1)
-                    with m.If(engine.result.payload.last):
-                        m.d.sync += [jobs.eq(jobs + 1), run_response.cycles.eq(engine.cycles + 1)]
-                        respond(m, Status.OK, nbytes(RUN_RESPONSE))
+                with m.If(dec.o.valid | frame_error):
+                    # A new frame while the job runs: stop it, its counts are gone, and the new
+                    # frame is handled once the RUN is answered.
+                    m.d.sync += [abort.eq(1), result_count.eq(0)]
+                    respond(m, Status.ABORTED)
+                with m.Else():
+                    m.d.comb += [engine.result.ready.eq(1), res_w.addr.eq(result_count),
+                                 res_w.data.eq(engine.result.payload.count),
+                                 res_w.en.eq(engine.result.valid)]
+                    with m.If(engine.result.valid):
+                        m.d.sync += result_count.eq(result_count + 1)
+                        with m.If(engine.result.payload.last):
+                            m.d.sync += [jobs.eq(jobs + 1),
+                                         run_response.cycles.eq(engine.cycles + 1)]
+                            respond(m, Status.OK, nbytes(RUN_RESPONSE))
             with m.State("READ_CHECK"):
                 fits = header_bytes + count_bytes * read_count <= self.max_payload
                 with m.If((read_count == 0) | ~fits | (read_offset + read_count > result_count)):

@@ -111,10 +111,13 @@ def run_bench(component, *, simulator, test_module, config, testcase=None):
     config_file = out_dir / "config.json"
     config_file.write_text(json.dumps({**config, "out_dir": str(out_dir)}))
     log = out_dir / "sim.log"
-    results = runner.test(
-        test_module=test_module, hdl_toplevel=TOPLEVEL, testcase=testcase,
-        build_dir=build_dir, test_dir=out_dir, results_xml=str(out_dir / "results.xml"),
-        extra_env={"SPINEMU_BENCH": str(config_file)}, log_file=log)
+    try:
+        results = runner.test(
+            test_module=test_module, hdl_toplevel=TOPLEVEL, testcase=testcase,
+            build_dir=build_dir, test_dir=out_dir, results_xml=str(out_dir / "results.xml"),
+            extra_env={"SPINEMU_BENCH": str(config_file)}, log_file=log)
+    except SystemExit:    # the runner exits when a test fails: say where its log is
+        results = out_dir / "results.xml"
     tests, failed = get_results(Path(results))
     if tests == 0 or failed:
         raise BenchError(f"{test_module} on {simulator}: {failed} of {tests} cocotb tests failed; "
@@ -166,12 +169,15 @@ def unpack_fields(words, width, count, *, signed=False):
 
 
 def run_link_bench(component, *, simulator, requests, valid_p=1.0, ready_p=1.0, stall_seed=0,
-                   max_cycles=1_000_000):
-    """The answers (bytes) of a byte-stream design to each of ``requests``, on ``simulator``."""
+                   max_cycles=1_000_000, limits=None):
+    """The answers (bytes) of a byte-stream design to each of ``requests``, stop-and-wait, on
+    ``simulator``, and the cycles each took. ``limits`` (default ``max_cycles`` for each): the
+    cycles within which each answer must have come; :class:`BenchError` otherwise (its log names
+    the request)."""
+    limits = [max_cycles] * len(requests) if limits is None else [int(n) for n in limits]
     out = run_bench(component, simulator=simulator, test_module="spinemu.sim.benches.link_bench",
                     config={"requests": [bytes(r).hex() for r in requests], "valid_p": valid_p,
-                            "ready_p": ready_p, "stall_seed": stall_seed,
-                            "max_cycles": max_cycles})
-    answers = [bytes.fromhex(a) for a in json.loads((out / "answers.json").read_text())]
+                            "ready_p": ready_p, "stall_seed": stall_seed, "limits": limits})
+    result = json.loads((out / "answers.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
-    return answers
+    return [bytes.fromhex(a) for a in result["answers"]], result["cycles"]

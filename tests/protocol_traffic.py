@@ -1,11 +1,19 @@
 """Link traffic shared by the protocol tests: a small design, and good and bad request sequences
 whose every answer byte the tests compare with the golden board."""
 
+import random
+
 import numpy as np
 
 from spinemu.hdl.formats import NeuronFormat
-from spinemu.hdl.framing import cobs_encode, decode_frame, encode_frame
-from spinemu.hdl.memory_map import EngineConfig, Region, input_writes, model_writes
+from spinemu.hdl.framing import cobs_encode, decode_frame, encode_frame, max_encoded_length
+from spinemu.hdl.memory_map import (
+    EngineConfig,
+    Region,
+    input_writes,
+    model_writes,
+    network_words,
+)
 from spinemu.hdl.model_image import random_model
 from spinemu.hdl.protocol import (
     Opcode,
@@ -23,6 +31,9 @@ CONFIG = EngineConfig(lanes=2, max_layers=3, max_inputs=16, max_width=16, weight
 #: Four lanes, and parameter entries wider than 8 bytes (a 22-bit pre-activation).
 WIDE_CONFIG = EngineConfig(lanes=4, max_layers=3, max_inputs=16, max_width=16, weight_depth=256,
                            param_depth=32, fmt=NeuronFormat(a_width=22))
+#: Parameter memories too small for the largest networks the limits allow (RUN's check).
+TIGHT_CONFIG = EngineConfig(lanes=2, max_layers=3, max_inputs=16, max_width=16, weight_depth=256,
+                            param_depth=12)
 MAX_PAYLOAD = 64
 
 
@@ -61,6 +72,21 @@ def good_traffic(seed, config=CONFIG):
     return _frames(payloads)
 
 
+def long_frames(max_payload=MAX_PAYLOAD):
+    """Undelimited runs far longer than any frame, each ended by a delimiter: whole COBS (a length
+    error), COBS broken just past the decoder's limit and thousands of bytes past it, and frames
+    at the longest encoding and one byte longer."""
+    keep = max_encoded_length(max_payload)
+    return [
+        b"\2" * 3000 + b"\5\0",                      # COBS broken 3000 bytes in
+        b"\1" * 2000 + b"\0",                         # every byte a code byte: too long
+        (b"\xff" + b"\7" * 254) * 12 + b"\1\0",       # 254-byte blocks: too long
+        b"\1" * (keep + 1) + b"\0",                   # one byte past the longest encoding
+        b"\1" * keep + b"\0",                         # the longest: judged by its CRC
+        b"\1" * keep + b"\3\0",                       # COBS broken one byte past it
+    ]
+
+
 #: Statuses of the bad requests in :func:`bad_traffic`, in order.
 BAD_STATUSES = [Status.BAD_LENGTH, Status.NO_MODEL, Status.BAD_OPCODE, Status.BAD_OPCODE,
                 Status.BAD_LENGTH, Status.OUT_OF_RANGE, Status.BAD_LENGTH, Status.OUT_OF_RANGE,
@@ -71,9 +97,13 @@ TAIL_STATUSES = [Status.OUT_OF_RANGE, Status.OK, Status.OUT_OF_RANGE, Status.OUT
                  Status.OK, Status.OK]
 
 
+#: The frame errors of :func:`bad_traffic`'s unreadable frames.
+BAD_FRAME_ERRORS = {"cobs_errors": 3, "length_errors": 4, "crc_errors": 2}
+
+
 def bad_traffic():
-    """Three unreadable frames, an empty frame before a good one, every kind of bad request, then
-    a model load and a good job among more bad requests."""
+    """Unreadable frames (short and far too long), an empty frame before a good one, every kind
+    of bad request, then a model load and a good job among more bad requests."""
     good = encode_frame(request(7, Opcode.STATUS), MAX_PAYLOAD)
     corrupt_crc = bytearray(good)
     corrupt_crc[2] ^= 0x40
@@ -81,6 +111,7 @@ def bad_traffic():
         bytes(corrupt_crc),
         bytes([5, 1, 2]) + b"\0",                             # a COBS code byte past the end
         cobs_encode(bytes(range(1, 120))) + b"\0",            # longer than the payload limit
+        *long_frames(),
         b"\0" + good,                                         # an empty frame is skipped
     ]
     payloads = [
@@ -109,3 +140,69 @@ def bad_traffic():
                  request(64, Opcode.READ, read_body(0, 4)),
                  request(65, Opcode.STATUS)]
     return raw + _frames(payloads)
+
+
+def _network(config, seed, accept):
+    """Layer sizes within ``config``'s CONFIG limits whose ``(weight words, parameter entries)``
+    satisfy ``accept``, found by a seeded search; None if the search finds none."""
+    c, rng = config, random.Random(seed)
+    for _ in range(20000):
+        sizes = [rng.randint(1, c.max_inputs)] + [rng.randint(1, c.max_width)
+                                                  for _ in range(rng.randint(1, c.max_layers))]
+        if accept(*network_words(sizes, c.lanes)):
+            return sizes
+    return None
+
+
+def issue_traffic(config=CONFIG):
+    """Sequences that broke the design or the golden board (issue #11), from reset, and the
+    status of each answer: a refused WRITE before writes to every region, RUN with a layer count
+    but no sizes, with some sizes, with a layer added to a loaded model, then with networks that
+    fit the memories exactly, have too many weight words or too many parameter entries."""
+    c = config
+    frames, statuses = [], []
+    seq = iter(range(1, 255))
+
+    def send(status, opcode, body=b""):
+        frames.append(encode_frame(request(next(seq), opcode, body), MAX_PAYLOAD))
+        statuses.append(status)
+
+    def write(status, region, addr, values):
+        send(status, Opcode.WRITE, write_body(region, addr, values, c))
+
+    def network(sizes, status):
+        write(Status.OK, Region.CONFIG, 0, [len(sizes) - 1, *sizes])
+        send(status, Opcode.RUN, run_body(77, 2))
+
+    full = (1 << c.word_bits(Region.PARAM)) - 1
+    write(Status.OUT_OF_RANGE, Region.PARAM, c.lanes * c.param_depth, [full])
+    write(Status.OK, Region.CONFIG, 0, [2])
+    write(Status.OK, Region.INPUT, 0, [1, 2])
+    write(Status.OK, Region.WEIGHT, 0, [(1 << c.word_bits(Region.WEIGHT)) - 1])
+    write(Status.OK, Region.PARAM, 0, [full])
+    send(Status.BAD_CONFIG, Opcode.RUN, run_body(1, 1))       # a layer count, no sizes
+    write(Status.OK, Region.CONFIG, 1, [7, 9])
+    send(Status.BAD_CONFIG, Opcode.RUN, run_body(1, 1))       # N_2 never written
+    model = random_model((7, 9, 4), seed=8, fmt=c.fmt)
+    bodies = write_bodies(model_writes(model, c) + input_writes(range(7)), c, MAX_PAYLOAD)
+    for body in bodies:
+        send(Status.OK, Opcode.WRITE, body)
+    send(Status.OK, Opcode.RUN, run_body(5, 3))
+    send(Status.OK, Opcode.READ, read_body(0, 4))
+    write(Status.OK, Region.CONFIG, 0, [3])                   # a layer on the 2-layer model
+    send(Status.BAD_CONFIG, Opcode.RUN, run_body(5, 3))
+    send(Status.OK, Opcode.READ, read_body(0, 4))             # a refused RUN keeps the results
+    write(Status.OK, Region.CONFIG, 4, [5])
+    send(Status.OK, Opcode.RUN, run_body(5, 3))               # (7, 9, 4, 5) fits
+    send(Status.OK, Opcode.READ, read_body(0, 5))
+    depth, entries = c.weight_depth, c.param_depth
+    for seed, accept, status in [
+            (1, lambda w, e: w == depth and e <= entries, Status.OK),
+            (2, lambda w, e: w > depth and e <= entries, Status.BAD_CONFIG),
+            (3, lambda w, e: w <= depth and e > entries, Status.BAD_CONFIG),
+            (4, lambda w, e: w <= depth and e == entries, Status.OK)]:
+        sizes = _network(c, seed, accept)
+        if sizes is not None:
+            network(sizes, status)
+    send(Status.OK, Opcode.STATUS)
+    return frames, statuses

@@ -1,12 +1,27 @@
-"""The layer engine in the Amaranth simulator against the job-level golden model."""
+"""The layer engine in the Amaranth simulator against the job-level golden model; a job aborted
+anywhere leaves nothing behind."""
+
+import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.lib import memory
+from amaranth.sim import Simulator
 
-from spinemu.hdl.memory_map import EngineConfig, Region, check_fits, job_cycles, model_writes
+from spinemu.hdl.engine import LayerEngine
+from spinemu.hdl.memory_map import (
+    EngineConfig,
+    Region,
+    check_fits,
+    input_writes,
+    job_cycles,
+    model_writes,
+)
 from spinemu.hdl.model_image import ModelError, random_model
 from spinemu.sim.engine_model import run_jobs
 from spinemu.sim.engine_sim import run_engine_amaranth
+from spinemu.sim.streams import receive, run, send
 
 
 def _config(lanes, **kw):
@@ -93,3 +108,79 @@ def test_models_that_do_not_fit_are_refused_with_the_reason():
         check_fits(random_model((16, 24, 24, 24, 24), seed=0, fmt=config.fmt),
                    EngineConfig(lanes=1, max_layers=4, max_inputs=16, max_width=24,
                                 weight_depth=1000, param_depth=256))
+
+
+def _words(writes):
+    return [{"region": region, "addr": addr, "data": value} for region, addr, value in writes]
+
+
+def test_abort_stops_a_job_anywhere_and_the_next_job_is_exact():
+    """``abort`` in seeding, in layer 1's pass, in the samples and while the counts go out: the
+    engine is idle at once, sends nothing more, and the next job has the golden counts and cycles
+    (the memories and the configuration kept, no job state left)."""
+    config, samples = _config(2), 3
+    model = random_model((7, 9, 4), seed=2, fmt=config.fmt)
+    x = np.random.default_rng(2).integers(0, 32, size=7)
+    expect = run_jobs(model, x[None], [21], samples, 2)[0]
+    dut = LayerEngine(config)
+    rng = random.Random(0)
+    counts, cycles = [], []
+
+    async def job(ctx, seed, samples):
+        await send(ctx, dut.start, [{"seed": seed, "samples": samples}], rng, 0)
+        return await receive(ctx, dut.result, None, rng, 0, until=lambda p: p.last)
+
+    async def bench(ctx):
+        await send(ctx, dut.write, _words(model_writes(model, config) + input_writes(x)), rng, 0)
+        for wait, taken in [(0, 0), (100, 0), (300, 0), (2000, 0), (None, 2)]:
+            if wait is None:        # a short job, aborted once some of its counts are out
+                await send(ctx, dut.start, [{"seed": 5, "samples": 1}], rng, 0)
+                await receive(ctx, dut.result, taken, rng, 0)
+            else:
+                await send(ctx, dut.start, [{"seed": 9, "samples": 65535}], rng, 0)
+                await ctx.tick().repeat(wait + 1)
+            assert ctx.get(dut.busy)
+            ctx.set(dut.abort, 1)
+            await ctx.tick()
+            ctx.set(dut.abort, 0)
+            assert not ctx.get(dut.busy) and not ctx.get(dut.result.valid)
+            results = await job(ctx, 21, samples)
+            counts.append([p.count for p in results])
+            cycles.append(ctx.get(dut.cycles))
+
+    run(dut, bench)
+    assert counts == [list(expect)] * 5
+    assert cycles == [job_cycles(model.sizes, 2, samples)] * 5
+
+
+def test_memory_contents_survive_a_reset_inserter():
+    """Amaranth 0.5 resets only the registers that a reset-inserted module drives: a memory's rows
+    stay, so the engine could keep its memories inside the aborted part too."""
+    m = Module()
+    m.submodules.mem = mem = memory.Memory(shape=8, depth=4, init=[])
+    write, read = mem.write_port(), mem.read_port(transparent_for=())
+    counter = Signal(8)
+    m.d.sync += counter.eq(counter + 1)
+    reset = Signal()
+    dut = ResetInserter(reset)(m)
+
+    async def bench(ctx):
+        for addr in range(4):
+            ctx.set(write.addr, addr)
+            ctx.set(write.data, 10 + addr)
+            ctx.set(write.en, 1)
+            await ctx.tick()
+        ctx.set(write.en, 0)
+        ctx.set(reset, 1)
+        await ctx.tick()
+        ctx.set(reset, 0)
+        assert ctx.get(counter) == 0
+        for addr in range(4):
+            ctx.set(read.addr, addr)
+            await ctx.tick()
+            assert ctx.get(read.data) == 10 + addr
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()

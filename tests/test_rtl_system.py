@@ -14,7 +14,7 @@ from spinemu.sim.rtl import SIMULATORS, run_link_bench
 def test_system_answers_equal_the_golden_board(simulator):
     requests = good_traffic(seed=11) + bad_traffic() + good_traffic(seed=12)
     expect, _ = golden_answers(requests)
-    got = run_link_bench(ProtocolEngine(CONFIG, MAX_PAYLOAD), simulator=simulator,
+    got, _ = run_link_bench(ProtocolEngine(CONFIG, MAX_PAYLOAD), simulator=simulator,
                          requests=requests, valid_p=0.6, ready_p=0.6, stall_seed=5)
     assert len(got) == len(expect)
     for i, (g, e) in enumerate(zip(got, expect, strict=True)):

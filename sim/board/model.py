@@ -7,6 +7,11 @@ semantics and checks (``hdl/protocol_engine.py``), the same results
 (:func:`~spinemu.hdl.memory_map.job_cycles`). Results are defined for valid models only
 (``ModelImage`` refuses models that could overflow the pre-activation); the design does not check
 that itself.
+
+The board has no clock: a job finishes as its RUN arrives, so it never answers ABORTED, and it
+agrees with the design for stop-and-wait traffic (each answer awaited before the next request is
+sent), whatever the requests. It never raises on any input, and it keeps at most one frame's
+bytes: it judges a longer one at its delimiter as the design's decoder does, from a few numbers.
 """
 
 import numpy as np
@@ -18,8 +23,9 @@ from spinemu.hdl.framing import (
     FrameError,
     decode_frame,
     encode_frame,
+    max_encoded_length,
 )
-from spinemu.hdl.memory_map import EngineConfig, Region, groups, job_cycles
+from spinemu.hdl.memory_map import EngineConfig, Region, groups, job_cycles, network_words
 from spinemu.hdl.protocol import (
     READ_ELEMENT,
     READ_REQUEST,
@@ -55,41 +61,91 @@ def _signed(value, bits):
     return value - (1 << bits) if value >> (bits - 1) & 1 else value
 
 
+def _cobs_walk(data, code, end):
+    """The first COBS code byte at or past ``end``, walking from the code byte at ``code`` of
+    ``data`` (each gives the distance to the next): a frame's COBS is whole when that is where its
+    delimiter lies."""
+    while code < end:
+        code += data[code]
+    return code
+
+
 class GoldenBoard:
     """A design with ``config``, as bytes in and bytes out (:meth:`feed`)."""
 
     def __init__(self, config=EngineConfig(), max_payload=MAX_PAYLOAD):
         c = self.config = config
         self.max_payload = max_payload
-        self._partial = b""
+        self._identify = identify_body(c, max_payload)    # refuses a design IDENTIFY cannot name
+        # The frame so far: its bytes while it could still decode to a payload (the longest
+        # encoding of max_payload bytes and the CRC), else only where its next code byte lies.
+        self._keep = max_encoded_length(max_payload)
+        self._partial = bytearray()
+        self._next_code = None      # with the frame too long: bytes to its next COBS code byte
         self.layers = 0
         self.sizes = [0] * (c.max_layers + 1)
         self.memory = {Region.INPUT: np.zeros(c.max_inputs, np.int64),
                        Region.WEIGHT: np.zeros(c.weight_depth, object),
                        Region.PARAM: np.zeros(c.lanes * c.param_depth, object)}
         self.results = []
-        self.job_cycles = 0
         self.counters = {name: 0 for name, _ in STATUS_RESPONSE}
 
     def feed(self, data):
-        """The bytes the design sends back after receiving ``data``."""
-        out = []
-        # Whole frames, however long: the decoder judges a frame only at its delimiter (COBS,
-        # then length, then CRC), so capping it as a host's FrameSplitter does would change that.
-        *frames, self._partial = (self._partial + bytes(data)).split(bytes([DELIMITER]))
-        for frame in filter(None, frames):
-            try:
-                payload = decode_frame(frame, self.max_payload)
-            except FrameDecodeError as error:
-                name = {FrameError.COBS: "cobs_errors", FrameError.LENGTH: "length_errors",
-                        FrameError.CRC: "crc_errors"}[error.kind]
-                self.counters[name] = min(self.counters[name] + 1, 0xFFFF)
-                response = (pack(RESPONSE_HEADER, seq=UNREADABLE_SEQ, status=Status.BAD_FRAME.value)
-                            + bytes([error.kind.value]))
-            else:
-                response = self._request(payload)
-            out.append(encode_frame(response, self.max_payload))
-        return b"".join(out)
+        """The bytes the design sends back after receiving ``data``, in time linear in its length
+        (however the bytes are cut into calls)."""
+        data, out, start = bytes(data), [], 0
+        while True:
+            end = data.find(DELIMITER, start)
+            self._extend(data, start, len(data) if end < 0 else end)
+            if end < 0:
+                return b"".join(out)
+            response = self._frame_end()
+            if response is not None:
+                out.append(self._encode(response))
+            start = end + 1
+
+    def _encode(self, response):
+        """The frame of ``response``; as the design's encoder, ``0x02 0x00`` (a COBS error for the
+        host) for one longer than max_payload, as an IDENTIFY answer is for a tiny max_payload."""
+        if len(response) > self.max_payload:
+            return bytes([2, DELIMITER])
+        return encode_frame(response, self.max_payload)
+
+    def _extend(self, data, start, end):
+        """Add ``data[start:end]`` (no delimiter in it) to the frame so far."""
+        if self._next_code is None and len(self._partial) + end - start <= self._keep:
+            self._partial += data[start:end]
+            return
+        if self._next_code is None:     # it just grew too long: keep only its COBS walk
+            self._next_code = _cobs_walk(self._partial, 0, len(self._partial)) - len(self._partial)
+            self._partial.clear()
+        self._next_code = _cobs_walk(data, start + self._next_code, end) - end
+
+    def _frame_end(self):
+        """The answer to the frame that a delimiter ended (None for an empty one): judged in the
+        decoder's order, COBS, then length, then CRC."""
+        if self._next_code is not None:
+            # Longer than any encoding of max_payload + CRC bytes, so whole COBS decodes to too
+            # many bytes: n encoded bytes decode to at least n - 1 - (n - 1) // 255.
+            kind = FrameError.COBS if self._next_code else FrameError.LENGTH
+            self._next_code = None
+            return self._frame_error(kind)
+        frame = bytes(self._partial)
+        self._partial.clear()
+        if not frame:
+            return None                 # delimiters in a row: not a frame, as in the decoder
+        try:
+            payload = decode_frame(frame, self.max_payload)
+        except FrameDecodeError as error:
+            return self._frame_error(error.kind)
+        return self._request(payload)
+
+    def _frame_error(self, kind):
+        name = {FrameError.COBS: "cobs_errors", FrameError.LENGTH: "length_errors",
+                FrameError.CRC: "crc_errors"}[kind]
+        self.counters[name] = min(self.counters[name] + 1, 0xFFFF)
+        return (pack(RESPONSE_HEADER, seq=UNREADABLE_SEQ, status=Status.BAD_FRAME.value)
+                + bytes([kind.value]))
 
     # ---- one request ----------------------------------------------------------------------------
 
@@ -111,7 +167,7 @@ class GoldenBoard:
             if body:
                 raise _Refused(Status.BAD_LENGTH)
             if opcode == Opcode.IDENTIFY.value:
-                return identify_body(c, self.max_payload)
+                return self._identify
             return pack(STATUS_RESPONSE, **self.counters)
         if opcode == Opcode.WRITE.value:
             return self._write(body)
@@ -123,6 +179,12 @@ class GoldenBoard:
                 raise _Refused(Status.NO_MODEL)
             if run["samples"] == 0:
                 raise _Refused(Status.OUT_OF_RANGE)
+            sizes = self.sizes[:self.layers + 1]
+            if 0 in sizes:
+                raise _Refused(Status.BAD_CONFIG)       # a size of the network never written
+            words, entries = network_words(sizes, c.lanes)
+            if words > c.weight_depth or entries > c.param_depth:
+                raise _Refused(Status.BAD_CONFIG)
             return self._run(run["seed"], run["samples"])
         if opcode == Opcode.READ.value:
             if len(body) != nbytes(READ_REQUEST):
@@ -205,5 +267,5 @@ class GoldenBoard:
                              c.lanes)[0]
         self.results = [int(v) & 0xFFFF for v in counts]
         self.counters["jobs"] = (self.counters["jobs"] + 1) & 0xFFFFFFFF
-        self.job_cycles = job_cycles(sizes, c.lanes, samples)
-        return pack(RUN_RESPONSE, cycles=self.job_cycles)
+        # The engine's cycle counter is 32 bits: a job that long would wrap it.
+        return pack(RUN_RESPONSE, cycles=job_cycles(sizes, c.lanes, samples) & 0xFFFFFFFF)
