@@ -16,10 +16,12 @@ only if its frame decodes, its sequence number is the request's and its status i
 answer that does not decode (CRC, COBS, length), a BAD_FRAME answer (the design could not read the
 request) or a lost frame make the client send the *same* request again (every command is
 idempotent), up to ``retries`` times; then :class:`LinkError` names the request and what went wrong.
-A refused request raises :class:`ProtocolError` naming the request and the status. Answers are
-checked further where the protocol allows: a RUN must report exactly the cycles the loaded model
-takes (``docs/engine.md``), counts must not exceed the samples. So a result is never silently wrong
-or missing: it is returned checked, or an exception says why not. ``docs/host.md`` has the details.
+A RUN stopped by its own resend (ABORTED) is waited for again. A refused request raises
+:class:`ProtocolError` naming the request and the status; a simulated board serving another client
+(BUSY) and a line that echoes what is sent raise :class:`LinkError`. Answers are checked further
+where the protocol allows: a RUN must report exactly the cycles the loaded model takes
+(``docs/engine.md``), counts must not exceed the samples. So a result is never silently wrong or
+missing: it is returned checked, or an exception says why not. ``docs/host.md`` has the details.
 """
 
 import time
@@ -93,6 +95,8 @@ _STATUS_MEANING = {
     Status.OUT_OF_RANGE: "a region, address, value, sample count or read window is out of range",
     Status.NO_MODEL: "no model is loaded (was the design reset?)",
     Status.BAD_FRAME: "the design could not read the request",
+    Status.BAD_CONFIG: "the configuration written is incomplete or does not fit the memories",
+    Status.ABORTED: "a later frame stopped the job",
 }
 
 
@@ -153,8 +157,10 @@ class LinkStats:
     ``requests``: requests answered; ``resends``: requests sent again; ``timeouts``: waits that
     ended without an answer; ``damaged``: answers that did not decode (CRC, COBS, length);
     ``unreadable``: BAD_FRAME answers (the design could not read a frame); ``stale``: answers to
-    earlier requests (duplicates after a resend), dropped. ``wait_s``: time blocked reading the
-    link, ``write_s``: time writing to it.
+    earlier requests (duplicates after a resend), dropped; ``aborted``: RUNs stopped by their own
+    resend (ABORTED), waited for again; ``reruns``: jobs run again because the READ after a resent
+    RUN found their counts gone. ``wait_s``: time blocked reading the link, ``write_s``: time
+    writing to it.
     """
 
     requests: int = 0
@@ -163,6 +169,8 @@ class LinkStats:
     damaged: int = 0
     unreadable: int = 0
     stale: int = 0
+    aborted: int = 0
+    reruns: int = 0
     bytes_out: int = 0
     bytes_in: int = 0
     wait_s: float = 0.0
@@ -235,7 +243,6 @@ class Client:
         self._max_payload = _SPLIT_LIMIT
         self._input = None                  # the input vector the design holds, if known
         self._job_rate = None               # cycles per second seen on RUNs
-        self._extra_wait = 0.0              # a duplicate job may run before the next answer
         self._port_timeout = None
 
     # ---- connection -----------------------------------------------------------------------------
@@ -244,7 +251,8 @@ class Client:
     def connect(cls, url, *, baudrate=DEFAULT_BAUD, identify=True, **options):
         """Open ``url`` (``/dev/ttyUSB1``, ``socket://127.0.0.1:PORT``, any pyserial URL) and
         IDENTIFY the design. ``options`` go to :class:`Client`. Raises :class:`LinkError` if the
-        link cannot be opened or the design does not answer."""
+        link cannot be opened, the design does not answer, or a simulated board serves another
+        client."""
         try:
             port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05,
                                          write_timeout=options.get("timeout", 1.0) + 5.0)
@@ -391,12 +399,10 @@ class Client:
                     if k + 1 < jobs:
                         prepared = self._input_bodies(inputs[k + 1], after=inputs[k])
 
-                cycles[k] = self._run_job(k, int(seeds[k]), samples, expected, prepare_next)
+                cycles[k] = self._job(k, int(seeds[k]), samples, expected, reads, counts[k],
+                                      prepare_next)
                 if prepared is None and k + 1 < jobs:
                     prepare_next()
-                for offset, count in reads:
-                    counts[k, offset:offset + count] = self._read_counts(k, offset, count,
-                                                                         samples)
                 bar.update()
         finally:
             bar.close()
@@ -447,24 +453,38 @@ class Client:
             limit = min(limit, 4 * expected / self._job_rate)
         return self.timeout + limit
 
+    def _job(self, k, seed, samples, expected, reads, counts, work):
+        """RUN job ``k`` and READ its counts into ``counts``; its cycles."""
+        for attempt in range(self.retries + 1):
+            cycles, resent = self._run_job(k, seed, samples, expected, work)
+            try:
+                for offset, count in reads:
+                    counts[offset:offset + count] = self._read_counts(k, offset, count, samples)
+                return cycles
+            except ProtocolError as error:
+                # An answer to a RUN sent more than once can be an early one's, with a duplicate
+                # job still running; the READ aborts it, and the design drops the counts with it.
+                if not resent or error.status != Status.OUT_OF_RANGE or attempt == self.retries:
+                    raise
+                self.stats.reruns += 1
+
     def _run_job(self, k, seed, samples, expected, work):
+        """RUN job ``k``: its cycles, and whether the RUN was sent more than once."""
         what = f"RUN of job {k} (seed {seed}, {samples} samples)"
-        timeout = self._run_timeout(expected)
         began, sends = time.perf_counter(), self.stats.resends
         body = self._request(Opcode.RUN, run_body(seed, samples), what,
-                             size=nbytes(RUN_RESPONSE), timeout=timeout, work=work)
-        if self.stats.resends == sends:
+                             size=nbytes(RUN_RESPONSE), timeout=self._run_timeout(expected),
+                             work=work)
+        resent = self.stats.resends != sends
+        if not resent:
             rate = expected / max(time.perf_counter() - began, 1e-9)
             self._job_rate = min(self._job_rate or rate, rate)     # the slowest seen
-        else:
-            # The job may run again for the request sent again: the next answer can wait for it.
-            self._extra_wait = timeout
         cycles = unpack(RUN_RESPONSE, body)["cycles"]
         if cycles != expected:
             raise ProtocolError(
                 f"{what} took {cycles} cycles, but the loaded model takes {expected}: the design "
                 f"does not hold the model this client loaded (was it reset or reloaded?)")
-        return cycles
+        return cycles, resent
 
     def _read_counts(self, k, offset, count, samples):
         what = f"READ of job {k}'s counts {offset}..{offset + count - 1}"
@@ -483,17 +503,17 @@ class Client:
         bytes (None: any) comes; that body.
 
         The client builds only well-formed requests, so BAD_LENGTH and OUT_OF_RANGE answers, like
-        bodies of the wrong length, come from damage the CRC cannot see (a delimiter 0x00 hit
-        into 0x01 appends a zero byte, which CRC-16/IBM-3740 does not detect): they are retried
-        too, and only a refusal on every attempt is reported as one."""
+        bodies of the wrong length, come from damage that passed the CRC (CRC-16/GENIBUS misses
+        about one damaged frame in 2^16, ``docs/framing.md``): they are retried too, and only a
+        refusal on every attempt is reported as one."""
         if self.port is None:
             raise LinkError(f"{what}: the client is closed")
         seq = self._seq
         self._seq = (self._seq + 1) % _SEQ_COUNT
+        encoded = encode_frame(request(seq, opcode, body), self._max_payload)
         # A leading 0x00 ends whatever a damaged earlier frame left in the design's decoder.
-        frame = b"\x00" + encode_frame(request(seq, opcode, body), self._max_payload)
-        timeout = (timeout or self.timeout) + self._extra_wait
-        self._extra_wait = 0.0
+        frame = b"\x00" + encoded
+        timeout = timeout or self.timeout
         problems, refusal = [], None
         for attempt in range(self.retries + 1):
             if attempt:
@@ -502,7 +522,15 @@ class Client:
             if work is not None:
                 work()
                 work = None
-            answer = self._answer(seq, timeout, what)
+            answer = self._answer(seq, timeout, what, encoded[:-1])
+            while (opcode == Opcode.RUN and isinstance(answer, tuple)
+                   and answer[0] == Status.ABORTED.value):
+                # This resend stopped the job the RUN before it started, so the wait was too
+                # short: the resent one runs now, from the start; wait longer, for it and for any
+                # later resend.
+                self.stats.aborted += 1
+                timeout *= 2
+                answer = self._answer(seq, timeout, what, encoded[:-1])
             refusal = None
             if isinstance(answer, str):
                 problems.append(answer)
@@ -531,8 +559,9 @@ class Client:
         raise LinkError(f"no valid answer to {what} from {self.url} after "
                         f"{self.retries + 1} attempts: {'; '.join(problems)}")
 
-    def _answer(self, seq, timeout, what):
-        """(status, body) of the answer to request ``seq``, or why it should be sent again."""
+    def _answer(self, seq, timeout, what, sent):
+        """(status, body) of the answer to request ``seq`` (whose frame is ``sent``, without its
+        delimiter), or why it should be sent again."""
         deadline = time.monotonic() + timeout
         while True:
             while not self._frames:
@@ -542,6 +571,9 @@ class Client:
                     return f"no answer in {timeout:.3g} s"
                 self._frames.extend(self._splitter.feed(self._read(remaining, what)))
             frame = self._frames.popleft()
+            if frame == sent:
+                raise LinkError(f"{self.url} echoes what is sent (a loopback adapter or a "
+                                f"terminal?), no spinemu design answers there")
             try:
                 payload = decode_frame(frame, self._max_payload)
             except FrameDecodeError as error:
@@ -551,6 +583,8 @@ class Client:
                 self.stats.damaged += 1
                 return "answer of one byte"
             header = unpack(RESPONSE_HEADER, payload[:_HEADER])
+            if header["seq"] == UNREADABLE_SEQ and header["status"] == Status.BUSY.value:
+                raise LinkError(f"the board at {self.url} is in use by another client")
             if header["seq"] == UNREADABLE_SEQ and header["status"] == Status.BAD_FRAME.value:
                 self.stats.unreadable += 1
                 return "the design could not read the request (BAD_FRAME)"

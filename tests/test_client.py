@@ -1,7 +1,8 @@
 """The host client against the golden board on a loopback socket: IDENTIFY, model loading and
 refusal, jobs equal to the golden model, reconstruction, and faults injected on the transport (bytes
-dropped, corrupted, delayed, a link that goes silent or dies) that end in correct results or a clear
-error, never a wrong result."""
+dropped, corrupted, delayed, a link that goes silent or dies, a RUN aborted by its resend as the
+design does it) that end in correct results or a clear error, never a wrong result; a line that
+echoes is named as such."""
 
 import random
 import select
@@ -13,12 +14,13 @@ import numpy as np
 import pytest
 
 from protocol_traffic import CONFIG, MAX_PAYLOAD
-from spinemu.hdl.framing import encode_frame
+from spinemu.hdl.framing import decode_frame, encode_frame
 from spinemu.hdl.memory_map import job_cycles, job_inputs, model_writes
 from spinemu.hdl.model_image import ModelError, random_model
 from spinemu.hdl.protocol import (
     FORMAT_VERSION,
     IDENTIFY_RESPONSE,
+    RESPONSE_HEADER,
     Opcode,
     Status,
     build_hash,
@@ -383,3 +385,94 @@ def test_the_client_refuses_work_after_close(server):
     dev.close()
     with pytest.raises(LinkError, match="closed"):
         dev.status()
+
+
+# ---- what the design and the simulated boards say besides answers ------------------------------
+
+def _payload(chunk):
+    """The one frame's payload in a chunk of stop-and-wait traffic."""
+    (frame,) = [f for f in chunk.split(b"\0") if f]
+    return decode_frame(frame, MAX_PAYLOAD)
+
+
+def _status_frame(seq, status):
+    return encode_frame(pack(RESPONSE_HEADER, seq=seq, status=status.value), MAX_PAYLOAD)
+
+
+def test_a_run_aborted_by_its_resend_is_waited_for_again(server):
+    # As the design does when a RUN times out while its job runs: the resend aborts the job
+    # (ABORTED, with the RUN's seq) and runs it again, whose answer comes later still.
+    state = {"run": None, "sends": 0}
+
+    def running(direction, chunk, now):
+        seq, code = _payload(chunk)[:2]
+        if direction == "up":
+            if code == Opcode.RUN.value and state["run"] in (None, seq):
+                state["run"], state["sends"] = seq, state["sends"] + 1
+            return [(0.0, chunk)]
+        if seq != state["run"]:
+            return [(0.0, chunk)]
+        if state["sends"] == 1:
+            return []                               # the job still runs: no answer yet
+        state["run"] = -1
+        # The job of the resend runs from the start: longer than the wait that timed out.
+        return [(0.0, _status_frame(seq, Status.ABORTED)), (0.45, chunk)]
+
+    proxy = Proxy((server.host, server.port), running)
+    try:
+        result, stats = _check_batch(proxy.url, jobs=3, timeout=0.3)
+    finally:
+        proxy.close()
+    assert stats.aborted == 1 and stats.resends == 1 and stats.timeouts == 1
+
+
+def test_a_job_whose_counts_an_aborted_duplicate_took_is_run_again(server):
+    # The first RUN's answer comes late, after the resend started a duplicate job; the READ
+    # then aborts the duplicate, and the design drops the counts with it (OUT_OF_RANGE) until
+    # the next RUN.
+    state = {"run": None, "sends": 0, "reads": set(), "wiped": False, "abort": False}
+
+    def late(direction, chunk, now):
+        seq, code = _payload(chunk)[:2]
+        if direction == "up":
+            if code == Opcode.RUN.value:
+                state["wiped"] = False
+                if state["run"] in (None, seq):
+                    state["run"], state["sends"] = seq, state["sends"] + 1
+            elif code == Opcode.READ.value:
+                state["reads"].add(seq)
+                if state["sends"] == 2:             # the duplicate runs: aborted, counts gone
+                    state.update(sends=3, wiped=True, abort=True)
+            return [(0.0, chunk)]
+        if seq == state["run"] and state["sends"] == 1:
+            return [(0.5, chunk)]                   # past the client's wait
+        if seq == state["run"] and state["sends"] == 2:
+            return []                               # the duplicate still runs
+        if seq in state["reads"] and state["wiped"]:
+            out = [(0.0, _status_frame(state["run"], Status.ABORTED))] if state["abort"] else []
+            state["abort"] = False
+            return out + [(0.0, _status_frame(seq, Status.OUT_OF_RANGE))]
+        return [(0.0, chunk)]
+
+    proxy = Proxy((server.host, server.port), late)
+    try:
+        result, stats = _check_batch(proxy.url, jobs=3, timeout=0.3)
+    finally:
+        proxy.close()
+    assert stats.reruns == 1 and stats.stale >= 1
+
+
+def test_an_echoing_line_is_reported():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def echo():
+            conn, _ = listener.accept()
+            with conn:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+
+        thread = threading.Thread(target=echo, daemon=True)
+        thread.start()
+        url = f"socket://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(LinkError, match=f"{url} echoes what is sent"):
+            Client.connect(url)
+        thread.join(5)

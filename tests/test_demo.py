@@ -6,22 +6,29 @@ import socket
 import pytest
 
 from protocol_traffic import CONFIG, MAX_PAYLOAD, bad_traffic, golden_answers, good_traffic
+from spinemu.hdl.framing import decode_frame
+from spinemu.hdl.protocol import Opcode
 from spinemu.host.cli import main
 
 
-def _exchange(url_host, port, requests, answers, timeout=20.0):
+def _exchange_bursts(sock, requests, answers):
+    """Send each of ``requests`` and read as many bytes as its answer in ``answers`` has."""
     got = []
-    with socket.create_connection((url_host, port), timeout=timeout) as s:
-        for request, expected in zip(requests, answers, strict=True):
-            s.sendall(request)
-            buf = b""
-            while len(buf) < len(expected):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-            got.append(buf)
+    for request, expected in zip(requests, answers, strict=True):
+        sock.sendall(request)
+        buf = b""
+        while len(buf) < len(expected):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        got.append(buf)
     return got
+
+
+def _exchange(url_host, port, requests, answers, timeout=20.0):
+    with socket.create_connection((url_host, port), timeout=timeout) as s:
+        return _exchange_bursts(s, requests, answers)
 
 
 @pytest.mark.slow
@@ -42,21 +49,20 @@ def test_native_board_answers_like_the_golden_board():
 
 @pytest.mark.slow
 def test_native_board_streams_pipelined_requests_and_stops_once():
-    """All requests sent at once (bytes back to back), and --once ends the server."""
+    """Requests sent in bursts (bytes back to back), each burst up to a RUN (a frame after a RUN
+    would abort its job), and --once ends the server."""
     from spinemu.sim.board.native import start_native_server
 
     requests = good_traffic(3)
     answers, _ = golden_answers(requests)
+    runs = [i + 1 for i, r in enumerate(requests)
+            if decode_frame(r[:-1], MAX_PAYLOAD)[1] == Opcode.RUN.value]
+    bursts = list(zip([0, *runs], [*runs, len(requests)], strict=True))
     with start_native_server(CONFIG, MAX_PAYLOAD, once=True) as board:
         with socket.create_connection((board.host, board.port), timeout=20.0) as s:
-            s.sendall(b"".join(requests))
-            want, buf = b"".join(answers), b""
-            while len(buf) < len(want):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        assert buf == want
+            got = _exchange_bursts(s, [b"".join(requests[a:b]) for a, b in bursts],
+                                   [b"".join(answers[a:b]) for a, b in bursts])
+        assert b"".join(got) == b"".join(answers)
         assert board.wait(10.0)
 
 

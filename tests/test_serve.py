@@ -1,8 +1,11 @@
 """The simulated board: the client end to end against the generated Verilog under Verilator (the
 native board) and Icarus (the cocotb bench) and against the Amaranth simulation (counts equal to the
-golden model), `spinemu serve` starting, printing its URL and stopping cleanly, and `spinemu
-program` finding its tool or saying what to install."""
+golden model); on every backend a second client told at once that the board is in use, and a client
+that leaves mid-job or mid-frame leaving nothing for the next one; `spinemu serve` starting,
+printing its URL and stopping cleanly, and `spinemu program` finding its tool or saying what to
+install."""
 
+import contextlib
 import os
 import re
 import signal
@@ -15,17 +18,102 @@ import numpy as np
 import pytest
 
 from protocol_traffic import CONFIG, MAX_PAYLOAD
-from spinemu.hdl.memory_map import job_cycles
-from spinemu.hdl.model_image import random_model
+from spinemu.hdl.framing import DELIMITER, decode_frame, encode_frame
+from spinemu.hdl.memory_map import fitted_config, input_writes, job_cycles, model_writes
+from spinemu.hdl.model_image import ModelImage, random_model
+from spinemu.hdl.protocol import (
+    RESPONSE_HEADER,
+    STATUS_RESPONSE,
+    Opcode,
+    nbytes,
+    request,
+    run_body,
+    unpack,
+    write_bodies,
+)
 from spinemu.host.cli import main
 from spinemu.host.client import Client, LinkError
-from spinemu.sim.board import start_server
+from spinemu.host.models import DEFAULT_MODEL
+from spinemu.sim.board import ServeError, base, start_server
 from spinemu.sim.board.cocotb import RTLServer
 from spinemu.sim.board.native import NativeServer
 from spinemu.sim.engine_model import run_jobs
 
 MODEL = random_model((7, 9, 4), seed=3, fmt=CONFIG.fmt)
 SPINEMU = [sys.executable, "-m", "spinemu"]
+#: Samples of the job a departed client leaves running: with LONG_MODEL, 12 x 10^6 cycles, about
+#: 2 s on Verilator (the client leaves within a second) and hours on the other simulators unless
+#: it is aborted.
+LONG = 65535
+LONG_MODEL = random_model((16, 16, 16), seed=4, fmt=CONFIG.fmt)
+
+
+def _read_frame(sock):
+    """The next frame from ``sock`` (with its delimiter), or what came before it closed."""
+    got = b""
+    while not got.endswith(bytes([DELIMITER])):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def _refused(server, speak=True):
+    """A second client is told at once that the board is in use (within a chunk of simulated
+    cycles), and its connection closed; ``speak``: a raw client sends a request first (else it is
+    told after a second)."""
+    began = time.monotonic()
+    with pytest.raises(LinkError, match=f"the board at {re.escape(server.url)} is in use by "
+                                        f"another client"):
+        Client.connect(server.url)
+    assert time.monotonic() - began < 3
+    began = time.monotonic()
+    with socket.create_connection((server.host, server.port), timeout=10) as s:
+        if speak:
+            s.sendall(encode_frame(request(0, Opcode.IDENTIFY), MAX_PAYLOAD))
+        assert _read_frame(s) == base.BUSY_ANSWER
+        assert s.recv(1) == b""
+    assert time.monotonic() - began < 3
+
+
+@contextlib.contextmanager
+def _mid_job(server, model=LONG_MODEL, config=CONFIG, samples=LONG):
+    """A client that loads ``model`` and an input and starts a RUN; on leaving the block, it
+    sends half a frame and leaves while the job runs. Yields the design's STATUS jobs count
+    before the RUN."""
+    x = np.arange(model.sizes[0]) % (1 << model.input_bits)
+    bodies = write_bodies(model_writes(model, config) + input_writes(x), config, MAX_PAYLOAD)
+    with socket.create_connection((server.host, server.port), timeout=60) as s:
+        s.sendall(encode_frame(request(0, Opcode.STATUS), MAX_PAYLOAD))
+        answer = decode_frame(_read_frame(s)[:-1], MAX_PAYLOAD)
+        jobs = unpack(STATUS_RESPONSE, answer[nbytes(RESPONSE_HEADER):])["jobs"]
+        for i, body in enumerate(bodies, 1):
+            s.sendall(encode_frame(request(i, Opcode.WRITE, body), MAX_PAYLOAD))
+            _read_frame(s)
+        s.sendall(encode_frame(request(200, Opcode.RUN, run_body(1, samples)), MAX_PAYLOAD))
+        time.sleep(0.2)                                     # the job runs
+        yield jobs
+        s.sendall(encode_frame(request(201, Opcode.STATUS), MAX_PAYLOAD)[:3])
+        time.sleep(0.1)
+
+
+def _next_client(server, jobs, model=MODEL, config=CONFIG, samples=4, **options):
+    """After :func:`_mid_job`: the next client's first answer comes within seconds with
+    nothing stale before it, the job left running never finished, and jobs give the golden
+    model's counts. Returns the seconds to the first answer."""
+    began = time.monotonic()
+    with Client.connect(server.url, timeout=5, **options) as dev:
+        first = time.monotonic() - began
+        assert (dev.stats.stale, dev.stats.unreadable, dev.stats.damaged, dev.stats.resends) == \
+            (0, 0, 0, 0)
+        assert dev.status().jobs == jobs
+        dev.load_model(model)
+        x = np.arange(2 * model.sizes[0]).reshape(2, -1) % (1 << model.input_bits)
+        counts = dev.run(x, [5, 6], samples).counts
+    np.testing.assert_array_equal(counts, run_jobs(model, x, [5, 6], samples, config.lanes))
+    assert first < 5
+    return first
 
 
 def _end_to_end(server, jobs=8, samples=4, **options):
@@ -50,9 +138,16 @@ def _rtl_board(simulator, kind):
     assert isinstance(server, kind)
     try:
         _end_to_end(server, min_clock_hz=1000)
-        # The design keeps its model between connections, as a board does; a second client works.
+        # The design keeps its model between connections, as a board does; a second client works,
+        # and a third one meanwhile is told the board is in use.
         with Client.connect(server.url) as dev:
             assert dev.status().jobs == 8
+            _refused(server)
+            assert dev.status().jobs == 8
+        # A client leaves mid-job, mid-frame: the next one finds nothing of it.
+        with _mid_job(server) as jobs:
+            _refused(server)                            # told while the design computes
+        _next_client(server, jobs, min_clock_hz=1000)
         # Stopping while a client is connected ends the simulator cleanly.
         dev = Client.connect(server.url, timeout=0.5, retries=0)
         server.stop(timeout=10)
@@ -63,13 +158,43 @@ def _rtl_board(simulator, kind):
     finally:
         server.stop()
     stats = server.stats()
-    assert stats["connections"] == 3 and stats["bytes_out"] > 0
+    assert stats["connections"] == 5 and stats["refused"] == 4 and stats["bytes_out"] > 0
     return time.monotonic() - began
 
 
 @pytest.mark.slow
 def test_verilator_board_end_to_end():
     _rtl_board("verilator", NativeServer)
+
+
+@pytest.mark.slow
+def test_native_board_refuses_during_a_long_job_and_aborts_it_for_the_next_client(capsys):
+    # The shipped digits model on the demo's configuration (16 lanes; built once for the suite):
+    # S = 65535 takes minutes of simulation unless the flush aborts it.
+    model = ModelImage.read(DEFAULT_MODEL)
+    config = fitted_config(model, 16)
+    with start_server("verilator", config, MAX_PAYLOAD) as server:
+        with _mid_job(server, model, config) as jobs:
+            _refused(server, speak=False)               # told while the design computes
+        first = _next_client(server, jobs, model, config)
+        stats = server.stats()
+    assert stats["refused"] == 2 and stats["flushes"] >= 1
+    with capsys.disabled():
+        print(f"\nnative board: the next client's first answer {first * 1000:.0f} ms after a "
+              f"client left a {LONG}-sample job ({job_cycles(model.sizes, 16, LONG)} cycles)")
+
+
+@pytest.mark.slow
+def test_native_board_fails_when_its_design_does_not_answer_the_flush(monkeypatch):
+    never = base.Flush.of(CONFIG, MAX_PAYLOAD)
+    monkeypatch.setattr(base.Flush, "of", classmethod(
+        lambda cls, config, max_payload: cls(never.request, never.answer[1:], never.cycles)))
+    with pytest.raises(ServeError, match="did not answer the flush after a client left .*see "
+                                         ".*sim.log"):
+        with start_server("verilator", CONFIG, MAX_PAYLOAD) as server:
+            with Client.connect(server.url) as dev:
+                dev.status()
+            server.wait(20)
 
 
 def test_icarus_board_end_to_end():
@@ -79,6 +204,32 @@ def test_icarus_board_end_to_end():
 def test_amaranth_board_end_to_end():
     with start_server("amaranth", CONFIG, MAX_PAYLOAD) as server:
         _end_to_end(server, jobs=3, samples=2, min_clock_hz=100)
+        with _mid_job(server) as jobs:
+            _refused(server)
+        _next_client(server, jobs, samples=2, min_clock_hz=100)
+
+
+def test_golden_board_refuses_a_second_client_and_flushes_after_one_leaves():
+    with start_server("golden", CONFIG, MAX_PAYLOAD) as server:
+        with Client.connect(server.url) as dev:
+            _refused(server, speak=False)
+            dev.load_model(MODEL)
+        before = server.board.counters.copy()
+        with _mid_job(server) as jobs:
+            pass
+        _next_client(server, jobs + 1)       # no clock: the job finished as its RUN came
+        # The flush ended the half frame the client left: one frame error, no bad request.
+        errors = [server.board.counters[k] - before[k]
+                  for k in ("cobs_errors", "length_errors", "crc_errors", "bad_requests")]
+        assert sum(errors[:3]) == 1 and errors[3] == 0
+
+
+def test_a_design_that_does_not_answer_the_flush_fails_the_server():
+    server = start_server("golden", CONFIG, MAX_PAYLOAD)
+    with Client.connect(server.url):
+        server.board.feed = lambda data: b""            # a design that has stopped answering
+    with pytest.raises(ServeError, match="did not answer the flush after a client left"):
+        assert server.wait(10)
 
 
 def test_golden_board_once_stops_when_the_client_leaves():

@@ -5,7 +5,9 @@ program with its own clock loop, or under Icarus in a cocotb bench, the Amaranth
 the golden model) listens on 127.0.0.1:PORT; a host connects with the pyserial URL
 `socket://127.0.0.1:PORT` exactly as to a board's serial port (`spinemu.host.client.Client`,
 `spinemu reconstruct --url`, `spinemu evaluate --url`). The design keeps its state (a loaded model)
-from one connection to the next, like a board, and serves one connection at a time. The first
+from one connection to the next, like a board, and serves one connection at a time: a second
+client is told at once that the board is in use, and when a client leaves, a job it left running
+is aborted and its answers dropped. The first
 start of a configuration on Verilator compiles it (a minute or so); later starts take seconds.
 Stop with Ctrl-C or SIGTERM, or use --once to stop when the client disconnects.
 

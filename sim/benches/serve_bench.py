@@ -2,8 +2,12 @@
 
 Started by :class:`spinemu.sim.board.cocotb.RTLServer`. It listens on ``host:port`` (port 0: a free
 one), writes ``ready.json`` (``host``, ``port``, ``pid``) into ``out_dir`` and serves one connection
-at a time, until the client leaves (``once``), SIGTERM or SIGINT arrives, or the process that
-started the simulator dies. Time accounting goes to ``stats.json``.
+at a time (a second client is answered :data:`~spinemu.sim.board.base.BUSY_ANSWER` and closed), until
+the client leaves (``once``), SIGTERM or SIGINT arrives, or the process that started the simulator
+dies. When a client leaves, the design is flushed (:class:`~spinemu.sim.board.base.Flush`, given as
+``flush`` in the configuration) before the next one is served; a design that does not answer the
+flush in time ends the bench, with the reason in ``error.txt``. Time accounting goes to
+``stats.json``.
 
 Bytes move at falling clock edges, one per cycle each way: a byte offered on ``i`` while ``ready``
 is high, and every ``o`` byte (``o.ready`` is always high, as a UART transmitter's FIFO would be).
@@ -24,7 +28,7 @@ from cocotb.utils import get_sim_time
 
 from spinemu.hdl.framing import DELIMITER
 from spinemu.sim.benches.common import PERIOD_NS, config, quiet_link, start
-from spinemu.sim.board.base import CHUNK_CYCLES, LinkSocket, quiet_cycles
+from spinemu.sim.board.base import CHUNK_CYCLES, Flush, LinkSocket, quiet_cycles
 
 
 class _Stop:
@@ -50,12 +54,12 @@ class _Stop:
 
 
 class _Stats:
-    def __init__(self, out_dir):
-        self.path = Path(out_dir) / "stats.json"
+    def __init__(self, out_dir, link):
+        self.path, self.link = Path(out_dir) / "stats.json", link
         self.values = {"connections": 0, "bytes_in": 0, "bytes_out": 0, "answers": 0,
                        "wait_client_s": 0.0, "compute_s": 0.0, "compute_cycles": 0,
                        "stream_s": 0.0, "stream_cycles": 0, "quiet_waits": 0,
-                       "client_waits": 0}
+                       "client_waits": 0, "refused": 0, "flushes": 0}
         self.dirty = True
 
     def add(self, **values):
@@ -66,13 +70,15 @@ class _Stats:
     def write(self):
         self.dirty = False
         self.values["sim_cycles"] = int(get_sim_time("ns")) // PERIOD_NS
+        self.values["refused"] = self.link.refused
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.values, indent=1))
         tmp.replace(self.path)
 
 
 async def _session(dut, link, stats, stop, quiet):
-    """Serve one connection; returns when the client leaves or a stop is requested."""
+    """Serve one connection until the client leaves or a stop is requested; returns the last byte
+    the design took and the last it sent."""
     fall = FallingEdge(dut.clk)
     o_rise = RisingEdge(dut.o__valid)
     i_rise = RisingEdge(dut.i__ready)
@@ -84,7 +90,7 @@ async def _session(dut, link, stats, stop, quiet):
     out = bytearray()                       # answer bytes not yet sent
     offering = False
     outstanding = 0                         # request frames not yet answered
-    last_in = DELIMITER
+    last_in = last_out = DELIMITER
     streamed = 0
 
     def receive():
@@ -101,7 +107,7 @@ async def _session(dut, link, stats, stop, quiet):
             # o.ready is always high: this byte is taken at the next rising edge.
             byte = o_payload.value.to_unsigned()
             out.append(byte)
-            moved = True
+            last_out, moved = byte, True
             if byte == DELIMITER:
                 link.send(bytes(out))
                 stats.add(bytes_out=len(out), answers=1)
@@ -182,6 +188,38 @@ async def _session(dut, link, stats, stop, quiet):
         stats.add(bytes_in=len(data))
     if offering:
         i_valid.value = 0
+    return last_in, last_out
+
+
+async def _flush(dut, flush, last_in, last_out, stats):
+    """Flush the design after its client left, its output dropped; False if it did not answer in
+    time."""
+    fall, o_rise, i_rise = FallingEdge(dut.clk), RisingEdge(dut.o__valid), RisingEdge(dut.i__ready)
+    data, watch = bytearray(flush.feed(last_in)), flush.watch(last_out)
+    began, now = time.perf_counter(), int(get_sim_time("ns"))
+    end = now + flush.cycles * PERIOD_NS
+    found = False
+    while not found and now < end:
+        # At a falling edge, as in _session: a byte offered now is taken at the next rising edge.
+        if dut.o__valid.value:
+            found = watch.take(dut.o__payload.value.to_unsigned())
+        if data and dut.i__ready.value:
+            dut.i__payload.value = data.pop(0)
+            dut.i__valid.value = 1
+            await fall
+        elif dut.o__valid.value:
+            dut.i__valid.value = 0
+            await fall
+        else:
+            # Nothing moves: run in the simulator to the design's next byte or readiness.
+            dut.i__valid.value = 0
+            wait = Timer(min(end - now, CHUNK_CYCLES * PERIOD_NS), unit="ns")
+            await (First(o_rise, i_rise, wait) if data else First(o_rise, wait))
+            await fall
+        now = int(get_sim_time("ns"))
+    dut.i__valid.value = 0
+    stats.add(compute_s=time.perf_counter() - began, flushes=1)
+    return found
 
 
 @cocotb.test()
@@ -195,7 +233,7 @@ async def serve(dut):
         (out_dir / "error.txt").write_text(f"cannot listen on {cfg['host']}:{cfg['port']}: "
                                            f"{error.strerror or error}")
         raise
-    stats = _Stats(out_dir)
+    stats = _Stats(out_dir, link)
 
     quiet_link(dut, o_ready=1)
     await start(dut)    # the clock toggles in the simulator (GPI): no Python per cycle
@@ -205,14 +243,22 @@ async def serve(dut):
     ready.with_suffix(".tmp").write_text(json.dumps({"host": link.host, "port": link.port,
                                                       "pid": os.getpid()}))
     ready.with_suffix(".tmp").replace(ready)
+    given = cfg["flush"]
+    flush = Flush(bytes.fromhex(given["request"]), bytes.fromhex(given["answer"]),
+                  given["cycles"])
     try:
         while link.accept():
             stats.add(connections=1)
-            await _session(dut, link, stats, stop, quiet_cycles(cfg["max_payload"]))
+            last_in, last_out = await _session(dut, link, stats, stop,
+                                               quiet_cycles(cfg["max_payload"]))
             link.drop()
             stats.write()
             if cfg.get("once") or stop():
                 break
+            if not await _flush(dut, flush, last_in, last_out, stats):
+                error = flush.failure(cfg["simulator"])
+                (out_dir / "error.txt").write_text(str(error))
+                raise error
     finally:
         link.close()
         stats.write()

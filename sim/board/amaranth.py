@@ -1,18 +1,24 @@
 """The ProtocolEngine in the Amaranth simulator behind the socket, in a thread (slow: for checking).
 
 Bytes move as the socket gives and takes them (``o`` always ready, no random stalls); while the
-design computes, the simulator runs to its next answer byte without a Python step per cycle.
+design computes, the simulator runs to its next answer byte without a Python step per cycle. When
+a client leaves, the design is flushed (:class:`~spinemu.sim.board.base.Flush`) in the simulator.
 """
 
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from spinemu.hdl.framing import DELIMITER
 from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.sim.streams import PERIOD
 
-from .base import CHUNK_CYCLES, ThreadServer, quiet_cycles
+from .base import ThreadServer, quiet_cycles
 
 __all__ = ["AmaranthServer"]
+
+#: Longest stretch simulated without looking at the socket: the Amaranth simulator runs a few
+#: thousand cycles a second, so a new client is refused (or a stop seen) within about a second.
+_CHUNK_CYCLES = 2_000
 
 
 class AmaranthServer(ThreadServer):
@@ -22,13 +28,40 @@ class AmaranthServer(ThreadServer):
 
     def _serve(self):
         dut = ProtocolEngine(self.config, self.max_payload)
-        link = self.link
+        top = Module()
+        top.submodules.dut = dut
+        cycle = Signal(64)                  # simulated cycles, which bound a flush
+        top.d.sync += cycle.eq(cycle + 1)
+        link, flush = self.link, self.flush
         quiet = quiet_cycles(self.max_payload)
+
+        async def flush_design(ctx, last_in, last_out):
+            data, watch = bytearray(flush.feed(last_in)), flush.watch(last_out)
+            end = ctx.get(cycle) + flush.cycles
+            while not self._stop.is_set():
+                remaining = end - ctx.get(cycle)
+                if remaining <= 0:
+                    raise flush.failure(self.backend)
+                ctx.set(dut.i.valid, bool(data))
+                if data:
+                    ctx.set(dut.i.payload, data[0])
+                if not ctx.get(dut.o.valid) and not (data and ctx.get(dut.i.ready)):
+                    await ctx.posedge(dut.o.valid).posedge(dut.i.ready).delay(
+                        min(remaining, _CHUNK_CYCLES) * PERIOD)
+                    continue
+                _, _, i_ready, o_valid, o_byte = await ctx.tick().sample(
+                    dut.i.ready, dut.o.valid, dut.o.payload)
+                if data and i_ready:
+                    data.pop(0)
+                if o_valid and watch.take(o_byte):
+                    break
+            ctx.set(dut.i.valid, 0)
 
         async def bench(ctx):
             ctx.set(dut.o.ready, 1)
             while link.accept():
-                pending, out, outstanding, last_in = bytearray(), bytearray(), 0, DELIMITER
+                pending, out, outstanding = bytearray(), bytearray(), 0
+                last_in = last_out = DELIMITER
                 while not self._stop.is_set():
                     offer = bool(pending)
                     ctx.set(dut.i.valid, offer)
@@ -43,7 +76,7 @@ class AmaranthServer(ThreadServer):
                         last_in, moved = byte, True
                     if o_valid:
                         out.append(o_byte)
-                        moved = True
+                        last_out, moved = o_byte, True
                         if o_byte == DELIMITER:
                             link.send(bytes(out))
                             out.clear()
@@ -62,7 +95,7 @@ class AmaranthServer(ThreadServer):
                     if pending or busy:
                         # Blocked input or a job: let the simulator run to the next event.
                         await ctx.posedge(dut.o.valid).posedge(dut.i.ready).delay(
-                            CHUNK_CYCLES * PERIOD)
+                            _CHUNK_CYCLES * PERIOD)
                         continue
                     if outstanding:
                         await ctx.posedge(dut.o.valid).delay(quiet * PERIOD)
@@ -80,8 +113,10 @@ class AmaranthServer(ThreadServer):
                 ctx.set(dut.i.valid, 0)
                 if self.once or self._stop.is_set():
                     return
+                # What the design still sends for the departed client is dropped.
+                await flush_design(ctx, last_in, last_out)
 
-        sim = Simulator(dut)
+        sim = Simulator(top)
         sim.add_clock(PERIOD)
         sim.add_testbench(bench)
         sim.run()

@@ -1,23 +1,46 @@
 """What every simulated board shares: the server base class, the socket side and its timing.
 
 A server (:class:`Server`) puts the design's byte stream on a loopback TCP socket
-(:class:`LinkSocket`); :mod:`spinemu.sim.board` lists the backends.
+(:class:`LinkSocket`); :mod:`spinemu.sim.board` lists the backends. Every backend serves one client
+at a time and tells a second one at once that the board is in use (:data:`BUSY_ANSWER`); when a
+client leaves, it drops what the design still sends for it and flushes the design (:class:`Flush`)
+before it serves the next one.
 """
 
 import abc
 import select
 import socket
 import threading
+import time
+from dataclasses import dataclass
+
+from spinemu.hdl.framing import DELIMITER, encode_frame
+from spinemu.hdl.memory_map import job_cycles
+from spinemu.hdl.protocol import (
+    RESPONSE_HEADER,
+    UNREADABLE_SEQ,
+    Opcode,
+    Status,
+    identify_body,
+    pack,
+    request,
+)
 
 from ..errors import SimulationError
 
-__all__ = ["DEFAULT_HOST", "CHUNK_CYCLES", "ServeError", "quiet_cycles", "LinkSocket", "Server",
-           "ThreadServer"]
+__all__ = ["DEFAULT_HOST", "CHUNK_CYCLES", "BUSY_ANSWER", "ServeError", "quiet_cycles",
+           "flush_cycles", "Flush", "FrameWatch", "LinkSocket", "Server", "ThreadServer"]
 
 DEFAULT_HOST = "127.0.0.1"
-#: Longest stretch the simulator runs without Python looking at the socket and the stop request.
-CHUNK_CYCLES = 20_000
+#: Longest stretch the simulator runs without Python looking at the socket and the stop request
+#: (about a quarter second under Icarus): how soon a new client is refused, or a departed one seen.
+CHUNK_CYCLES = 5_000
 _POLL_S = 0.1
+#: What a client connecting while another is served gets before its connection is closed.
+BUSY_ANSWER = encode_frame(pack(RESPONSE_HEADER, seq=UNREADABLE_SEQ, status=Status.BUSY.value))
+#: A refused connection is sent :data:`BUSY_ANSWER` when its client first sends, or this long
+#: after it came, and is closed once its client has gone, or this long after that.
+_REFUSED_S = 1.0
 
 
 class ServeError(SimulationError):
@@ -29,9 +52,79 @@ def quiet_cycles(max_payload):
     return 4 * (max_payload + 3) + 256
 
 
+def flush_cycles(config, max_payload):
+    """The cycles a design gets to answer a :class:`Flush`: four times the worst case with the
+    gateware's abort. That case answers three frames (one the departed client left in the decoder,
+    the bad frame the flush's delimiter ends, the flush's IDENTIFY), each within
+    :func:`quiet_cycles`, and stops two jobs (the one running and one the held frame starts), each
+    within a whole one-sample job on the largest network the design holds, so that an abort taking
+    effect at the end of any phase of a job fits."""
+    largest = (config.max_inputs,) + (config.max_width,) * config.max_layers
+    return 4 * (3 * quiet_cycles(max_payload) + 2 * job_cycles(largest, config.lanes, 1))
+
+
+@dataclass(frozen=True)
+class Flush:
+    """What a server feeds the design after its client has left, so that nothing the client left
+    reaches the next one: :meth:`feed`'s bytes, then the design runs, its output dropped, until
+    :attr:`answer` has come out (:meth:`watch`), or the server fails after :attr:`cycles`.
+
+    ``request`` is an IDENTIFY with the sequence number no client uses (0xFF): as any new frame,
+    it aborts a job the departed client started, and its answer comes after the answers to
+    everything before it.
+    """
+
+    request: bytes
+    answer: bytes
+    cycles: int
+
+    @classmethod
+    def of(cls, config, max_payload):
+        """The flush of a design with ``config`` and ``max_payload``."""
+        answer = (pack(RESPONSE_HEADER, seq=UNREADABLE_SEQ, status=Status.OK.value)
+                  + identify_body(config, max_payload))
+        return cls(encode_frame(request(UNREADABLE_SEQ, Opcode.IDENTIFY), max_payload),
+                   encode_frame(answer, max_payload), flush_cycles(config, max_payload))
+
+    def feed(self, last_in):
+        """The bytes to feed, given the last byte the design took (:data:`DELIMITER` if none): a
+        delimiter first if that one left a frame unfinished."""
+        return (b"" if last_in == DELIMITER else bytes([DELIMITER])) + self.request
+
+    def watch(self, last_out):
+        """A :class:`FrameWatch` for :attr:`answer`, given the last byte the design sent."""
+        return FrameWatch(self.answer, mid_frame=last_out != DELIMITER)
+
+    def failure(self, backend):
+        """The error of a design that did not give :attr:`answer` in time."""
+        return ServeError(f"the {backend} board's design did not answer the flush after a client "
+                          f"left (IDENTIFY, within {self.cycles} cycles): a job it did not abort?")
+
+
+class FrameWatch:
+    """Finds one exact frame in a design's output, byte by byte (:meth:`take`). ``mid_frame``: the
+    output is in the middle of a frame, whose tail is not a frame."""
+
+    def __init__(self, frame, mid_frame):
+        self.frame, self._skip, self._got = frame, mid_frame, bytearray()
+
+    def take(self, byte):
+        """True once ``byte`` ends :attr:`frame`."""
+        self._got.append(byte)
+        if byte != DELIMITER:
+            return False
+        found = not self._skip and self._got == self.frame
+        self._skip = False
+        self._got.clear()
+        return found
+
+
 class LinkSocket:
     """The socket side of a simulated board: one listening socket, one connection at a time.
 
+    A connection that comes while one is served is refused (while the server waits on the socket
+    or polls it): its first request, or its silence for :data:`_REFUSED_S`, is answered
+    :data:`BUSY_ANSWER` and the connection closed; the one served is not disturbed.
     ``stopping()`` is polled while waiting, so a stop request is seen within about 0.1 s.
     """
 
@@ -40,12 +133,13 @@ class LinkSocket:
         self.listener = socket.create_server((host, port))
         self.host, self.port = self.listener.getsockname()[:2]
         self.conn = None
+        self.refused = 0
+        self._lingering = {}            # refused connections: (told, when to act anyway)
 
     def accept(self):
         """Wait for a connection; False if a stop was requested first."""
         while not self.stopping():
-            ready, _, _ = select.select([self.listener], [], [], _POLL_S)
-            if ready:
+            if self.listener in self._select([self.listener], _POLL_S):
                 conn, _ = self.listener.accept()
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.conn = conn
@@ -53,19 +147,25 @@ class LinkSocket:
         return False
 
     def receive(self, timeout=0.0):
-        """Bytes from the client (``b""`` if none came within ``timeout``); None once it is gone."""
+        """Bytes from the client (``b""`` if none came within ``timeout``); None once it is gone.
+
+        A new connection is refused only while the client has nothing more to read: one that
+        came as the client left (its last bytes, then the end, still unread) is the next client.
+        """
         if self.conn is None:
             return None
+        data = b""
         try:
-            ready, _, _ = select.select([self.conn], [], [], timeout)
-            if not ready:
-                return b""
-            data = self.conn.recv(65536)
+            ready = self._select([self.conn, self.listener], timeout)
+            if self.conn in ready:
+                data = self.conn.recv(65536) or None
+            if data is not None and self.listener in ready \
+                    and not select.select([self.conn], [], [], 0)[0]:
+                self._refuse()
         except OSError:
-            data = b""
-        if not data:
+            data = None
+        if data is None:
             self.drop()
-            return None
         return data
 
     def wait_data(self):
@@ -97,7 +197,44 @@ class LinkSocket:
 
     def close(self):
         self.drop()
+        for sock in self._lingering:
+            sock.close()
+        self._lingering.clear()
         self.listener.close()
+
+    def _select(self, socks, timeout):
+        """The sockets of ``socks`` ready to read within ``timeout``; meanwhile the refused
+        connections are served (:meth:`_refuse`)."""
+        ready, _, _ = select.select([*socks, *self._lingering], [], [], timeout)
+        now = time.monotonic()
+        for sock, (told, until) in list(self._lingering.items()):
+            try:
+                data = sock.recv(65536) if sock in ready else None
+                if data == b"":
+                    gone = True                         # its client has gone
+                elif not told and (data or now > until):
+                    sock.sendall(BUSY_ANSWER)
+                    sock.shutdown(socket.SHUT_WR)
+                    self._lingering[sock] = (True, now + _REFUSED_S)
+                    gone = False
+                else:
+                    gone = told and now > until
+            except OSError:
+                gone = True
+            if gone:
+                sock.close()
+                del self._lingering[sock]
+        return ready
+
+    def _refuse(self):
+        """Take a new connection to refuse. Its client is told :data:`BUSY_ANSWER` when it first
+        sends (pyserial's ``socket://`` drops what arrives before it has opened the port), and
+        what it sends is dropped; the connection is closed once the client has gone: closing it
+        with the client's bytes unread would reset it, which can destroy the answer before the
+        client reads it."""
+        sock, _ = self.listener.accept()
+        self.refused += 1
+        self._lingering[sock] = (False, time.monotonic() + _REFUSED_S)
 
 
 class Server(abc.ABC):
@@ -105,7 +242,8 @@ class Server(abc.ABC):
     that stops it.
 
     ``url`` is what a client connects to; ``stats()`` gives the server's time accounting (the RTL
-    backends: seconds waiting for the client, computing in the simulator and streaming bytes).
+    backends: seconds waiting for the client, computing in the simulator and streaming bytes,
+    connections served and refused); ``flush`` is what the design is fed after a client leaves.
     """
 
     backend = None
@@ -113,6 +251,7 @@ class Server(abc.ABC):
     def __init__(self, config, max_payload, host, port, once):
         self.config, self.max_payload = config, max_payload
         self.host, self.port, self.once = host, port, once
+        self.flush = Flush.of(config, max_payload)
         self.error = None
         self._thread = None
 

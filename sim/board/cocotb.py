@@ -1,8 +1,8 @@
 """The generated Verilog of the ProtocolEngine under a cocotb bench, behind the socket.
 
-The bench (:mod:`spinemu.sim.benches.serve_bench`) runs in a simulator process and listens itself;
-the build is cached (:func:`spinemu.sim.rtl.run_bench`), so only the first start of a design
-compiles it.
+The bench (:mod:`spinemu.sim.benches.serve_bench`) runs in a simulator process and listens itself,
+with the flush of :class:`~spinemu.sim.board.base.Flush` given in its configuration; the build is
+cached (:func:`spinemu.sim.rtl.run_bench`), so only the first start of a design compiles it.
 """
 
 import json
@@ -33,13 +33,16 @@ class RTLServer(Server):
         super().__init__(config, max_payload, host, port, once)
         self.out_dir = Path(tempfile.mkdtemp(prefix=f"spinemu-serve-{simulator}-"))
         self.pid = None
+        flush = self.flush
         bench_config = {"host": host, "port": port, "once": once, "max_payload": max_payload,
-                        "out_dir": str(self.out_dir)}
+                        "out_dir": str(self.out_dir), "simulator": simulator,
+                        "flush": {"request": flush.request.hex(), "answer": flush.answer.hex(),
+                                  "cycles": flush.cycles}}
         component = ProtocolEngine(config, max_payload)
 
         def main():
             try:
-                _run_serve_bench(component, simulator, bench_config)
+                _run_serve_bench(component, simulator, bench_config, self.out_dir)
             except BaseException as error:
                 self.error = error
 
@@ -96,9 +99,11 @@ class RTLServer(Server):
         return self.out_dir / "sim.log"
 
 
-def _run_serve_bench(component, simulator, config):
+def _run_serve_bench(component, simulator, config, out_dir):
     try:
         rtl.run_bench(component, simulator=simulator,
                       test_module="spinemu.sim.benches.serve_bench", config=config)
     except rtl.BenchError as error:
-        raise ServeError(f"the {simulator} bench failed: {error}") from None
+        reason = out_dir / "error.txt"      # what the bench said, if it did
+        raise ServeError(reason.read_text() if reason.exists()
+                         else f"the {simulator} bench failed: {error}") from None

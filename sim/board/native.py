@@ -4,8 +4,11 @@ itself, with no cocotb.
 
 It serves the same byte stream as the other backends of :mod:`spinemu.sim.board` on
 ``socket://127.0.0.1:PORT`` but runs the clock in C++ (no Python callback per edge), so it is many
-times faster than the cocotb Verilator bench. The build is cached by the hash of the Verilog and the
-C++ source under ``cache_dir()/native/<hash>`` (a file lock lets parallel starts share it).
+times faster than the cocotb Verilator bench. The C++ knows no protocol: the bytes that refuse a
+second client and flush the design after a client left
+(:data:`~spinemu.sim.board.base.BUSY_ANSWER`, :class:`~spinemu.sim.board.base.Flush`) are given on
+its command line. The build is cached by the hash of the Verilog and the C++ source under
+``cache_dir()/native/<hash>`` (a file lock lets parallel starts share it).
 """
 
 import hashlib
@@ -25,12 +28,14 @@ from spinemu.hdl.memory_map import EngineConfig
 from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.sim import rtl
 
-from .base import DEFAULT_HOST, ServeError, Server, quiet_cycles
+from .base import BUSY_ANSWER, DEFAULT_HOST, ServeError, Server, quiet_cycles
 
 __all__ = ["NativeServer", "build_native", "start_native_server", "SOURCE"]
 
 SOURCE = Path(__file__).parent / "native" / "serve_main.cpp"
 TOPLEVEL = "top"
+#: The native board's exit status when its design did not answer a flush (``serve_main.cpp``).
+_FLUSH_FAILED = 3
 # -march=native: the board is built on the machine that runs it (about 10% more cycles/s).
 _VERILATOR_ARGS = ["--cc", "--exe", "--build", "-O2", "--x-assign", "fast", "-Wno-fatal",
                    "-Wno-lint", "-Wno-style", "--top-module", TOPLEVEL, "-MAKEFLAGS",
@@ -88,8 +93,11 @@ class NativeServer(Server):
         self.exe = build_native(config, max_payload)
         self.out_dir = Path(tempfile.mkdtemp(prefix="spinemu-serve-native-"))
         self.log = self.out_dir / "sim.log"
+        flush = self.flush
         cmd = [str(self.exe), str(port), "--quiet", str(quiet_cycles(max_payload)),
-               "--poll", str(poll), "--stats", str(self.out_dir / "stats.json")]
+               "--poll", str(poll), "--stats", str(self.out_dir / "stats.json"),
+               "--busy", BUSY_ANSWER.hex(), "--flush", flush.request.hex(),
+               "--flush-answer", flush.answer.hex(), "--flush-cycles", str(flush.cycles)]
         if once:
             cmd.append("--once")
         self._log_file = open(self.log, "w")
@@ -115,8 +123,13 @@ class NativeServer(Server):
         except subprocess.TimeoutExpired:
             return False
         if code != 0:
-            raise ServeError(f"the native board exited with status {code}; see {self.log}")
+            raise self._failure(code)
         return True
+
+    def _failure(self, code):
+        if code == _FLUSH_FAILED:
+            return ServeError(f"{self.flush.failure(self.backend)}; see {self.log}")
+        return ServeError(f"the native board exited with status {code}; see {self.log}")
 
     def stop(self, timeout=10.0):
         if self.process.poll() is None:
@@ -132,7 +145,7 @@ class NativeServer(Server):
         self._log_file.close()
         code = self.process.returncode
         if code not in (0, -signal.SIGTERM):
-            raise ServeError(f"the native board exited with status {code}; see {self.log}")
+            raise self._failure(code)
 
     def stats(self):
         path = self.out_dir / "stats.json"

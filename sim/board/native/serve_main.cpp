@@ -1,17 +1,25 @@
 // Native simulated board: the ProtocolEngine's Verilog (Verilator) behind a loopback TCP socket.
 //
-// Usage: serve_main PORT [--once] [--quiet CYCLES] [--poll CYCLES] [--stats FILE]
+// Usage: serve_main PORT --busy HEX --flush HEX --flush-answer HEX --flush-cycles N [--once]
+//                   [--quiet CYCLES] [--poll CYCLES] [--stats FILE]
 // Prints "listening PORT" on stdout once it listens. One client at a time; the design keeps its
 // state between connections. Each cycle: a pending received byte is offered on i (valid held until
 // ready), o bytes are taken (o.ready = 1) and sent. While the design is busy (or has moved a byte
 // or been busy in the last QUIET cycles) the socket is polled without blocking every POLL cycles
 // (every IDLE_POLL cycles once the design is idle); otherwise the server blocks in poll()
 // (simulated time stands still until the client sends).
+// A connection that comes while a client is served is refused: sent the --busy bytes (see Door) and
+// closed. When the client leaves (without --once), its unsent answers and unfed bytes are dropped and the design is
+// flushed: a frame delimiter if the last byte it took was not one, then the --flush bytes, and it
+// runs, its output dropped, until a frame equal to the --flush-answer bytes has come out; if none
+// has within --flush-cycles, the server exits with status 3. The bytes come from Python
+// (spinemu.sim.board.base.Flush, BUSY_ANSWER): this program knows frames end at 0x00, no more.
 // SIGTERM/SIGINT end it cleanly; --stats FILE gets a JSON snapshot whenever the design goes idle:
-// sim_cycles, bytes_in/out, connections, compute_s (wall time not blocked on the client: simulating
-// and moving bytes), idle_compute_s (the part of compute_s spent simulating cycles after the design
-// had answered everything it was sent, before the client's next byte came) and wait_client_s
-// (wall time blocked in poll() until the client sent).
+// sim_cycles, bytes_in/out, connections, refused (connections sent the busy bytes), flushes,
+// compute_s (wall time not blocked on the client: simulating and moving bytes, flushes included),
+// idle_compute_s (the part of compute_s spent simulating cycles after the design had answered
+// everything it was sent, before the client's next byte came) and wait_client_s (wall time
+// blocked in poll() until the client sent).
 // With SPINEMU_NATIVE_TRACE set, every cycle that moves a byte or changes busy goes to stderr.
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,6 +45,12 @@
 // Socket polls while the design is idle: a request sent during the QUIET window is taken within
 // this many cycles instead of when the window ends.
 static const long IDLE_POLL = 16;
+// The frame delimiter (hdl/framing.py).
+static const unsigned char DELIMITER = 0x00;
+// Seconds a refused connection waits for its client to send, and to leave once told.
+static const double REFUSED_S = 1.0;
+// Exit status when the design did not answer the flush.
+static const int FLUSH_FAILED = 3;
 
 static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int) { g_stop = 1; }
@@ -48,9 +62,24 @@ static double now_s() {
 }
 
 struct Stats {
-    unsigned long long cycles = 0, bytes_in = 0, bytes_out = 0, connections = 0;
+    unsigned long long cycles = 0, bytes_in = 0, bytes_out = 0, connections = 0, refused = 0,
+                       flushes = 0;
     double sim_s = 0.0, wait_s = 0.0, idle_s = 0.0;
 };
+
+typedef std::vector<unsigned char> Bytes;
+
+static bool from_hex(const char* text, Bytes& out) {
+    size_t n = strlen(text);
+    if (n % 2) return false;
+    for (size_t k = 0; k < n; k += 2) {
+        char pair[3] = {text[k], text[k + 1], 0};
+        char* end;
+        out.push_back((unsigned char)strtoul(pair, &end, 16));
+        if (*end) return false;
+    }
+    return true;
+}
 
 // Verilator detects a rising edge by comparing clk with its value at the previous eval(), so a
 // cycle takes two evals. Every eval first recomputes the logic that reads a top-level input, and in
@@ -80,8 +109,10 @@ static void write_stats(const char* path, const Stats& s) {
     if (!f) return;
     fprintf(f,
             "{\"sim_cycles\": %llu, \"bytes_in\": %llu, \"bytes_out\": %llu, \"connections\": %llu, "
-            "\"compute_s\": %.6f, \"idle_compute_s\": %.6f, \"wait_client_s\": %.6f}\n",
-            s.cycles, s.bytes_in, s.bytes_out, s.connections, s.sim_s, s.idle_s, s.wait_s);
+            "\"refused\": %llu, \"flushes\": %llu, \"compute_s\": %.6f, \"idle_compute_s\": %.6f, "
+            "\"wait_client_s\": %.6f}\n",
+            s.cycles, s.bytes_in, s.bytes_out, s.connections, s.refused, s.flushes, s.sim_s,
+            s.idle_s, s.wait_s);
     fclose(f);
     rename(tmp.c_str(), path);
 }
@@ -105,28 +136,142 @@ static bool send_all(int fd, const unsigned char* data, size_t n) {
     return true;
 }
 
-// Reads what is there (timeout_ms: 0 = do not wait, -1 = until data/stop). Returns false once the
-// client is gone.
-static bool receive(int fd, std::vector<unsigned char>& pending, int timeout_ms, Stats& st) {
-    struct pollfd p = {fd, POLLIN, 0};
-    if (timeout_ms < 0) {
-        while (!g_stop) {
-            int r = poll(&p, 1, 200);
-            if (r > 0) break;
-            if (r < 0 && errno != EINTR) return false;
-        }
-        if (g_stop) return true;
-    } else {
-        int r = poll(&p, 1, timeout_ms);
-        if (r <= 0) return true;
+// The listening socket. While a client is served, a new connection is refused: it is sent the busy
+// bytes when its client first sends (pyserial's socket:// drops what arrives before it has opened
+// the port) or REFUSED_S after it came, what it sends is dropped, and it is closed once its client
+// has gone (or REFUSED_S after it was told): closing it with the client's bytes unread would reset
+// it, which can destroy the busy bytes before the client reads them.
+struct Door {
+    struct Refused {
+        int fd;
+        bool told;
+        double until;   // when to tell it, or to close it, anyway
+    };
+    int lfd;
+    Bytes busy;
+    std::vector<Refused> refused;
+
+    // Adds the listening socket, then the refused connections, to a poll() set.
+    void watch(std::vector<struct pollfd>& fds) const {
+        fds.push_back({lfd, POLLIN, 0});
+        for (const auto& r : refused) fds.push_back({r.fd, POLLIN, 0});
     }
-    unsigned char buf[65536];
-    ssize_t k = recv(fd, buf, sizeof buf, 0);
-    if (k < 0 && (errno == EAGAIN || errno == EINTR || errno == EWOULDBLOCK)) return true;
-    if (k <= 0) return false;
-    pending.insert(pending.end(), buf, buf + k);
-    st.bytes_in += (unsigned long long)k;
-    return true;
+    // After poll(): serves the refused connections. `at`: the listening socket's index in fds.
+    void drain(const std::vector<struct pollfd>& fds, size_t at) {
+        double t = now_s();
+        for (size_t k = refused.size(); k-- > 0;) {
+            Refused& r = refused[k];
+            bool gone = false, spoke = false;
+            if (fds[at + 1 + k].revents) {
+                unsigned char buf[4096];
+                ssize_t n = recv(r.fd, buf, sizeof buf, 0);
+                gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                                  errno != EINTR);
+                spoke = n > 0;
+            }
+            if (!gone && !r.told && (spoke || t > r.until)) {
+                gone = send(r.fd, busy.data(), busy.size(), MSG_NOSIGNAL) != (ssize_t)busy.size()
+                       || shutdown(r.fd, SHUT_WR) != 0;
+                r.told = true;
+                r.until = t + REFUSED_S;
+            } else if (r.told && t > r.until) {
+                gone = true;
+            }
+            if (gone) {
+                close(r.fd);
+                refused.erase(refused.begin() + (long)k);
+            }
+        }
+    }
+    void refuse(Stats& st) {
+        int c = accept(lfd, nullptr, nullptr);
+        if (c < 0) return;
+        st.refused++;
+        fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK);
+        refused.push_back({c, false, now_s() + REFUSED_S});
+    }
+};
+
+// Reads what is there (timeout_ms: 0 = do not wait, -1 = until data/stop), refusing connections
+// that come meanwhile. Returns false once the client is gone. A new connection is refused only
+// while the client has nothing more to read: one that came as the client left (its last bytes,
+// then the end, still unread) is the next client.
+static bool receive(int fd, Door& door, Bytes& pending, int timeout_ms, Stats& st) {
+    std::vector<struct pollfd> fds;
+    for (;;) {
+        fds.assign(1, pollfd{fd, POLLIN, 0});
+        door.watch(fds);
+        int r = poll(fds.data(), fds.size(), timeout_ms < 0 ? 200 : timeout_ms);
+        if (r < 0 && errno != EINTR) return false;
+        bool data = r > 0 && fds[0].revents;
+        if (data) {
+            unsigned char buf[65536];
+            ssize_t k = recv(fd, buf, sizeof buf, 0);
+            if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR && errno != EWOULDBLOCK))
+                return false;
+            if (k > 0) {
+                pending.insert(pending.end(), buf, buf + k);
+                st.bytes_in += (unsigned long long)k;
+            }
+        }
+        if (r >= 0) {
+            door.drain(fds, 1);
+            struct pollfd more = {fd, POLLIN, 0};
+            if ((fds[1].revents & POLLIN) && !(data && poll(&more, 1, 0) > 0)) door.refuse(st);
+        }
+        if (data || timeout_ms >= 0 || g_stop) return true;
+    }
+}
+
+struct Flush {
+    Bytes request, answer;
+    long cycles = 0;
+};
+
+// After a client has left: feeds the design a delimiter if the last byte it took (last_in) left a
+// frame unfinished, then the flush request, and runs it, its output dropped, until a frame equal to
+// the flush answer has come out. last_out: the last byte it sent (if not a delimiter, the design
+// was in the middle of a frame, and what ends first is that frame's tail). False if no answer came
+// within the flush's cycles (a stop request ends the flush too).
+static bool flush_design(Vtop* top, const Flush& f, unsigned char last_in, unsigned char last_out,
+                         Stats& st) {
+    Bytes feed, frame;
+    if (last_in != DELIMITER) feed.push_back(DELIMITER);
+    feed.insert(feed.end(), f.request.begin(), f.request.end());
+    bool skip = last_out != DELIMITER;
+    size_t head = 0;
+    bool last_offer = false;
+    unsigned char last_byte = 0;
+    top->i___05Fvalid = 0;
+    top->i___05Fpayload = 0;
+    top->eval();
+    bool found = false;
+    for (long c = 0; c < f.cycles && !found && !g_stop; ++c) {
+        bool offer = head < feed.size();
+        unsigned char offer_byte = offer ? feed[head] : 0;
+        if (offer != last_offer || offer_byte != last_byte) {
+            top->i___05Fvalid = offer;
+            top->i___05Fpayload = offer_byte;
+            top->eval();
+            last_offer = offer;
+            last_byte = offer_byte;
+        }
+        bool took_in = offer && top->i___05Fready;
+        bool o_valid = top->o___05Fvalid;
+        unsigned char o_byte = top->o___05Fpayload;
+        clock_cycle(top);
+        ++st.cycles;
+        if (took_in) ++head;
+        if (!o_valid) continue;
+        frame.push_back(o_byte);
+        if (o_byte != DELIMITER) continue;
+        found = !skip && frame == f.answer;
+        skip = false;
+        frame.clear();
+    }
+    top->i___05Fvalid = 0;
+    top->eval();
+    return found || g_stop;
 }
 
 int main(int argc, char** argv) {
@@ -136,13 +281,27 @@ int main(int argc, char** argv) {
     long quiet = 4 * (255 + 3) + 256;
     long poll_every = 4096;
     const char* stats_path = nullptr;
+    Door door;
+    Flush flush;
+    bool hex_ok = true;
     for (int a = 1; a < argc; ++a) {
         std::string arg = argv[a];
         if (arg == "--once") once = true;
         else if (arg == "--quiet" && a + 1 < argc) quiet = atol(argv[++a]);
         else if (arg == "--poll" && a + 1 < argc) poll_every = atol(argv[++a]);
         else if (arg == "--stats" && a + 1 < argc) stats_path = argv[++a];
+        else if (arg == "--busy" && a + 1 < argc) hex_ok &= from_hex(argv[++a], door.busy);
+        else if (arg == "--flush" && a + 1 < argc) hex_ok &= from_hex(argv[++a], flush.request);
+        else if (arg == "--flush-answer" && a + 1 < argc)
+            hex_ok &= from_hex(argv[++a], flush.answer);
+        else if (arg == "--flush-cycles" && a + 1 < argc) flush.cycles = atol(argv[++a]);
         else if (arg[0] != '-' && arg[0] != '+') port = atoi(arg.c_str());
+    }
+    if (!hex_ok || door.busy.empty() || flush.request.empty() || flush.answer.empty() ||
+        flush.cycles <= 0) {
+        fprintf(stderr, "--busy, --flush and --flush-answer (hex bytes) and --flush-cycles are "
+                        "required\n");
+        return 2;
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -159,12 +318,13 @@ int main(int argc, char** argv) {
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     addr.sin_port = htons((uint16_t)port);
-    if (bind(lfd, (struct sockaddr*)&addr, sizeof addr) < 0 || listen(lfd, 1) < 0) {
+    if (bind(lfd, (struct sockaddr*)&addr, sizeof addr) < 0 || listen(lfd, 8) < 0) {
         fprintf(stderr, "cannot listen on 127.0.0.1:%d: %s\n", port, strerror(errno));
         return 2;
     }
     socklen_t alen = sizeof addr;
     getsockname(lfd, (struct sockaddr*)&addr, &alen);
+    door.lfd = lfd;
 
     VerilatedContext* ctx = new VerilatedContext;
     ctx->commandArgs(argc, argv);
@@ -188,10 +348,14 @@ int main(int argc, char** argv) {
     printf("listening %d\n", (int)ntohs(addr.sin_port));
     fflush(stdout);
 
+    std::vector<struct pollfd> fds;
     while (!g_stop) {
-        struct pollfd lp = {lfd, POLLIN, 0};
-        int r = poll(&lp, 1, 200);
-        if (r <= 0) continue;
+        fds.clear();
+        door.watch(fds);
+        int r = poll(fds.data(), fds.size(), 200);
+        if (r < 0) continue;
+        door.drain(fds, 0);
+        if (!(fds[0].revents & POLLIN)) continue;
         int fd = accept(lfd, nullptr, nullptr);
         if (fd < 0) continue;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -205,6 +369,7 @@ int main(int argc, char** argv) {
         int last_busy = 0;
         bool last_offer = false;
         unsigned char last_byte = 0;
+        unsigned char last_in = DELIMITER, last_out = DELIMITER;   // the last bytes moved
         bool answered = true;     // the design has answered every byte it took in
         bool waiting = false;     // ... and is idle with nothing received: waiting for the client
         double wait_began = 0.0;
@@ -230,15 +395,21 @@ int main(int argc, char** argv) {
             clock_cycle(top);
             ++st.cycles;
             bool moved = false;
-            if (took_in) { ++head; moved = true; answered = false; }
-            if (o_valid) { out.push_back(o_byte); moved = true; answered |= o_byte == 0x00; }
+            if (took_in) { ++head; moved = true; answered = false; last_in = offer_byte; }
+            if (o_valid) {
+                out.push_back(o_byte);
+                moved = true;
+                answered |= o_byte == DELIMITER;
+                last_out = o_byte;
+            }
             if (head == pending.size() && head) { pending.clear(); head = 0; }
             if (moved || top->busy) idle = 0; else ++idle;
             if (trace && (moved || top->busy != last_busy))
                 fprintf(stderr, "c=%llu in=%d out=%d/%02x busy=%d pend=%zu\n", st.cycles,
                         (int)took_in, (int)o_valid, o_byte, (int)top->busy, pending.size() - head);
             last_busy = top->busy;
-            if (!out.empty() && ((o_valid && o_byte == 0x00) || out.size() >= 4096 || !top->o___05Fvalid)) {
+            if (!out.empty() && ((o_valid && o_byte == DELIMITER) || out.size() >= 4096 ||
+                                 !top->o___05Fvalid)) {
                 // Send when a frame ends or the output pauses.
                 if (!send_all(fd, out.data(), out.size())) alive = false;
                 st.bytes_out += out.size();
@@ -247,7 +418,7 @@ int main(int argc, char** argv) {
             ++since_poll;
             if (since_poll >= (idle ? IDLE_POLL : poll_every) || (head == pending.size() && moved)) {
                 since_poll = 0;
-                if (!receive(fd, pending, 0, st)) alive = false;
+                if (!receive(fd, door, pending, 0, st)) alive = false;
             }
             bool waiting_now = answered && head == pending.size() && !top->busy &&
                                !top->o___05Fvalid;
@@ -264,7 +435,7 @@ int main(int argc, char** argv) {
                 st.sim_s += t1 - t0;
                 if (waiting) st.idle_s += t1 - wait_began;
                 write_stats(stats_path, st);
-                if (!receive(fd, pending, -1, st)) alive = false;
+                if (!receive(fd, door, pending, -1, st)) alive = false;
                 t0 = wait_began = now_s();
                 st.wait_s += t0 - t1;
                 since_poll = 0;
@@ -275,8 +446,18 @@ int main(int argc, char** argv) {
         if (waiting) st.idle_s += t1 - wait_began;
         top->i___05Fvalid = 0;
         close(fd);
+        if (once || g_stop) break;
+        // The client left: nothing the design still sends is for the next one.
+        bool flushed = flush_design(top, flush, last_in, last_out, st);
+        st.flushes++;
+        st.sim_s += now_s() - t1;
         write_stats(stats_path, st);
-        if (once) break;
+        if (!flushed) {
+            fprintf(stderr, "the design did not answer the flush within %ld cycles\n",
+                    flush.cycles);
+            close(lfd);
+            return FLUSH_FAILED;
+        }
     }
     close(lfd);
     write_stats(stats_path, st);
