@@ -1,0 +1,66 @@
+"""Stateful fuzzing: random request sequences (``request_fuzz``) answered by the generated Verilog
+of the whole design exactly as by the golden board, each within its bound of cycles (liveness),
+under random idle cycles and back-pressure on both byte streams."""
+
+from collections import Counter
+
+import pytest
+
+from protocol_traffic import CONFIG, MAX_PAYLOAD
+from request_fuzz import READY_P, VALID_P, fuzz_traffic, golden_run
+from spinemu.hdl.framing import decode_frame
+from spinemu.hdl.protocol import Status
+from spinemu.hdl.protocol_engine import ProtocolEngine
+from spinemu.sim.rtl import run_link_bench
+
+#: What every fuzz run must reach, so that a fuzzer that lost its way fails instead of passing.
+REACHED = {Status.OK, Status.BAD_LENGTH, Status.OUT_OF_RANGE, Status.BAD_CONFIG,
+           Status.BAD_FRAME, Status.BAD_OPCODE}
+
+
+def statuses(answers):
+    return Counter(Status(decode_frame(a[:-1], MAX_PAYLOAD)[1]) for a in answers)
+
+
+def check_against_golden(simulator, seed, count):
+    requests, expect, limits, _ = golden_run(fuzz_traffic(seed, count))
+    got, cycles = run_link_bench(ProtocolEngine(CONFIG, MAX_PAYLOAD), simulator=simulator,
+                                 requests=requests, valid_p=VALID_P, ready_p=READY_P,
+                                 stall_seed=seed, limits=limits)
+    for i, (g, e) in enumerate(zip(got, expect, strict=True)):
+        assert g == e, (f"request {i} of seed {seed} ({requests[i].hex()}): {g.hex()} != golden "
+                        f"{e.hex()}; the requests before it: "
+                        f"{[r.hex() for r in requests[max(0, i - 5):i]]}")
+    return statuses(expect), max(cycles), max(c / n for c, n in zip(cycles, limits, strict=True))
+
+
+def test_golden_board_answers_every_sequence():
+    """The golden board never fails (the golden server died on a layer count without sizes)."""
+    seen = Counter()
+    for seed in range(40):
+        _, answers, _, _ = golden_run(fuzz_traffic(seed, 500))
+        seen += statuses(answers)
+    assert REACHED <= set(seen), seen
+
+
+@pytest.mark.parametrize("simulator, seeds, count", [("verilator", (1, 2, 3), 400),
+                                                     ("icarus", (4,), 300)])
+def test_design_answers_sequences_like_the_golden_board(simulator, seeds, count):
+    seen = Counter()
+    for seed in seeds:
+        found, _, _ = check_against_golden(simulator, seed, count)
+        seen += found
+    assert REACHED <= set(seen), seen
+
+
+@pytest.mark.slow
+def test_soak_on_verilator():
+    """A longer run: many more sequences on Verilator (its figures go into the closing note via
+    `pytest -s`)."""
+    seen, longest, closest = Counter(), 0, 0.0
+    for seed in range(100, 110):
+        found, most, ratio = check_against_golden("verilator", seed, 2000)
+        seen, longest, closest = seen + found, max(longest, most), max(closest, ratio)
+    print(f"soak: {sum(seen.values())} requests, statuses {dict(seen)}, longest answer "
+          f"{longest} cycles, at most {closest:.0%} of its bound")
+    assert REACHED <= set(seen), seen
