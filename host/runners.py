@@ -85,12 +85,8 @@ class EngineRunner(JobRunner):
 
     def run(self, inputs, seeds, samples, *, progress=None):
         from spinemu.sim.engine_backends import run_engine
-        from spinemu.sim.rtl import BenchError
-        try:
-            run = run_engine(self.name, self.config, self.model, inputs, [int(s) for s in seeds],
-                             samples, progress=progress)
-        except (ModelError, BenchError) as error:
-            raise SpinemuError(str(error)) from None
+        run = run_engine(self.name, self.config, self.model, inputs, [int(s) for s in seeds],
+                         samples, progress=progress)
         return JobResult(run.counts, run.cycles, run.seconds, run.job_seconds)
 
 
@@ -128,8 +124,9 @@ class ClientRunner(JobRunner):
         self.client.close()
 
 
-#: Every runner by name: the float model, then the engine backends.
-RUNNERS = {"float": FloatRunner, **{name: EngineRunner for name in BACKENDS}}
+#: The names :func:`open_runner` takes: the float model, then the backends (each an
+#: :class:`EngineRunner`).
+RUNNERS = ("float", *BACKENDS)
 
 
 @contextlib.contextmanager

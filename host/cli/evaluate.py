@@ -58,7 +58,7 @@ def add_arguments(parser):
     parser.add_argument("--model", default="default", metavar="M.bin",
                         help="the model image, with its companion M.npz beside it; 'default' is "
                              "the shipped digits model (default: default)")
-    add_job_arguments(parser, tuple(RUNNERS))
+    add_job_arguments(parser, RUNNERS)
     parser.add_argument("--out", type=Path, metavar="R.npz",
                         help="the reconstructions, as `spinemu reconstruct` writes them")
     parser.add_argument("--report", type=Path, metavar="R.json", help="the figures as JSON")
