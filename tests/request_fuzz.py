@@ -159,10 +159,11 @@ _STEPS = [("load", 3), ("config_write", 4), ("grow", 1), ("memory_write", 4), ("
           ("read", 3), ("query", 1), ("damaged", 2), ("reconnect", 1)]
 
 
-def fuzz_traffic(seed, count, config=CONFIG):
-    """At least ``count`` request frames of a random sequence from ``seed``: a list of bytes."""
+def fuzz_traffic(seed, count, config=CONFIG, *, reconnects=True):
+    """At least ``count`` request frames of a random sequence from ``seed``: a list of bytes.
+    ``reconnects=False`` leaves out the flushes, for a test that makes real reconnects."""
     traffic = _Traffic(seed, config)
-    names, weights = zip(*_STEPS, strict=True)
+    names, weights = zip(*[s for s in _STEPS if reconnects or s[0] != "reconnect"], strict=True)
     while len(traffic.requests) < count:
         getattr(traffic, traffic.rng.choices(names, weights)[0])()
     return traffic.requests

@@ -1,7 +1,10 @@
 """Stateful fuzzing: random request sequences (``request_fuzz``) answered by the generated Verilog
 of the whole design exactly as by the golden board, each within its bound of cycles (liveness),
-under random idle cycles and back-pressure on both byte streams."""
+under random idle cycles and back-pressure on both byte streams; and through the simulated boards
+themselves, with clients that leave and come back."""
 
+import random
+import socket
 from collections import Counter
 
 import pytest
@@ -11,6 +14,7 @@ from request_fuzz import READY_P, VALID_P, fuzz_traffic, golden_run
 from spinemu.hdl.framing import decode_frame
 from spinemu.hdl.protocol import Status
 from spinemu.hdl.protocol_engine import ProtocolEngine
+from spinemu.sim.board import start_server
 from spinemu.sim.rtl import run_link_bench
 
 #: What every fuzz run must reach, so that a fuzzer that lost its way fails instead of passing.
@@ -64,3 +68,44 @@ def test_soak_on_verilator():
     print(f"soak: {sum(seen.values())} requests, statuses {dict(seen)}, longest answer "
           f"{longest} cycles, at most {closest:.0%} of its bound")
     assert REACHED <= set(seen), seen
+
+
+def _answer(conn):
+    """One answer frame from a simulated board's socket (up to its delimiter)."""
+    data = b""
+    while not data.endswith(b"\0"):
+        chunk = conn.recv(65536)
+        assert chunk, "the board closed the connection"
+        data += chunk
+    return data
+
+
+def test_boards_answer_sequences_with_reconnects_alike():
+    """The same random sequences through the golden and the native Verilator board, with clients
+    that leave at random, some in the middle of a frame: every answer equal on both, so what a
+    departed client left changes nothing but what the flush defines."""
+    rng = random.Random(7)
+    frames = fuzz_traffic(8, 600, reconnects=False)
+    with start_server("golden", CONFIG, MAX_PAYLOAD) as golden, \
+            start_server("verilator", CONFIG, MAX_PAYLOAD) as native:
+        boards, conns, answered, reconnects = (golden, native), None, 0, 0
+        for frame in frames:
+            if conns is None:
+                conns = [socket.create_connection((b.host, b.port), timeout=10) for b in boards]
+            if rng.random() < 0.04:      # leave, now and then in the middle of this frame
+                cut = frame[:rng.randint(0, len(frame) - 1)]
+                for conn in conns:
+                    conn.sendall(cut)
+                    conn.close()
+                conns, reconnects = None, reconnects + 1
+                continue
+            for conn in conns:
+                conn.sendall(frame)
+            got = [_answer(conn) for conn in conns]
+            assert got[0] == got[1], f"after {answered} answers: {frame.hex()}: {got[1].hex()} " \
+                                     f"!= golden {got[0].hex()}"
+            answered += 1
+        for conn in conns or ():
+            conn.close()
+    print(f"boards: {answered} answers alike over {reconnects} reconnects")
+    assert reconnects >= 10 and answered >= 500
