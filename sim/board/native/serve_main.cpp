@@ -223,6 +223,40 @@ static bool receive(int fd, Door& door, Bytes& pending, int timeout_ms, Stats& s
     }
 }
 
+// One clock cycle of the byte streams: feed[head] offered on i (held until taken; the inputs are
+// settled before the edge only when they change) and a byte taken from o (o.ready is always 1).
+struct Link {
+    bool last_offer = false;
+    unsigned char last_byte = 0;
+    struct Cycle {
+        bool took_in, o_valid;
+        unsigned char o_byte;
+    };
+    void reset(Vtop* top) {
+        top->i___05Fvalid = 0;
+        top->i___05Fpayload = 0;
+        top->eval();
+        last_offer = false;
+        last_byte = 0;
+    }
+    Cycle step(Vtop* top, const std::vector<unsigned char>& feed, size_t head) {
+        bool offer = head < feed.size();
+        unsigned char offer_byte = offer ? feed[head] : 0;
+        if (offer != last_offer || (offer && offer_byte != last_byte)) {
+            // Inputs change: settle the combinational outputs (i.ready) before the edge.
+            top->i___05Fvalid = offer;
+            top->i___05Fpayload = offer_byte;
+            top->eval();
+            last_offer = offer;
+            last_byte = offer_byte;
+        }
+        Cycle c = {offer && top->i___05Fready, (bool)top->o___05Fvalid,
+                   (unsigned char)top->o___05Fpayload};
+        clock_cycle(top);
+        return c;
+    }
+};
+
 struct Flush {
     Bytes request, answer;
     long cycles = 0;
@@ -240,31 +274,16 @@ static bool flush_design(Vtop* top, const Flush& f, unsigned char last_in, unsig
     feed.insert(feed.end(), f.request.begin(), f.request.end());
     bool skip = last_out != DELIMITER;
     size_t head = 0;
-    bool last_offer = false;
-    unsigned char last_byte = 0;
-    top->i___05Fvalid = 0;
-    top->i___05Fpayload = 0;
-    top->eval();
+    Link link;
+    link.reset(top);
     bool found = false;
     for (long c = 0; c < f.cycles && !found && !g_stop; ++c) {
-        bool offer = head < feed.size();
-        unsigned char offer_byte = offer ? feed[head] : 0;
-        if (offer != last_offer || offer_byte != last_byte) {
-            top->i___05Fvalid = offer;
-            top->i___05Fpayload = offer_byte;
-            top->eval();
-            last_offer = offer;
-            last_byte = offer_byte;
-        }
-        bool took_in = offer && top->i___05Fready;
-        bool o_valid = top->o___05Fvalid;
-        unsigned char o_byte = top->o___05Fpayload;
-        clock_cycle(top);
+        Link::Cycle cycle = link.step(top, feed, head);
         ++st.cycles;
-        if (took_in) ++head;
-        if (!o_valid) continue;
-        frame.push_back(o_byte);
-        if (o_byte != DELIMITER) continue;
+        if (cycle.took_in) ++head;
+        if (!cycle.o_valid) continue;
+        frame.push_back(cycle.o_byte);
+        if (cycle.o_byte != DELIMITER) continue;
         found = !skip && frame == f.answer;
         skip = false;
         frame.clear();
@@ -367,35 +386,20 @@ int main(int argc, char** argv) {
         long since_poll = 0;
         bool alive = true;
         int last_busy = 0;
-        bool last_offer = false;
-        unsigned char last_byte = 0;
+        Link link;
         unsigned char last_in = DELIMITER, last_out = DELIMITER;   // the last bytes moved
         bool answered = true;     // the design has answered every byte it took in
         bool waiting = false;     // ... and is idle with nothing received: waiting for the client
         double wait_began = 0.0;
-        top->i___05Fvalid = 0;
-        top->i___05Fpayload = 0;
-        top->eval();
+        link.reset(top);
         double t0 = now_s();
         while (alive && !g_stop) {
-            // Signals as they are before the rising edge (clk low, settled).
-            bool offer = head < pending.size();
-            unsigned char offer_byte = offer ? pending[head] : 0;
-            if (offer != last_offer || (offer && offer_byte != last_byte)) {
-                // Inputs change: settle the combinational outputs (i.ready) before the edge.
-                top->i___05Fvalid = offer;
-                top->i___05Fpayload = offer_byte;
-                top->eval();
-                last_offer = offer;
-                last_byte = offer_byte;
-            }
-            bool took_in = offer && top->i___05Fready;
-            bool o_valid = top->o___05Fvalid;
-            unsigned char o_byte = top->o___05Fpayload;
-            clock_cycle(top);
+            Link::Cycle cycle = link.step(top, pending, head);
+            bool took_in = cycle.took_in, o_valid = cycle.o_valid;
+            unsigned char o_byte = cycle.o_byte;
             ++st.cycles;
             bool moved = false;
-            if (took_in) { ++head; moved = true; answered = false; last_in = offer_byte; }
+            if (took_in) { last_in = pending[head++]; moved = true; answered = false; }
             if (o_valid) {
                 out.push_back(o_byte);
                 moved = true;
