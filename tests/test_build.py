@@ -375,8 +375,8 @@ def test_icebreaker_build(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--board", "de10"], "unknown board 'de10'; known boards: icebreaker, ulx3s"),
     (["--board", "icebreaker", "--lanes", "3"], "lanes must be a power of two"),
-    (["--board", "icebreaker", "--network", "128,x"], "comma-separated layer sizes"),
-    (["--board", "icebreaker", "--network", "128"], "at least one layer"),
+    (["--board", "icebreaker", "--network", "128,x"], "layer sizes 1..65535 separated by commas"),
+    (["--board", "icebreaker", "--network", "128"], "--network must be two or more layer sizes"),
     (["--board", "icebreaker", "--lanes", "4", "--network", "128,512,256,64"],
      "needs 8 SB_SPRAM256KA"),
     (["--board", "ulx3s", "--baud", "3000000"], "3000000 baud from a 25000000 Hz clock"),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinemu.hdl.memory_map import EngineConfig, fitted_config
+from spinemu.hdl.memory_map import EngineConfig
 from spinemu.hdl.model_image import ModelImage, random_model
 
 from ..board_bench import BITS_PER_BYTE, board_rows, load_reports, stream_digits
@@ -29,6 +29,7 @@ from ..models import DEFAULT_MODEL, resolve_model
 from ..speed import engine_speed, noise_speed, noise_synthesis
 from . import UserError
 from .files import write_text
+from .options import layer_sizes
 
 TARGETS = ("noise", "engine", "board")
 
@@ -94,14 +95,10 @@ def _engine(args):
         model = ModelImage.read(args.model)
     else:
         try:
-            shape = tuple(int(n) for n in args.shape.split(","))
-            model = random_model(shape, seed=1, fmt=EngineConfig().fmt)
+            model = random_model(layer_sizes(args.shape, "--shape"), seed=1,
+                                 fmt=EngineConfig().fmt)
         except ValueError as error:
             raise UserError(f"--shape {args.shape}: {error}") from None
-    try:
-        fitted_config(model, args.lanes)
-    except ValueError as error:
-        raise UserError(f"--lanes: {error}") from None
     if args.rounds < 1 or args.jobs < 1:
         raise UserError("--rounds and --jobs must be >= 1")
     f = engine_speed(model, args.lanes, args.jobs, args.job_samples, args.rounds,

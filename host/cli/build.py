@@ -15,19 +15,7 @@ from pathlib import Path
 
 from spinemu.firmware.boards import BOARDS, DEFAULT_BAUD
 
-from . import UserError
-
-
-def _sizes(text):
-    try:
-        sizes = tuple(int(n) for n in text.split(","))
-    except ValueError:
-        raise UserError(f"--network must be comma-separated layer sizes like 128,256,64, "
-                        f"not {text!r}") from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise UserError(f"--network needs the input size and at least one layer, all >= 1, "
-                        f"not {text!r}")
-    return sizes
+from .options import layer_sizes
 
 
 def add_arguments(parser):
@@ -51,7 +39,7 @@ def run(args):
     # imported here so that `spinemu --help` does not load the toolchain wrappers' dependencies
     from spinemu.firmware.build import build_board
 
-    network = _sizes(args.network) if args.network else None
+    network = layer_sizes(args.network, "--network") if args.network else None
     report = build_board(args.board, args.out, lanes=args.lanes, network=network,
                          baud=args.baud, seed=args.seed, progress=print)
     print(summary(report))

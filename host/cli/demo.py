@@ -19,7 +19,7 @@ from spinemu.hdl.memory_map import fitted_config, job_cycles
 from ..board_bench import start_board
 from ..datasets import load_dataset, split
 from ..evaluate import benchmark_report
-from ..jobs import SAMPLES_MAX, image_jobs
+from ..jobs import check_jobs, image_jobs
 from ..models import DEFAULT_MODEL, read_trained
 from ..plots import draw_grid
 from ..runners import open_runner
@@ -49,8 +49,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    if not 1 <= args.samples <= SAMPLES_MAX:
-        raise UserError(f"--samples must be 1..65535, not {args.samples}")
+    check_jobs(args.samples, SEED)
     model, companion = read_trained(DEFAULT_MODEL)
     dataset = load_dataset("digits")
     jobs = image_jobs(dataset, "bottom", SEED, args.count)

@@ -18,8 +18,9 @@ from spinemu.hdl.model_image import ModelError, ModelImage, random_model
 
 from . import UserError
 from .files import write_bytes
+from .options import layer_sizes
 
-__all__ = ["add_arguments", "run", "parse_shape", "describe"]
+__all__ = ["add_arguments", "run", "describe"]
 
 #: The number formats of the designs the boards and `spinemu serve` build by default.
 DEFAULT_FORMAT = EngineConfig().fmt
@@ -45,20 +46,8 @@ def add_arguments(parser):
     info.add_argument("model", type=Path, metavar="M.bin", help="the model image")
 
 
-def parse_shape(text):
-    """Layer sizes from ``"128,256,64"``: two or more integers 1..65535, else a UserError."""
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        sizes = ()
-    if len(sizes) < 2 or not all(1 <= n <= 0xFFFF for n in sizes):
-        raise UserError(f"--shape must be two or more layer sizes 1..65535 separated by commas "
-                        f"(e.g. 128,256,64), not {text!r}")
-    return sizes
-
-
 def _random(args):
-    sizes = parse_shape(args.shape)
+    sizes = layer_sizes(args.shape, "--shape")
     if not 0 <= args.seed < 1 << 64:
         raise UserError(f"--seed must be 0..2^64-1, not {args.seed}")
     if not 1 <= args.input_bits <= 16:

@@ -5,8 +5,24 @@ from pathlib import Path
 from ..datasets import DATASETS, load_dataset
 from ..occlusion import OCCLUSIONS
 from ..runners import open_runner
+from . import UserError
 
-__all__ = ["add_dataset_arguments", "dataset_from_args", "add_job_arguments", "open_job_runner"]
+__all__ = ["layer_sizes", "add_dataset_arguments", "dataset_from_args", "add_job_arguments",
+           "open_job_runner"]
+
+
+def layer_sizes(text, option, *, least=2, example="128,256,64"):
+    """Layer sizes from ``"128,256,64"``: ``least`` or more integers 1..65535, else a
+    :class:`UserError` naming ``option``."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) < least or not all(1 <= n <= 0xFFFF for n in sizes):
+        count = {1: "one", 2: "two"}[least]
+        raise UserError(f"{option} must be {count} or more layer sizes 1..65535 separated by "
+                        f"commas (e.g. {example}), not {text!r}")
+    return sizes
 
 
 def add_dataset_arguments(parser):

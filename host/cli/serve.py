@@ -32,6 +32,7 @@ from spinemu.sim.backends import BACKENDS
 from spinemu.sim.board import DEFAULT_HOST, ServeError, start_server
 
 from . import UserError
+from .options import layer_sizes
 
 __all__ = ["add_arguments", "run", "DEFAULT_PORT", "describe_config", "resolve_config"]
 
@@ -62,16 +63,6 @@ def add_arguments(parser):
                         help="stop when the first client disconnects")
 
 
-def _sizes(text):
-    try:
-        sizes = tuple(int(n) for n in text.split(","))
-    except ValueError:
-        sizes = ()
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise UserError(f"--network must be two or more layer sizes like 128,256,64, not {text!r}")
-    return sizes
-
-
 def resolve_config(args):
     """The :class:`EngineConfig` the arguments ask for, and a few words saying where from."""
     try:
@@ -80,7 +71,7 @@ def resolve_config(args):
             lanes = 4 if args.lanes is None else args.lanes
             return fitted_config(model, lanes), f"sized for {args.model}"
         if args.network is not None:
-            sizes = _sizes(args.network)
+            sizes = layer_sizes(args.network, "--network")
             lanes = 4 if args.lanes is None else args.lanes
             return sized_config(sizes, lanes), f"sized for {'-'.join(map(str, sizes))}"
         name = args.board or _DEFAULT_BOARD

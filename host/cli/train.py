@@ -31,20 +31,9 @@ from spinemu.hdl.memory_map import macs_per_job
 
 from . import UserError
 from .files import write_bytes
-from .options import add_dataset_arguments, dataset_from_args
+from .options import add_dataset_arguments, dataset_from_args, layer_sizes
 
 __all__ = ["add_arguments", "run"]
-
-
-def _sizes(text):
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or not all(1 <= n <= 0xFFFF for n in sizes):
-        raise UserError(f"--hidden must be one or more layer sizes 1..65535 separated by commas "
-                        f"(e.g. 256,192), not {text!r}")
-    return sizes
 
 
 def add_arguments(parser):
@@ -86,7 +75,8 @@ def run(args):
     from ..plots import plot_curve
     from ..train import TrainConfig, companion_path, save_companion, train
 
-    config = TrainConfig(hidden=_sizes(args.hidden), epochs=args.epochs, batch=args.batch,
+    hidden = layer_sizes(args.hidden, "--hidden", least=1, example="256,192")
+    config = TrainConfig(hidden=hidden, epochs=args.epochs, batch=args.batch,
                          samples=args.train_samples, lr=args.lr, known_weight=args.known_weight,
                          qat_fraction=args.qat_fraction, weight_bits=args.weight_bits,
                          seed=args.seed, classifier_epochs=args.classifier_epochs)
