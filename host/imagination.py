@@ -45,7 +45,7 @@ def evaluate(model, companion, dataset, runner, *, occlusion="bottom", samples=3
     """Run the benchmark on ``runner``; returns ``(report, arrays)``: the figures (a JSON-able
     dict) and the R.npz arrays (as ``spinemu reconstruct`` writes them, plus labels and
     predictions). ``sweep``: more sample counts to report the figures for."""
-    train_idx = split(dataset)[0]
+    train_idx, test_idx = split(dataset)
     jobs = image_jobs(dataset, occlusion, seed, count)
     top = dataset.max_value
     train_images = dataset.images[train_idx] / top
@@ -81,7 +81,7 @@ def evaluate(model, companion, dataset, runner, *, occlusion="bottom", samples=3
             "accuracy": float_acc,
             "hardware_minus_float_points": 100 * (figures["accuracy"]["reconstructed"] - float_acc),
         }
-    if dataset.name == "digits" and occlusion == "bottom" and len(jobs) == len(split(dataset)[1]):
+    if dataset.name == "digits" and occlusion == "bottom" and len(jobs) == len(test_idx):
         acc = figures["accuracy"]["reconstructed"]
         report["targets"] = {"reconstructed_accuracy_at_least_0.85": acc >= 0.85,
                              "improvement_ratio_at_least_3.5": figures["improvement_ratio"] >= 3.5}
