@@ -1,8 +1,9 @@
-"""The stochastic spin neuron: integer pre-activation plus calibrated Gaussian noise, thresholded.
+"""The stochastic spin neuron: integer pre-activation plus calibrated noise, thresholded.
 
-``spin = 1 if a + sigma * z > theta else 0`` with ``z = code / 256`` from a
-:class:`~spinemu.hdl.noise.GaussianNoise` block, so ``P(spin = 1 | a) = Phi((a - theta) / sigma)`` up to
-the noise block's accuracy. The comparison is exact integer arithmetic (no rounding anywhere):
+``spin = 1 if a + sigma * z > theta else 0`` with ``z = code / 256`` from an
+:class:`~spinemu.hdl.noise.AliasNoise` block whose table has distribution ``F``, so
+``P(spin = 1 | a) = 1 - F((theta - a) / sigma)`` (``Phi((a - theta) / sigma)`` for the Gaussian)
+up to the noise block's accuracy. The comparison is exact integer arithmetic (no rounding anywhere):
 
     value = a * 2^F + sigma_code * noise_code          (F = sigma.frac + 8 fractional bits)
     spin  = value > theta_code * 2^(F - theta.frac)
@@ -16,7 +17,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .formats import CODE_WIDTH, NeuronFormat
-from .noise import GaussianNoise
+from .noise import TABLE_READ, TABLE_WRITE, AliasNoise
+from .noise_table import ENTRY_BITS
 from .polynomials import NOISE_DEGREE
 
 __all__ = ["SpinNeuron", "NoisyNeuron"]
@@ -68,15 +70,17 @@ class SpinNeuron(wiring.Component):
 
 
 class NoisyNeuron(wiring.Component):
-    """A complete emulated spin neuron: :class:`SpinNeuron` fed by its own ``GaussianNoise(index)``.
+    """A complete emulated spin neuron: :class:`SpinNeuron` fed by its own
+    ``AliasNoise(index, table)`` (the Gaussian table by default).
 
     Ports ``i`` and ``o`` are those of :class:`SpinNeuron`; ``load``/``seed`` restart the noise
-    block (see :class:`~spinemu.hdl.noise.GaussianNoise`).
+    block, ``table_write`` writes its table and ``table_read``/``table_data`` read it (see
+    :class:`~spinemu.hdl.noise.AliasNoise`).
     """
 
-    def __init__(self, index, fmt=NeuronFormat()):
+    def __init__(self, index, fmt=NeuronFormat(), table=None):
         self.index, self.fmt = index, fmt
-        self._noise = GaussianNoise(index)
+        self._noise = AliasNoise(index, table)
         self._neuron = SpinNeuron(fmt)
         self.input_layout = self._neuron.input_layout
         self.output_layout = self._neuron.output_layout
@@ -85,6 +89,9 @@ class NoisyNeuron(wiring.Component):
             "o": Out(stream.Signature(self.output_layout)),
             "load": In(1),
             "seed": In(NOISE_DEGREE),
+            "table_write": In(TABLE_WRITE),
+            "table_read": In(TABLE_READ),
+            "table_data": Out(ENTRY_BITS),
         })
 
     def elaborate(self, platform):
@@ -94,5 +101,8 @@ class NoisyNeuron(wiring.Component):
         wiring.connect(m, self._noise.o, self._neuron.noise)
         wiring.connect(m, wiring.flipped(self.i), self._neuron.i)
         wiring.connect(m, self._neuron.o, wiring.flipped(self.o))
-        m.d.comb += [self._noise.load.eq(self.load), self._noise.seed.eq(self.seed)]
+        m.d.comb += [self._noise.load.eq(self.load), self._noise.seed.eq(self.seed),
+                     self._noise.table_write.eq(self.table_write),
+                     self._noise.table_read.eq(self.table_read),
+                     self.table_data.eq(self._noise.table_data)]
         return m

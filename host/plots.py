@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import norm
 
-from spinemu.hdl import noise as hw
 from spinemu.hdl.memory_map import job_inputs
+from spinemu.hdl.noise_table import BINS_PER_SIGMA
 
 from .imagination import target
 from .jobs import job_seed, reconstruct_images
@@ -81,7 +81,7 @@ def plot_noise(codes, sigma, path):
 
     z = codes.reshape(-1) / sigma
     fig, (hist, qq) = plt.subplots(1, 2, figsize=(11, 4.2))
-    step = 1 / hw.BINS_PER_SIGMA  # the method's own bins
+    step = 1 / BINS_PER_SIGMA  # the method's own bins
     edges = np.arange(-6, 6 + step / 2, step)
     counts, _ = np.histogram(z, edges)
     hist.semilogy((edges[:-1] + edges[1:]) / 2, counts / z.size / step, ".", ms=3,

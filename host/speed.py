@@ -17,7 +17,7 @@ import numpy as np
 
 from spinemu.hdl.memory_map import job_cycles, macs_per_job
 from spinemu.hdl.neuron import NoisyNeuron, SpinNeuron
-from spinemu.hdl.noise import GaussianNoise
+from spinemu.hdl.noise import AliasNoise
 from spinemu.sim import golden
 from spinemu.sim.backends import BACKENDS
 from spinemu.sim.noise_backends import generate_noise
@@ -61,7 +61,7 @@ def noise_synthesis():
     """``[{design, family, lut, ff, bram, dsp, fmax_mhz}]`` of the noise block, the neuron and the
     noisy neuron on each of :data:`FAMILIES`."""
     from spinemu.firmware.synth import place_and_route_fmax, synth_stats
-    designs = [("GaussianNoise", lambda: GaussianNoise(0)), ("SpinNeuron", SpinNeuron),
+    designs = [("AliasNoise", lambda: AliasNoise(0)), ("SpinNeuron", SpinNeuron),
                ("NoisyNeuron", lambda: NoisyNeuron(0))]
     rows = []
     for name, make in designs:

@@ -31,14 +31,15 @@ class Backend(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def noise(self, seed, blocks, samples, ready_p, stall_seed, progress):
-        """``(codes, cycles, seconds)``: ``samples`` codes of noise blocks ``0 .. blocks-1`` loaded
-        from job seed ``seed`` (int16 ``(samples, blocks)``)."""
+    def noise(self, seed, blocks, samples, ready_p, stall_seed, progress, table):
+        """``(codes, cycles, seconds)``: ``samples`` codes of noise blocks ``0 .. blocks-1`` with
+        noise table ``table``, loaded from job seed ``seed`` (int16 ``(samples, blocks)``)."""
 
     @abc.abstractmethod
-    def neuron(self, index, theta, sigma, inputs, seed, fmt):
-        """``(spins, cycles)``: noisy neuron ``index`` (``theta``, ``sigma`` codes), loaded from
-        job seed ``seed``, on the pre-activations ``inputs``, one spin each (uint8)."""
+    def neuron(self, index, theta, sigma, inputs, seed, fmt, table):
+        """``(spins, cycles)``: noisy neuron ``index`` (``theta``, ``sigma`` codes, noise table
+        ``table``), loaded from job seed ``seed``, on the pre-activations ``inputs``, one spin
+        each (uint8)."""
 
     @abc.abstractmethod
     def engine(self, config, model, inputs, seeds, samples, valid_p, ready_p, stall_seed,
@@ -54,15 +55,15 @@ class Backend(abc.ABC):
 class Golden(Backend):
     name = "golden"
 
-    def noise(self, seed, blocks, samples, ready_p, stall_seed, progress):
+    def noise(self, seed, blocks, samples, ready_p, stall_seed, progress, table):
         from . import golden
         began = time.perf_counter()
-        codes = golden.noise_codes(seed, blocks, samples)
+        codes = golden.noise_codes(seed, blocks, samples, table=table)
         return codes, None, time.perf_counter() - began
 
-    def neuron(self, index, theta, sigma, inputs, seed, fmt):
+    def neuron(self, index, theta, sigma, inputs, seed, fmt, table):
         from . import golden
-        codes = golden.noise_codes(seed, 1, len(inputs), first=index)[:, 0]
+        codes = golden.noise_codes(seed, 1, len(inputs), first=index, table=table)[:, 0]
         return golden.neuron(inputs, theta, sigma, codes, fmt)[0], None
 
     def engine(self, config, model, inputs, seeds, samples, valid_p, ready_p, stall_seed,
@@ -80,13 +81,13 @@ class Golden(Backend):
 class Amaranth(Backend):
     name = "amaranth"
 
-    def noise(self, seed, blocks, samples, ready_p, stall_seed, progress):
+    def noise(self, seed, blocks, samples, ready_p, stall_seed, progress, table):
         from .noise_sim import noise_amaranth
-        return noise_amaranth(seed, blocks, samples, ready_p, stall_seed, progress)
+        return noise_amaranth(seed, blocks, samples, ready_p, stall_seed, progress, table)
 
-    def neuron(self, index, theta, sigma, inputs, seed, fmt):
+    def neuron(self, index, theta, sigma, inputs, seed, fmt, table):
         from .neuron_sim import neuron_spins_amaranth
-        return neuron_spins_amaranth(index, theta, sigma, inputs, seed, fmt)
+        return neuron_spins_amaranth(index, theta, sigma, inputs, seed, fmt, table)
 
     def engine(self, config, model, inputs, seeds, samples, valid_p, ready_p, stall_seed,
                progress):
@@ -115,13 +116,13 @@ class Verilog(Backend):
     def __init__(self, simulator):
         self.name = simulator
 
-    def noise(self, seed, blocks, samples, ready_p, stall_seed, progress):
+    def noise(self, seed, blocks, samples, ready_p, stall_seed, progress, table):
         from .noise_sim import noise_verilog
-        return noise_verilog(self.name, seed, blocks, samples, ready_p, stall_seed)
+        return noise_verilog(self.name, seed, blocks, samples, ready_p, stall_seed, table)
 
-    def neuron(self, index, theta, sigma, inputs, seed, fmt):
+    def neuron(self, index, theta, sigma, inputs, seed, fmt, table):
         from .neuron_sim import neuron_spins_verilog
-        return neuron_spins_verilog(self.name, index, theta, sigma, inputs, seed, fmt)
+        return neuron_spins_verilog(self.name, index, theta, sigma, inputs, seed, fmt, table)
 
     def engine(self, config, model, inputs, seeds, samples, valid_p, ready_p, stall_seed,
                progress):

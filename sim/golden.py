@@ -13,6 +13,8 @@ import functools
 import numpy as np
 
 from spinemu.hdl import noise as hw
+from spinemu.hdl import noise_table as nt
+from spinemu.hdl.formats import CODE_WIDTH
 from spinemu.hdl.lfsr import check_lfsr, lfsr_step
 from spinemu.hdl.polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_TAPS
 from spinemu.hdl.seeding import seed_state
@@ -156,61 +158,65 @@ def _noise_words(states, length, segments, taps):
     return w[:length]
 
 
-_OFFSET_AT = hw.BIN_BITS + hw.THRESHOLD_BITS     # a word: bin, threshold, offset, sign
-_CODE_INDEX_BITS = hw.BIN_BITS + hw.OFFSET_BITS + 1  # bin, offset, sign: what sets the code
+_OFFSET_AT = nt.BIN_BITS + nt.THRESHOLD_BITS     # a word: bin, threshold, offset, sign
+_SIGN_AT = _OFFSET_AT + nt.OFFSET_BITS
+_SIGNED_BIN_BITS = nt.BIN_BITS + 1
 
 
 @functools.cache
-def _code_tables():
-    """Per bin ``i``: the key bound ``q[i] 2^7 + i`` (a word's low 25 bits, ``v 2^7 + i``, are below
-    it exactly when ``v < q[i]``) and ``alias[i]``; and the code of each (bin, offset, sign) at
-    index ``bin | offset << 7 | sign << 10``."""
-    _, q, alias = hw.alias_table()
-    bins = np.arange(1 << hw.BIN_BITS, dtype=np.uint32)
-    key = (np.array(q, dtype=np.uint32) << np.uint32(hw.BIN_BITS)) | bins
-    index = np.arange(1 << _CODE_INDEX_BITS)
-    bin_ = index & ((1 << hw.BIN_BITS) - 1)
-    offset = (index >> hw.BIN_BITS) & ((1 << hw.OFFSET_BITS) - 1)
-    magnitude = 2 * ((bin_ << hw.OFFSET_BITS) + offset) + 1
-    codes = np.where(index >> (_CODE_INDEX_BITS - 1), -magnitude, magnitude)
-    return key, np.array(alias, dtype=np.uint32), codes.astype(np.int16)
+def _code_tables(table):
+    """Per table entry ``j``: the key bound ``q[j] 2^7 + (j & 127)`` (a word's low 25 bits,
+    ``v 2^7 + i``, are below it exactly when ``v < q[j]``) and ``alias[j]``; and the code of each
+    (signed bin, offset) at index ``bin | offset << 8``."""
+    entries = np.arange(nt.ENTRIES, dtype=np.uint32)
+    key = (np.array(table.q, dtype=np.uint32) << np.uint32(nt.BIN_BITS)) | (entries & np.uint32(127))
+    index = np.arange(1 << (_SIGNED_BIN_BITS + nt.OFFSET_BITS))
+    bin_ = index & ((1 << nt.BIN_BITS) - 1)
+    offset = index >> _SIGNED_BIN_BITS
+    magnitude = 2 * ((bin_ << nt.OFFSET_BITS) + offset) + 1
+    codes = np.where(index >> nt.BIN_BITS & 1, -magnitude, magnitude)
+    return key, np.array(table.alias, dtype=np.uint32), codes.astype(np.int16)
 
 
+_CODE_BOUND = (1 << (CODE_WIDTH - 1)) - 1   # the largest |code| of the format
 _BLOCK = 1 << 16    # words converted at a time: the temporaries stay in the cache
 
 
-def words_to_codes(words):
-    """Map 32-bit uniform words to noise codes exactly as :class:`~spinemu.hdl.noise.GaussianNoise`."""
+def words_to_codes(words, table=None):
+    """Map 32-bit uniform words to noise codes exactly as :class:`~spinemu.hdl.noise.AliasNoise`
+    with ``table`` (the Gaussian by default)."""
+    table = nt.gaussian() if table is None else table
     words = np.asarray(words)
     flat = words.reshape(-1)
     out = np.empty(flat.shape, dtype=np.int16)
     for at in range(0, flat.size, _BLOCK):
-        out[at:at + _BLOCK] = _block_codes(flat[at:at + _BLOCK])
+        out[at:at + _BLOCK] = _block_codes(flat[at:at + _BLOCK], table)
     return out.reshape(words.shape)
 
 
-def _block_codes(words):
-    key, alias, codes = _code_tables()
+def _block_codes(words, table):
+    key, alias, codes = _code_tables(table)
     w = words.astype(np.uint32, copy=False)  # the fields use the low 32 bits only
-    i = w & np.uint32((1 << hw.BIN_BITS) - 1)
-    below = (w & np.uint32((1 << _OFFSET_AT) - 1)) < key.take(i)
-    chosen = np.where(below, i, alias.take(i))
-    # offset and sign, moved down next to the bin
-    above = (1 << _CODE_INDEX_BITS) - (1 << hw.BIN_BITS)
-    chosen |= (w >> np.uint32(hw.THRESHOLD_BITS)) & np.uint32(above)
+    j = (w & np.uint32((1 << nt.BIN_BITS) - 1)) | ((w >> np.uint32(_SIGN_AT - nt.BIN_BITS))
+                                                   & np.uint32(1 << nt.BIN_BITS))
+    below = (w & np.uint32((1 << _OFFSET_AT) - 1)) < key.take(j)
+    chosen = np.where(below, j, alias.take(j))
+    # the offset, moved down next to the signed bin
+    chosen |= (w >> np.uint32(_OFFSET_AT - _SIGNED_BIN_BITS)) & np.uint32(
+        ((1 << nt.OFFSET_BITS) - 1) << _SIGNED_BIN_BITS)
     return codes.take(chosen)
 
 
-def noise_codes(seed, blocks, samples, *, first=0):
+def noise_codes(seed, blocks, samples, *, first=0, table=None):
     """Codes of noise blocks ``first .. first+blocks-1`` after loading job seed ``seed``.
 
     Returns an int16 array of shape ``(samples, blocks)``: column ``j`` is what
-    ``GaussianNoise(first + j)`` emits after ``load`` with ``seed_state(seed, first + j)``.
+    ``AliasNoise(first + j, table)`` emits after ``load`` with ``seed_state(seed, first + j)``.
     """
-    return job_noise_codes([seed], blocks, samples, first=first)[0]
+    return job_noise_codes([seed], blocks, samples, first=first, table=table)[0]
 
 
-def job_noise_codes(seeds, blocks, samples, *, first=0):
+def job_noise_codes(seeds, blocks, samples, *, first=0, table=None):
     """:func:`noise_codes` for many job seeds at once: shape ``(len(seeds), samples, blocks)``."""
     length, segments = _segments(len(seeds), samples)
     out = np.empty((len(seeds), segments, length, blocks), dtype=np.int16)
@@ -221,7 +227,7 @@ def job_noise_codes(seeds, blocks, samples, *, first=0):
         states = [seed_state(int(seed), index) for seed in seeds]
         # codes before the transpose to runs: a quarter of the words' bytes to move
         words = _noise_words(states, length, segments, NOISE_TAPS[index])
-        out[:, :, :, j] = _runs(words_to_codes(words), len(seeds))
+        out[:, :, :, j] = _runs(words_to_codes(words, table), len(seeds))
     return out.reshape(len(seeds), -1, blocks)[:, :samples]
 
 
@@ -241,7 +247,7 @@ def neuron(a, theta, sigma, codes, fmt):
 
 def spins(a, theta, sigma, codes, fmt):
     """Only the spins of :func:`neuron`, faster. ``a``, ``theta`` and ``sigma`` broadcast against
-    ``codes`` (noise codes, ``|code| <= MAX_CODE``) with no axis added to ``codes``.
+    ``codes`` (noise codes of the signed 12-bit format) with no axis added to ``codes``.
 
     With ``t = theta 2^(F - theta.frac)`` the spin is ``sigma code > t - a 2^F``. When ``a`` has
     fewer elements than ``codes`` (shared by many samples), that is ``code > floor((t - a 2^F) /
@@ -256,7 +262,7 @@ def spins(a, theta, sigma, codes, fmt):
     if a.size < codes.size:
         return (codes > _code_limit(threshold - (a << frac), sigma)).astype(np.uint8)
     left = a - (threshold >> frac)
-    fits = ((1 << frac) + int(sigma.max(initial=0)) * hw.MAX_CODE < 2 ** 31
+    fits = ((1 << frac) + int(sigma.max(initial=0)) * _CODE_BOUND < 2 ** 31
             and np.abs(left).max(initial=0) < 2 ** 31)
     dtype = np.int32 if fits else np.int64
     right = (threshold & ((1 << frac) - 1)).astype(dtype) - sigma.astype(dtype) * codes
@@ -278,9 +284,10 @@ def _code_limit(deficit, sigma):
     return np.clip(limit, -(1 << 15), (1 << 15) - 1).astype(np.int16)
 
 
-def switch_probability(a, theta, sigma, fmt):
-    """The exact P(spin = 1 | a) of the emulated neuron, from the exact code distribution."""
-    codes, p = (np.asarray(x) for x in hw.code_pmf())
+def switch_probability(a, theta, sigma, fmt, table=None):
+    """The exact P(spin = 1 | a) of the emulated neuron, from the exact code distribution of
+    ``table`` (the Gaussian by default)."""
+    codes, p = (nt.gaussian() if table is None else table).pmf
     a = np.asarray(a, dtype=np.int64)
     spins, _ = neuron(a[..., None], theta, sigma, codes, fmt)
     return spins @ p

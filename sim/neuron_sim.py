@@ -24,9 +24,10 @@ def _payloads(dut, theta, sigma, inputs):
             for x in np.unique(inputs)}
 
 
-def neuron_spins_amaranth(index, theta, sigma, inputs, seed, fmt):
-    """``(spins, cycles)`` of neuron ``index`` on ``inputs`` in the Amaranth simulator."""
-    dut = NoisyNeuron(index, fmt)
+def neuron_spins_amaranth(index, theta, sigma, inputs, seed, fmt, table=None):
+    """``(spins, cycles)`` of neuron ``index`` (noise table ``table``, the Gaussian by default)
+    on ``inputs`` in the Amaranth simulator."""
+    dut = NoisyNeuron(index, fmt, table)
     words = _payloads(dut, theta, sigma, inputs)
     spins = []
 
@@ -45,9 +46,10 @@ def neuron_spins_amaranth(index, theta, sigma, inputs, seed, fmt):
     return np.array(spins, dtype=np.uint8), cycles
 
 
-def neuron_spins_verilog(simulator, index, theta, sigma, inputs, seed, fmt):
-    """``(spins, cycles)`` of neuron ``index`` on ``inputs``: its Verilog under ``simulator``."""
-    dut = NoisyNeuron(index, fmt)
+def neuron_spins_verilog(simulator, index, theta, sigma, inputs, seed, fmt, table=None):
+    """``(spins, cycles)`` of neuron ``index`` (noise table ``table``) on ``inputs``: its Verilog
+    under ``simulator``."""
+    dut = NoisyNeuron(index, fmt, table)
     words = {a: w.as_bits() for a, w in _payloads(dut, theta, sigma, inputs).items()}
     result = rtl.run_stream_bench(dut, simulator=simulator,
                                   inputs=[words[int(x)] for x in inputs], outputs=len(inputs),

@@ -31,9 +31,11 @@ class NoiseRun:
         return work / self.seconds if self.seconds > 0 else float("inf")
 
 
-def generate_noise(backend, *, seed, blocks, samples, ready_p=0.75, stall_seed=0, progress=None):
+def generate_noise(backend, *, seed, blocks, samples, ready_p=0.75, stall_seed=0, progress=None,
+                   table=None):
     """Run noise blocks ``0 .. blocks-1`` from job seed ``seed`` for ``samples`` codes each on
-    ``backend`` (a name of :data:`~spinemu.sim.backends.BACKENDS`).
+    ``backend`` (a name of :data:`~spinemu.sim.backends.BACKENDS`), with noise table ``table``
+    (a :class:`~spinemu.hdl.noise_table.NoiseTable`, the Gaussian by default).
 
     ``progress`` (optional) is called with the number of new samples (Amaranth backend only; the
     others finish too fast or run in a separate process).
@@ -45,5 +47,6 @@ def generate_noise(backend, *, seed, blocks, samples, ready_p=0.75, stall_seed=0
         raise ValueError(f"samples must be at least 1, not {samples}")
     if not 0 < ready_p <= 1:
         raise ValueError(f"ready_p must be in (0, 1], not {ready_p}")
-    codes, cycles, seconds = where.noise(seed, blocks, samples, ready_p, stall_seed, progress)
+    codes, cycles, seconds = where.noise(seed, blocks, samples, ready_p, stall_seed, progress,
+                                         table)
     return NoiseRun(codes, backend, seconds, cycles)

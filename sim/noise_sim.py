@@ -24,10 +24,11 @@ def _states(seed, blocks):
     return [seed_state(seed, j) for j in range(blocks)]
 
 
-def noise_amaranth(seed, blocks, samples, ready_p, stall_seed, progress):
-    """``(codes, cycles, seconds)`` of blocks ``0 .. blocks-1`` in the Amaranth simulator;
-    ``progress`` (optional) is called with the number of new samples."""
-    dut = NoiseBank(blocks)
+def noise_amaranth(seed, blocks, samples, ready_p, stall_seed, progress, table=None):
+    """``(codes, cycles, seconds)`` of blocks ``0 .. blocks-1`` (noise table ``table``, the
+    Gaussian by default) in the Amaranth simulator; ``progress`` (optional) is called with the
+    number of new samples."""
+    dut = NoiseBank(blocks, table=table)
     words = []
 
     async def bench(ctx):
@@ -50,11 +51,11 @@ def noise_amaranth(seed, blocks, samples, ready_p, stall_seed, progress):
             time.perf_counter() - began)
 
 
-def noise_verilog(simulator, seed, blocks, samples, ready_p, stall_seed):
+def noise_verilog(simulator, seed, blocks, samples, ready_p, stall_seed, table=None):
     """``(codes, cycles, seconds)`` of blocks ``0 .. blocks-1``: their Verilog under
     ``simulator`` (``seconds``: the simulation's, without the build)."""
     states = sum(s << (NOISE_DEGREE * j) for j, s in enumerate(_states(seed, blocks)))
-    result = rtl.run_stream_bench(NoiseBank(blocks), simulator=simulator,
+    result = rtl.run_stream_bench(NoiseBank(blocks, table=table), simulator=simulator,
                                   load={"states": states}, outputs=samples,
                                   ready_p=ready_p, stall_seed=stall_seed)
     codes = rtl.unpack_fields(result.outputs, CODE_WIDTH, blocks, signed=True)

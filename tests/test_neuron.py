@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from spinemu.hdl import noise as hw
-from spinemu.hdl.formats import NeuronFormat
+from spinemu.hdl.formats import CODE_WIDTH, NeuronFormat
 from spinemu.hdl.neuron import NoisyNeuron, SpinNeuron
 from spinemu.hdl.seeding import seed_state
 from spinemu.sim import golden
 from spinemu.sim.streams import receive, run, send
+
+MAX_CODE = (1 << (CODE_WIDTH - 1)) - 1     # the largest code any noise table can draw
 
 FMT = NeuronFormat()
 
@@ -27,8 +28,8 @@ def _random_inputs(rng, count, fmt=FMT):
 def test_spin_neuron_joins_streams_bit_exactly():
     rng = random.Random(3)
     inputs = _random_inputs(rng, 400)
-    codes = [rng.choice([hw.MAX_CODE, -hw.MAX_CODE]) if rng.random() < 0.2 else
-             rng.randrange(-hw.MAX_CODE, hw.MAX_CODE + 1, 2) for _ in inputs]
+    codes = [rng.choice([MAX_CODE, -MAX_CODE]) if rng.random() < 0.2 else
+             rng.randrange(-MAX_CODE, MAX_CODE + 1, 2) for _ in inputs]
     dut = SpinNeuron(FMT)
     got = []
 
@@ -113,7 +114,7 @@ def test_fast_spins_with_shared_inputs_equal_the_exact_rule_at_ties(big):
     fmt = NeuronFormat(a_width=20 if big else 16)
     n = 100_000
     sigma = rng.integers(1, fmt.sigma.max_code if big else 4000, (n, 1))
-    codes = rng.integers(-hw.MAX_CODE, hw.MAX_CODE + 1, (n, 8))
+    codes = rng.integers(-MAX_CODE, MAX_CODE + 1, (n, 8))
     a = rng.integers(-2 ** (fmt.a_width - 2), 2 ** (fmt.a_width - 2), (n, 1))
     # theta chosen so that the deficit is sigma * code + {-1, 0, +1} for the first code of a row
     frac, shift = fmt.value.frac, fmt.value.frac - fmt.theta_frac
@@ -131,7 +132,7 @@ def test_fast_spins_per_code_equal_the_exact_rule_at_ties(a_width):
     fmt = NeuronFormat(a_width=a_width)
     n = 200_000
     sigma = rng.integers(0, fmt.sigma.max_code + 1, n)
-    codes = rng.integers(-hw.MAX_CODE, hw.MAX_CODE + 1, n)
+    codes = rng.integers(-MAX_CODE, MAX_CODE + 1, n)
     a = rng.integers(-2 ** (a_width - 2), 2 ** (a_width - 2), n)
     frac, shift = fmt.value.frac, fmt.value.frac - fmt.theta_frac
     deficit = sigma * codes + rng.integers(-1, 2, n) * (1 << shift)

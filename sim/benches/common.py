@@ -28,13 +28,21 @@ def quiet_link(dut, o_ready):
             getattr(dut, name).value = 0
 
 
+_IDLE_INPUTS = ("table_write", "table_read")
+
+
 async def start(dut, cycles=2):
     """Start a 100 MHz clock on ``clk`` and hold ``rst`` for ``cycles``; returns at a falling edge.
 
     Benches drive inputs and sample outputs at falling edges, half a cycle away from the rising
     edges where the design's registers change, so no read races a register update; that makes the
-    simulator-side clock (``impl="gpi"``, no Python per edge) safe on every simulator.
+    simulator-side clock (``impl="gpi"``, no Python per edge) safe on every simulator. The noise
+    tables' write and read ports, which no bench drives, are held at 0 (Icarus would leave them
+    undefined).
     """
+    for name in _IDLE_INPUTS:
+        if hasattr(dut, name):
+            getattr(dut, name).value = 0
     Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     for _ in range(cycles):
