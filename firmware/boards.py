@@ -71,10 +71,12 @@ class Board:
         """The default :class:`~spinemu.hdl.memory_map.EngineConfig`."""
         return self.configure()
 
-    def configure(self, lanes=None, network=None):
-        """The configuration with ``lanes`` lanes sized for ``network`` (defaults: the board's)."""
+    def configure(self, lanes=None, network=None, noise=None):
+        """The configuration with ``lanes`` lanes sized for ``network`` (defaults: the board's),
+        built with noise table ``noise`` (default: the Gaussian)."""
+        tables = {} if noise is None else {"noise": noise}
         return sized_config(self.network if network is None else tuple(network),
-                            self.lanes if lanes is None else lanes, self.weight_quantum)
+                            self.lanes if lanes is None else lanes, self.weight_quantum, **tables)
 
     @property
     def clk_hz(self):

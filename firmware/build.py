@@ -7,7 +7,6 @@ resources counted by yosys, placement and the achieved Fmax from nextpnr's repor
 configuration the bitstream holds. ``docs/boards.md`` lists the fields and the measured figures.
 """
 
-import dataclasses
 import json
 import re
 import subprocess
@@ -101,14 +100,15 @@ def _version(text, pattern):
 
 
 def build_board(name, out_dir, *, lanes=None, network=None, baud=DEFAULT_BAUD, seed=1,
-                progress=None):
+                noise=None, progress=None):
     """Build the bitstream of board ``name`` into ``out_dir``; return the report (also written as
     ``out_dir/report.json``).
 
     The engine has ``lanes`` lanes and is sized for the layer sizes ``network`` (defaults: the
-    board's; see :meth:`~spinemu.firmware.boards.Board.configure`); ``baud`` is the UART rate and
-    ``seed`` nextpnr's placement seed. Raises :class:`ConfigurationError` (before running any
-    tool) for an unknown board or a configuration or baud rate the board cannot take,
+    board's; see :meth:`~spinemu.firmware.boards.Board.configure`), its noise blocks start with
+    table ``noise`` (the Gaussian by default; every model load writes its own); ``baud`` is the
+    UART rate and ``seed`` nextpnr's placement seed. Raises :class:`ConfigurationError` (before
+    running any tool) for an unknown board or a configuration or baud rate the board cannot take,
     :class:`DesignDoesNotFit` when nextpnr cannot place the design, and :class:`BuildError` when a
     tool fails (the message names its log); nextpnr also fails when the design misses the clock's
     frequency. The tool files stay in ``out_dir``. ``progress``, if given, is called with a line
@@ -117,7 +117,7 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=DEFAULT_BAUD, s
     try:
         board = find_board(name)
         sizes = board.network if network is None else tuple(network)
-        config = board.configure(lanes, sizes)
+        config = board.configure(lanes, sizes, noise)
         divisor = divisor_for(board.clk_hz, baud)
         if board.family == "ice40":     # the weights must fit the UltraPlus's 4 SPRAMs
             check_spram(config.lanes * config.weight_bits, config.weight_depth)
@@ -184,7 +184,7 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=DEFAULT_BAUD, s
         "uart_divisor": divisor,
         "lanes": config.lanes,
         "layer_sizes": list(sizes),
-        "config": dataclasses.asdict(config),
+        "config": config.as_dict(),
         "max_payload": MAX_PAYLOAD,
         "build_hash": f"0x{build_hash(config, MAX_PAYLOAD):08x}",
         # Every lane's noise block and comparator update one neuron per cycle.

@@ -30,6 +30,8 @@ from amaranth.lib.wiring import In, Out
 
 from .memory_map import ADDR_BITS, COUNT_BITS, SAMPLE_BITS, EngineConfig, Region
 from .neuron import NoisyNeuron
+from .noise import TABLE_READ
+from .noise_table import ENTRIES, ENTRY_BITS
 from .seeder import Seeder
 from .seeding import SEED_BITS
 from .weight_memory import WeightMemory
@@ -55,6 +57,9 @@ class LayerEngine(wiring.Component):
     network : Out(network_layout)
         The configuration registers as CONFIG writes left them: ``layers`` (L) and ``sizes``
         (N_0 .. N_max_layers, 0 until written).
+    table_read, table_data : In(TABLE_READ), Out(26)
+        Read an entry of the noise table (lane 0's copy) while idle; the next job's load restarts
+        the noise blocks.
     busy : Out(1)
     cycles : Out(32)
         Cycles from accepting ``start`` to the last count, of the latest job.
@@ -75,6 +80,8 @@ class LayerEngine(wiring.Component):
             "result": Out(stream.Signature(data.StructLayout({"count": COUNT_BITS, "last": 1}))),
             "abort": In(1),
             "network": Out(self.network_layout),
+            "table_read": In(TABLE_READ),
+            "table_data": Out(ENTRY_BITS),
             "busy": Out(1),
             "cycles": Out(32),
         })
@@ -112,8 +119,9 @@ class LayerEngine(wiring.Component):
             params.append(add_memory(f"params{p}", c.param_layout, c.param_depth))
             cache.append(add_memory(f"cache{p}", a_shape, c.max_groups))
             counts.append(add_memory(f"counts{p}", COUNT_BITS, c.max_groups))
-            m.submodules[f"lane{p}"] = lane = NoisyNeuron(p, fmt)
+            m.submodules[f"lane{p}"] = lane = NoisyNeuron(p, fmt, c.noise)
             lanes.append(lane)
+        m.d.comb += [lanes[0].table_read.eq(self.table_read), self.table_data.eq(lanes[0].table_data)]
         # Layer l writes its spins into buffer l % 2; layer l + 1 reads them from there.
         spins = [add_memory(f"spins{b}", P, c.max_groups) for b in range(2)]
 
@@ -137,6 +145,11 @@ class LayerEngine(wiring.Component):
                      weights.read_en.eq(~weights.write_en)]
         for p in range(P):
             region_write(params[p][0], Region.PARAM, p * c.param_depth, c.param_depth)
+            # one noise table, held by every lane's block
+            m.d.comb += [lanes[p].table_write.en.eq(write & (w.region == Region.NOISE)
+                                                    & (w.addr < ENTRIES)),
+                         lanes[p].table_write.addr.eq(w.addr),
+                         lanes[p].table_write.data.eq(w.data)]
         with kept.If(write & (w.region == Region.CONFIG)):
             with kept.If(w.addr == 0):
                 kept.d.sync += layers.eq(w.data)

@@ -15,6 +15,7 @@ from amaranth.lib import data, enum
 
 from .formats import NeuronFormat
 from .model_image import ModelError
+from .noise_table import ENTRIES, ENTRY_BITS, NoiseTable, gaussian
 from .polynomials import MAX_BLOCKS
 
 __all__ = ["ADDR_BITS", "COUNT_BITS", "SAMPLE_BITS", "CONFIG_BITS", "Region", "EngineConfig",
@@ -27,13 +28,14 @@ ADDR_BITS = 20      # a write address
 CONFIG_BITS = 16    # a CONFIG word: L or a layer size
 
 
-class Region(enum.Enum, shape=2):
+class Region(enum.Enum, shape=3):
     """What a write on the engine's ``write`` port addresses (``docs/engine.md``)."""
 
     CONFIG = 0   # addr 0: layers L; addr 1 + l: size N_l, l = 0..L
     INPUT = 1    # addr i: input x_i (layer 0)
     WEIGHT = 2   # addr = word; a word holds one weight per lane, lane 0 lowest
     PARAM = 3    # addr = lane * param_depth + word: {bias, theta, sigma}
+    NOISE = 4    # addr j: noise table entry j, q | alias << 18, written into every lane's table
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class EngineConfig:
 
     ``lanes`` (a power of two) neurons are computed at once. ``max_layers``, ``max_inputs`` (N_0)
     and ``max_width`` (any N_l, l >= 1) bound the networks it runs; ``weight_depth`` and
-    ``param_depth`` are the per-lane memory sizes in words.
+    ``param_depth`` are the per-lane memory sizes in words. ``noise`` is the noise table the
+    design is built with (NOISE writes replace it).
     """
 
     lanes: int = 4
@@ -54,6 +57,8 @@ class EngineConfig:
     input_bits: int = 5
     weight_bits: int = 8
     fmt: NeuronFormat = field(default_factory=lambda: NeuronFormat(a_width=20))
+    # IDENTIFY reports the loaded table by its hash; the build hash leaves the table out
+    noise: NoiseTable = field(default_factory=gaussian, repr=False)
 
     def __post_init__(self):
         if self.lanes < 1 or self.lanes & (self.lanes - 1) or self.lanes > MAX_BLOCKS:
@@ -61,8 +66,26 @@ class EngineConfig:
         for name in ("max_layers", "max_inputs", "max_width", "weight_depth", "param_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not isinstance(self.noise, NoiseTable):
+            raise ValueError(f"noise must be a NoiseTable, not {type(self.noise).__name__}")
         if max(self.weight_depth, self.lanes * self.param_depth) > 1 << ADDR_BITS:
             raise ValueError(f"a memory region exceeds the {ADDR_BITS}-bit write address")
+
+    def as_dict(self):
+        """The parameters as JSON-able values (build reports): the neuron format as a dict, the
+        noise table by its name and hash (``{"shape", "hash"}``)."""
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in ("fmt", "noise")}
+        return {**values, "fmt": dict(vars(self.fmt)),
+                "noise": {"shape": self.noise.name, "hash": f"{self.noise.hash:08x}"}}
+
+    @classmethod
+    def from_dict(cls, values):
+        """The configuration :meth:`as_dict` describes, its noise table left at the default: a
+        report names the build's table but does not hold it, and every model load writes the
+        model's own table."""
+        values = dict(values)
+        values.pop("noise", None)
+        return cls(**{**values, "fmt": NeuronFormat(**values["fmt"])})
 
     @property
     def max_groups(self):
@@ -79,20 +102,20 @@ class EngineConfig:
 
     @property
     def data_bits(self):
-        """Width of the data of a write: the widest word of CONFIG, WEIGHT and PARAM."""
-        return max(self.param_layout.size, self.lanes * self.weight_bits, CONFIG_BITS)
+        """Width of the data of a write: the widest word of any region."""
+        return max(self.word_bits(r) for r in Region)
 
     def word_bits(self, region):
         """Bits of one word (one address) of ``region``."""
         return {Region.CONFIG: CONFIG_BITS, Region.INPUT: self.input_bits,
                 Region.WEIGHT: self.lanes * self.weight_bits,
-                Region.PARAM: self.param_layout.size}[Region(region)]
+                Region.PARAM: self.param_layout.size, Region.NOISE: ENTRY_BITS}[Region(region)]
 
     def depth(self, region):
         """Addresses in ``region``; CONFIG holds L and N_0..N_L for up to ``max_layers`` layers."""
         return {Region.CONFIG: self.max_layers + 2, Region.INPUT: self.max_inputs,
                 Region.WEIGHT: self.weight_depth,
-                Region.PARAM: self.lanes * self.param_depth}[Region(region)]
+                Region.PARAM: self.lanes * self.param_depth, Region.NOISE: ENTRIES}[Region(region)]
 
 
 def groups(size, lanes):
@@ -168,6 +191,7 @@ def model_writes(model, config):
     ``w`` holds, for every lane, the weight of its neuron for one input: group after group from layer
     1 on, ``N_(l-1)`` words per group. Lane ``p``'s ``{bias, theta, sigma}`` entries follow the same
     group order. Lanes beyond a layer's last neuron get zero weights and ``(0, 0, sigma=1)``.
+    Last, the model's noise table, entry 0 first (so the design's table hash is the table's).
     """
     check_fits(model, config)
     c, P = config, config.lanes
@@ -192,6 +216,7 @@ def model_writes(model, config):
                 writes.append((Region.PARAM, p * c.param_depth + entry,
                                c.param_layout.const(values).as_bits()))
             entry += 1
+    writes += [(Region.NOISE, j, word) for j, word in enumerate(model.noise.entries)]
     return writes
 
 

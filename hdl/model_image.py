@@ -8,7 +8,12 @@ Layout (``docs/engine.md``, "The model image"), all little-endian:
              bias     N_l x int32   (in units of the pre-activation a)
              theta    N_l x int32   (codes of NeuronFormat.theta)
              sigma    N_l x uint16  (codes of NeuronFormat.sigma)
+    noise    (version 2 only) name length u8, name (ASCII), the noise table's 1024 bytes
+             (NoiseTable.to_bytes, docs/noise.md)
     trailer  CRC-32 (ISO-HDLC, as zlib.crc32) of everything before it, u32
+
+An image whose noise table is the Gaussian is written as version 1, without the noise section, so
+images made before noise tables existed keep their bytes; version 2 carries any other table.
 
 Layer 0 is the input: ``N_0`` unsigned ``input_bits``-bit values. Every neuron computes
 ``a = bias + sum(W x)`` and fires with ``a + sigma z > theta``. A model is valid only if no
@@ -17,17 +22,18 @@ pre-activation can leave the ``a_width``-bit format for any input, so the design
 
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .formats import NeuronFormat
+from .noise_table import ENTRIES, NoiseTable, TableError, gaussian
 
 __all__ = ["MAGIC", "VERSION", "ModelImage", "ModelError", "random_model"]
 
 MAGIC = b"SPNM"
-VERSION = 1
+VERSION = 2            # the newest; version 1 is the same without the noise section
 _HEADER = struct.Struct("<4sHHBBBBBB")
 
 
@@ -40,7 +46,8 @@ class ModelImage:
     """A network of dense spin-neuron layers with integer parameters.
 
     ``weights[l]`` has shape ``(sizes[l+1], sizes[l])``; ``bias``, ``theta`` and ``sigma`` hold one
-    value per neuron of each layer (codes in ``fmt``).
+    value per neuron of each layer (codes in ``fmt``); ``noise`` is the noise table every neuron
+    draws from (:mod:`~spinemu.hdl.noise_table`).
     """
 
     sizes: tuple
@@ -51,6 +58,7 @@ class ModelImage:
     bias: tuple
     theta: tuple
     sigma: tuple
+    noise: NoiseTable = field(default_factory=gaussian)
 
     def __post_init__(self):
         self.validate()
@@ -68,6 +76,8 @@ class ModelImage:
             raise ModelError(f"input_bits must be 1..16, not {self.input_bits}")
         if not 2 <= self.weight_bits <= 8:
             raise ModelError(f"weight_bits must be 2..8, not {self.weight_bits}")
+        if not isinstance(self.noise, NoiseTable):
+            raise ModelError(f"noise must be a NoiseTable, not {type(self.noise).__name__}")
         fields = {"weights": self.weights, "bias": self.bias, "theta": self.theta,
                   "sigma": self.sigma}
         for name, arrays in fields.items():
@@ -101,7 +111,8 @@ class ModelImage:
     def to_bytes(self):
         """The image as bytes (see the module docstring)."""
         f = self.fmt
-        parts = [_HEADER.pack(MAGIC, VERSION, self.layers, self.input_bits, self.weight_bits,
+        version = 1 if self.noise == gaussian() else VERSION
+        parts = [_HEADER.pack(MAGIC, version, self.layers, self.input_bits, self.weight_bits,
                               f.a_width, f.theta_frac, f.sigma_width, f.sigma_frac),
                  np.asarray(self.sizes, dtype="<u2").tobytes()]
         for l in range(self.layers):
@@ -109,6 +120,9 @@ class ModelImage:
                       np.asarray(self.bias[l], dtype="<i4").tobytes(),
                       np.asarray(self.theta[l], dtype="<i4").tobytes(),
                       np.asarray(self.sigma[l], dtype="<u2").tobytes()]
+        if version > 1:
+            name = self.noise.name.encode("ascii", "replace")[:255]
+            parts += [bytes([len(name)]), name, self.noise.to_bytes()]
         body = b"".join(parts)
         return body + struct.pack("<I", zlib.crc32(body))
 
@@ -123,8 +137,9 @@ class ModelImage:
             raise ModelError(f"{source}: CRC mismatch (the file is damaged or truncated)")
         magic, version, layers, input_bits, weight_bits, a_width, tf, sw, sf = \
             _HEADER.unpack_from(body)
-        if version != VERSION:
-            raise ModelError(f"{source}: model image version {version}, this spinemu reads {VERSION}")
+        if not 1 <= version <= VERSION:
+            raise ModelError(f"{source}: model image version {version}, this spinemu reads 1 to "
+                             f"{VERSION}")
         offset = _HEADER.size
         try:
             sizes = tuple(int(n) for n in np.frombuffer(body, "<u2", layers + 1, offset))
@@ -137,7 +152,19 @@ class ModelImage:
                     a = np.frombuffer(body, dtype, count, offset).astype(np.int64)
                     offset += a.size * np.dtype(dtype).itemsize
                     arrays[name].append(a.reshape(n_out, n_in) if name == "weights" else a)
-        except ValueError:
+            noise = gaussian()
+            if version > 1:
+                size = body[offset]
+                name = body[offset + 1:offset + 1 + size].decode("ascii", "replace")
+                offset += 1 + size
+                table = body[offset:offset + 4 * ENTRIES]
+                offset += 4 * ENTRIES
+                if len(table) < 4 * ENTRIES:
+                    raise ValueError
+                noise = NoiseTable.from_bytes(table, name, source=f"{source}: noise table")
+        except TableError as error:
+            raise ModelError(str(error)) from None
+        except (ValueError, IndexError):
             raise ModelError(f"{source}: shorter than its header says ({len(data)} bytes)") from None
         if offset != len(body):
             raise ModelError(f"{source}: {len(body) - offset} bytes after the last layer")
@@ -146,7 +173,8 @@ class ModelImage:
         except ValueError as error:
             raise ModelError(f"{source}: {error}") from None
         try:
-            return cls(sizes, input_bits, weight_bits, fmt, *(tuple(arrays[k]) for k in arrays))
+            return cls(sizes, input_bits, weight_bits, fmt, *(tuple(arrays[k]) for k in arrays),
+                       noise=noise)
         except ModelError as error:    # a header field or a value out of range: say where
             raise ModelError(f"{source}: {error}") from None
 

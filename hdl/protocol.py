@@ -23,17 +23,22 @@ import numpy as np
 from amaranth.lib import data, enum
 
 from .memory_map import ADDR_BITS, COUNT_BITS, SAMPLE_BITS, Region
+from .noise_table import ENTRIES
 from .seeding import SEED_BITS
 
-__all__ = ["Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ", "REQUEST_HEADER",
+__all__ = ["HASH_CYCLES", "Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ", "REQUEST_HEADER",
            "RESPONSE_HEADER", "WRITE_HEADER", "RUN_REQUEST", "READ_REQUEST", "IDENTIFY_RESPONSE",
            "RUN_RESPONSE", "READ_ELEMENT", "STATUS_RESPONSE", "nbytes", "pack", "unpack",
            "pack_counts", "unpack_counts", "element_bytes", "config_limits", "identify_body",
            "build_hash", "request", "write_body", "run_body", "read_body", "write_bodies"]
 
-#: 2: RUN's configuration check (BAD_CONFIG) and its abort (ABORTED).
-FORMAT_VERSION = 2
+#: 2: RUN's configuration check (BAD_CONFIG) and its abort (ABORTED). 3: the NOISE region,
+#: IDENTIFY's ``noise_hash`` and SYNC.
+FORMAT_VERSION = 3
 UNREADABLE_SEQ = 0xFF
+#: Cycles the design takes after a request that wrote NOISE entries to hash its noise table again
+#: (``hdl/protocol_engine.py``: 6 an entry), before it takes the next frame.
+HASH_CYCLES = 6 * ENTRIES + 2
 
 
 class Opcode(enum.Enum, shape=8):
@@ -42,6 +47,7 @@ class Opcode(enum.Enum, shape=8):
     RUN = 0x03        # RUN_REQUEST -> RUN_RESPONSE (when the job has finished), or ABORTED
     READ = 0x04       # READ_REQUEST -> count x READ_ELEMENT: spin counts of the last job
     STATUS = 0x05     # -> STATUS_RESPONSE: error counters and job count
+    SYNC = 0x06       # -> empty; changes nothing: a fixed answer to find the link's state by
 
 
 class Status(enum.Enum, shape=8):
@@ -72,7 +78,8 @@ READ_REQUEST = data.StructLayout({"offset": 16, "count": 8})
 IDENTIFY_RESPONSE = data.StructLayout({
     "version": 8, "lanes": 8, "max_layers": 8, "max_inputs": 16, "max_width": 16,
     "weight_depth": 32, "param_depth": 16, "input_bits": 8, "weight_bits": 8, "a_width": 8,
-    "theta_frac": 8, "sigma_width": 8, "sigma_frac": 8, "max_payload": 16, "build_hash": 32})
+    "theta_frac": 8, "sigma_width": 8, "sigma_frac": 8, "max_payload": 16, "build_hash": 32,
+    "noise_hash": 32})
 #: RUN's answer, sent when the job has finished.
 RUN_RESPONSE = data.StructLayout({"cycles": 32})
 #: One element of READ's answer, which is ``count`` of them.
@@ -149,7 +156,8 @@ def build_hash(config, max_payload):
 
 
 def identify_body(config, max_payload):
-    """The body of the IDENTIFY response of a design with ``config``."""
+    """The body of the IDENTIFY response of a design with ``config`` as built: ``noise_hash`` is
+    then the hash of the build's noise table (the design reports the loaded table's)."""
     f = config.fmt
     return pack(IDENTIFY_RESPONSE, version=FORMAT_VERSION, lanes=config.lanes,
                 max_layers=config.max_layers, max_inputs=config.max_inputs,
@@ -157,7 +165,7 @@ def identify_body(config, max_payload):
                 param_depth=config.param_depth, input_bits=config.input_bits,
                 weight_bits=config.weight_bits, a_width=f.a_width, theta_frac=f.theta_frac,
                 sigma_width=f.sigma_width, sigma_frac=f.sigma_frac, max_payload=max_payload,
-                build_hash=build_hash(config, max_payload))
+                build_hash=build_hash(config, max_payload), noise_hash=config.noise.hash)
 
 
 def request(seq, opcode, body=b""):

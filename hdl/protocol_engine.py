@@ -11,6 +11,10 @@ A RUN starts a job only on a complete configuration that fits the memories: a ch
 network's groups, one per cycle, adding up its weight words and parameter entries. While a job
 runs, any new frame (a good one, or a frame error) aborts it: the RUN is answered ABORTED and the
 new frame is then handled as usual.
+
+IDENTIFY reports the noise table by its hash, the CRC-32 of the table's 1024 bytes as it is held:
+after a request that wrote NOISE entries, the engine reads lane 0's table back, entry by entry,
+and computes the hash (6 cycles an entry) before it takes the next frame.
 """
 
 from amaranth.hdl import Array, Const, Module, Signal
@@ -20,7 +24,9 @@ from amaranth.lib.wiring import In, Out
 from .engine import LayerEngine
 from .framing import MAX_PAYLOAD, FrameDecoder, FrameEncoder
 from .memory_map import CONFIG_BITS, COUNT_BITS, EngineConfig, Region
+from .noise_table import ENTRIES, HASH_PARAMETERS
 from .protocol import (
+    IDENTIFY_RESPONSE,
     READ_ELEMENT,
     READ_REQUEST,
     RESPONSE_HEADER,
@@ -108,6 +114,15 @@ class ProtocolEngine(wiring.Component):
                     "uart_overruns": self.uart_overruns, "jobs": jobs}
         m.d.comb += [status_response[name].eq(counters[name]) for name, _ in STATUS_RESPONSE]
 
+        # ---- the noise table's hash: the CRC of what lane 0's table holds ----------------------
+        m.submodules.noise_crc = noise_crc = HASH_PARAMETERS.create()
+        noise_hash = Signal(32, init=c.noise.hash)
+        noise_dirty = Signal()            # NOISE entries written since the hash was computed
+        hash_entry = Signal(range(ENTRIES))
+        hash_byte = Signal(2)
+        hash_word = Signal(32)
+        m.d.comb += engine.table_read.addr.eq(hash_entry)
+
         # ---- a frame error is answered when the engine is next between requests ----------------
         frame_error = Signal()
         frame_error_kind = Signal(8)
@@ -139,8 +154,8 @@ class ProtocolEngine(wiring.Component):
         elem_bytes = Array(Const(element_bytes(r, c), range(widest + 1)) for r in Region)
         elem_bits = Array(Const(c.word_bits(r), 16) for r in Region)
         depth = Array(Const(c.depth(r), len(addr)) for r in Region)
-        n_elem_bytes = elem_bytes[region[:2]]
-        value_ok = (element >> elem_bits[region[:2]]) == 0
+        n_elem_bytes = elem_bytes[region[:3]]
+        value_ok = (element >> elem_bits[region[:3]]) == 0
         config_ok = Signal()
         limit = Signal(CONFIG_BITS)
         limits = config_limits(c)      # CONFIG address a takes 1 .. limits[min(a, 2)]
@@ -151,7 +166,7 @@ class ProtocolEngine(wiring.Component):
             with m.Default():
                 m.d.comb += limit.eq(limits[-1])
         m.d.comb += config_ok.eq((element != 0) & (element <= limit))
-        m.d.comb += [engine.write.payload.region.eq(region[:2]),
+        m.d.comb += [engine.write.payload.region.eq(region[:3]),
                      engine.write.payload.addr.eq(addr),
                      engine.write.payload.data.eq(element)]
 
@@ -169,8 +184,14 @@ class ProtocolEngine(wiring.Component):
         with m.Else():
             with m.Switch(opcode):
                 with m.Case(Opcode.IDENTIFY):
-                    rom = Array(Const(b, 8) for b in self.identify)
-                    m.d.comb += rsp_byte.eq(rom[body_index])
+                    # the build's bytes, but the live hash of the noise table
+                    at = IDENTIFY_RESPONSE["noise_hash"].offset // 8
+                    assert at + 4 == len(self.identify)
+                    rom = Array(Const(b, 8) for b in self.identify[:at])
+                    with m.If(body_index < at):
+                        m.d.comb += rsp_byte.eq(rom[body_index])
+                    with m.Else():
+                        m.d.comb += rsp_byte.eq(_byte(noise_hash, body_index - at, 4))
                 with m.Case(Opcode.STATUS):
                     m.d.comb += rsp_byte.eq(_byte(status_response.as_value(), body_index,
                                                   nbytes(STATUS_RESPONSE)))
@@ -196,7 +217,10 @@ class ProtocolEngine(wiring.Component):
 
         with m.FSM(name="protocol"):
             with m.State("IDLE"):
-                with m.If(frame_error):
+                with m.If(noise_dirty):
+                    m.d.sync += [noise_dirty.eq(0), hash_entry.eq(0)]
+                    m.next = "HASH_READ"
+                with m.Elif(frame_error):
                     m.d.sync += [frame_error.eq(0), seq.eq(UNREADABLE_SEQ), opcode.eq(0)]
                     respond(m, Status.BAD_FRAME, 1)
                 with m.Else():
@@ -207,6 +231,28 @@ class ProtocolEngine(wiring.Component):
                             refuse(m, Status.BAD_LENGTH, 1)
                         with m.Else():
                             m.next = "OPCODE"
+            # The hash: each entry read (a cycle), latched (a cycle), its 4 bytes into the CRC.
+            with m.State("HASH_READ"):
+                m.d.comb += engine.table_read.en.eq(1)
+                m.next = "HASH_LATCH"
+            with m.State("HASH_LATCH"):
+                m.d.sync += [hash_word.eq(engine.table_data), hash_byte.eq(0)]
+                m.next = "HASH_FEED"
+            with m.State("HASH_FEED"):
+                m.d.comb += [noise_crc.valid.eq(1), noise_crc.data.eq(hash_word.word_select(
+                                 hash_byte, 8)),
+                             noise_crc.start.eq((hash_entry == 0) & (hash_byte == 0))]
+                m.d.sync += hash_byte.eq(hash_byte + 1)
+                with m.If(hash_byte == 3):
+                    m.d.sync += hash_entry.eq(hash_entry + 1)
+                    m.next = "HASH_NEXT"
+            with m.State("HASH_NEXT"):
+                with m.If(hash_entry == 0):     # wrapped: all 256 fed, the CRC is out now
+                    m.d.sync += noise_hash.eq(noise_crc.crc)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += engine.table_read.en.eq(1)
+                    m.next = "HASH_LATCH"
             with m.State("OPCODE"):
                 m.d.comb += dec.o.ready.eq(1)
                 with m.If(dec.o.valid):
@@ -221,6 +267,11 @@ class ProtocolEngine(wiring.Component):
                         with m.Case(Opcode.STATUS):
                             with m.If(last):
                                 respond(m, Status.OK, nbytes(STATUS_RESPONSE))
+                            with m.Else():
+                                refuse(m, Status.BAD_LENGTH, 0)
+                        with m.Case(Opcode.SYNC):
+                            with m.If(last):
+                                respond(m, Status.OK)
                             with m.Else():
                                 refuse(m, Status.BAD_LENGTH, 0)
                         with m.Case(Opcode.WRITE, Opcode.RUN, Opcode.READ):
@@ -253,13 +304,14 @@ class ProtocolEngine(wiring.Component):
                             with m.If(count < n):
                                 m.d.sync += _byte(write_header.as_value(), count, n).eq(byte)
                                 with m.If((count == WRITE_HEADER["region"].offset // 8)
-                                          & (byte > Region.PARAM.value)):
+                                          & (byte > max(r.value for r in Region))):
                                     refuse(m, Status.OUT_OF_RANGE, last)
                                 with m.Elif(last):
                                     refuse(m, Status.BAD_LENGTH, 1)
                             with m.Else():
                                 m.d.sync += [element.word_select(element_byte, 8).eq(byte),
                                              element_byte.eq(element_byte + 1)]
+
                                 with m.If(element_byte == n_elem_bytes - 1):
                                     m.d.sync += [element_byte.eq(0), element_last.eq(last)]
                                     m.next = "WRITE_CHECK"
@@ -267,7 +319,7 @@ class ProtocolEngine(wiring.Component):
                                     refuse(m, Status.BAD_LENGTH, 1)
             with m.State("WRITE_CHECK"):
                 # The element is complete: is it in range, then write it.
-                ok = (addr < depth[region[:2]]) & value_ok & (
+                ok = (addr < depth[region[:3]]) & value_ok & (
                     (region != Region.CONFIG.value) | config_ok)
                 with m.If(~ok):
                     refuse(m, Status.OUT_OF_RANGE, element_last)
@@ -275,6 +327,8 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += engine.write.valid.eq(1)
                     with m.If(engine.write.ready):
                         m.d.sync += addr.eq(addr + 1)
+                        with m.If(region == Region.NOISE.value):
+                            m.d.sync += noise_dirty.eq(1)
                         with m.If(element_last):
                             respond(m, Status.OK)
                         with m.Else():

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from spinemu.firmware.boards import BOARDS, DEFAULT_BAUD
-from spinemu.hdl.formats import NeuronFormat
 from spinemu.hdl.framing import MAX_PAYLOAD, encode_frame
 from spinemu.hdl.memory_map import EngineConfig, check_fits, fitted_config, input_writes, job_cycles
 from spinemu.hdl.model_image import ModelError
@@ -233,8 +232,7 @@ def load_reports(specs):
 
 def _report_config(report):
     """The :class:`~spinemu.hdl.memory_map.EngineConfig` a build report describes."""
-    config = dict(report["config"])
-    return EngineConfig(**{**config, "fmt": NeuronFormat(**config["fmt"])})
+    return EngineConfig.from_dict(report["config"])
 
 
 def board_rows(model, samples, reports):

@@ -104,13 +104,16 @@ _STATUS_MEANING = {
 class DesignInfo:
     """What IDENTIFY reports: the :class:`EngineConfig` it implies, the largest frame payload and
     the build hash. ``hash_matches`` says whether ``build_hash`` is the hash this spinemu computes
-    for that configuration (False: the design was built from another version of the gateware)."""
+    for that configuration (False: the design was built from another version of the gateware).
+    ``noise_hash`` is the hash of the noise table loaded now (``config.noise`` is the default: the
+    table itself is not reported)."""
 
     version: int
     config: EngineConfig
     max_payload: int
     build_hash: int
     hash_matches: bool
+    noise_hash: int
 
     @classmethod
     def from_body(cls, body):
@@ -121,6 +124,7 @@ class DesignInfo:
                                 f"not a spinemu design of format version {FORMAT_VERSION}")
         f = unpack(IDENTIFY_RESPONSE, body)
         version, max_payload, hash_ = f.pop("version"), f.pop("max_payload"), f.pop("build_hash")
+        noise_hash = f.pop("noise_hash")
         if version != FORMAT_VERSION:
             raise ProtocolError(f"the design speaks protocol format version {version}; this "
                                 f"client speaks version {FORMAT_VERSION}")
@@ -133,7 +137,8 @@ class DesignInfo:
         if max_payload < _MIN_PAYLOAD:
             raise ProtocolError(f"IDENTIFY reports frames of at most {max_payload} bytes; the "
                                 f"protocol needs at least {_MIN_PAYLOAD}")
-        return cls(version, config, max_payload, hash_, hash_ == build_hash(config, max_payload))
+        return cls(version, config, max_payload, hash_, hash_ == build_hash(config, max_payload),
+                   noise_hash)
 
 
 @dataclass(frozen=True)
@@ -326,7 +331,8 @@ class Client:
         The model is checked against the identified design first: :class:`ModelError` says every
         reason it does not fit, and nothing is written. Then the WRITE frames of
         :func:`~spinemu.hdl.memory_map.model_writes` go out, merged into frames as large as the
-        design takes."""
+        design takes, the model's noise table last; IDENTIFY then checks that the design holds
+        that table (:class:`ProtocolError` naming both hashes if not)."""
         if isinstance(model, (str, Path)):
             path = Path(model)
             try:
@@ -348,6 +354,11 @@ class Client:
                 bar.update()
         finally:
             bar.close()
+        loaded = self.identify().noise_hash
+        if loaded != model.noise.hash:   # a model runs only with the table it was trained with
+            raise ProtocolError(f"the design at {self.url} holds noise table {loaded:08x} after "
+                                f"loading the model, whose table is {model.noise.hash:08x} "
+                                f"({model.noise.name})")
         self.model = model
         return model
 

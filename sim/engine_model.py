@@ -2,8 +2,8 @@
 
 Vectorised over a batch of jobs and over samples. The noise schedule is the engine's: lane ``p``
 takes one code per group it evaluates, in the order sample, layer, group (``docs/engine.md``), from
-its noise block seeded with ``seed_state(seed, p)``. Lanes beyond a layer's last neuron still take
-their code.
+its noise block seeded with ``seed_state(seed, p)``, every block with the model's noise table.
+Lanes beyond a layer's last neuron still take their code.
 """
 
 import os
@@ -45,11 +45,12 @@ def run_jobs(model, inputs, seeds, samples, lanes):
     if inputs.size and (inputs.min() < 0 or inputs.max() >= 1 << model.input_bits):
         raise ValueError(f"inputs must be {model.input_bits}-bit unsigned values")
     return run_network(model.sizes, model.weights, model.bias, model.theta, model.sigma,
-                       model.fmt, inputs, seeds, samples, lanes)
+                       model.fmt, inputs, seeds, samples, lanes, model.noise)
 
 
-def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples, lanes):
-    """:func:`run_jobs` on the parameters themselves (as a design holds them, unvalidated)."""
+def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples, lanes, table):
+    """:func:`run_jobs` on the parameters themselves (as a design holds them, unvalidated), with
+    noise table ``table``."""
     inputs = np.asarray(inputs, dtype=np.int64)
     jobs = len(inputs)
     if inputs.shape != (jobs, sizes[0]) or len(seeds) != jobs:
@@ -58,7 +59,7 @@ def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples,
         raise ValueError(f"samples must be 1..65535, not {samples}")
     x_bounds = [int(np.abs(inputs).max(initial=0))] + [1] * (len(sizes) - 2)   # later: spins
     weights = [_exact_weights(w, x) for w, x in zip(weights, x_bounds, strict=True)]
-    network = (sizes, weights, bias, theta, sigma, fmt)
+    network = (sizes, weights, bias, theta, sigma, fmt, table)
     # Batches of jobs: wide numpy operations whose temporaries stay in the cache; in threads, as
     # numpy releases the GIL in its loops, each with one BLAS thread (more only contend).
     # Equal batches of at most _BATCH jobs, as many as a multiple of the threads.
@@ -76,12 +77,12 @@ _BATCH = 256
 
 
 def _run_batch(network, inputs, seeds, samples, lanes):
-    sizes, weights, bias, theta, sigma, fmt = network
+    sizes, weights, bias, theta, sigma, fmt, table = network
     jobs = len(inputs)
     layers = len(sizes) - 1
     per_sample = [groups(n, lanes) for n in sizes[1:]]
     offsets = np.cumsum([0] + per_sample) * lanes
-    codes = golden.job_noise_codes(seeds, lanes, samples * sum(per_sample))
+    codes = golden.job_noise_codes(seeds, lanes, samples * sum(per_sample), table=table)
     # A sample's codes are its groups' in order, each group's lanes in order: neuron j of layer l
     # takes code offsets[l] + j of the sample.
     codes = codes.reshape(jobs, samples, offsets[-1])

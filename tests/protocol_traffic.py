@@ -1,6 +1,7 @@
 """Link traffic shared by the protocol tests: a small design, and good and bad request sequences
 whose every answer byte the tests compare with the golden board."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -15,6 +16,7 @@ from spinemu.hdl.memory_map import (
     network_words,
 )
 from spinemu.hdl.model_image import random_model
+from spinemu.hdl.noise_table import thermal
 from spinemu.hdl.protocol import (
     Opcode,
     Status,
@@ -57,11 +59,14 @@ def golden_answers(requests, config=CONFIG):
     return [board.feed(r) for r in requests], board
 
 
-def good_traffic(seed, config=CONFIG):
-    """IDENTIFY, a model load, jobs with different seeds and inputs, READs and STATUS."""
+def good_traffic(seed, config=CONFIG, table=None):
+    """IDENTIFY, a model load (with noise table ``table``, the thermal one by default), IDENTIFY
+    (its hash), jobs with different seeds and inputs, READs, STATUS and SYNC."""
     rng = np.random.default_rng(seed)
-    model = random_model((7, 9, 4), seed=seed, fmt=config.fmt)
+    model = dataclasses.replace(random_model((7, 9, 4), seed=seed, fmt=config.fmt),
+                                noise=thermal() if table is None else table)
     payloads = [request(1, Opcode.IDENTIFY)] + _load(model, rng.integers(0, 32, 7), 10, config)
+    payloads += [request(49, Opcode.IDENTIFY), request(48, Opcode.SYNC)]
     payloads += [request(50, Opcode.RUN, run_body(int(rng.integers(0, 2 ** 63)), 3)),
                  request(51, Opcode.READ, read_body(0, 4)),
                  request(52, Opcode.READ, read_body(1, 2)), request(53, Opcode.STATUS)]

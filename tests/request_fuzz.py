@@ -4,19 +4,21 @@ golden board's answer to each and a bound on the cycles the design may take to g
 A sequence mixes whole and partial model loads, CONFIG writes that are partial, repeated, shrunk,
 grown past the memories or out of range, writes past each region's end and of the wrong length,
 RUN and READ in every state, IDENTIFY and STATUS, damaged frames, and reconnects as a simulated
-board makes them (a partial frame cut off by the flush: a delimiter, then IDENTIFY with seq 0xFF).
+board makes them (a partial frame cut off by the flush: a delimiter, then SYNC with seq 0xFF).
 Every value a write can leave in the weight and parameter memories keeps the held network valid
 (no pre-activation can overflow), so the golden model's results are defined in every state.
 Traffic is stop-and-wait, the only kind for which the golden board (which has no clock) and the
 design must agree.
 """
 
+import dataclasses
 import random
 
 from protocol_traffic import CONFIG, MAX_PAYLOAD
 from spinemu.hdl.framing import FrameDecodeError, decode_frame, encode_frame
 from spinemu.hdl.memory_map import Region, groups, job_cycles, model_writes, network_words
 from spinemu.hdl.model_image import random_model
+from spinemu.hdl.noise_table import gaussian, logistic, thermal
 from spinemu.hdl.protocol import (
     REQUEST_HEADER,
     RUN_REQUEST,
@@ -36,6 +38,8 @@ from spinemu.sim.board.base import quiet_cycles
 from spinemu.sim.board.model import GoldenBoard
 
 __all__ = ["VALID_P", "READY_P", "fuzz_traffic", "answer_limit", "golden_run"]
+
+_TABLES = (gaussian(), logistic(), thermal())
 
 #: The stalls the fuzz runs with: the design's bytes are offered and taken at these rates.
 VALID_P = READY_P = 0.7
@@ -72,7 +76,8 @@ class _Traffic:
             words, entries = network_words(sizes, c.lanes)
             if words <= c.weight_depth and entries <= c.param_depth:
                 break
-        model = random_model(sizes, seed=rng.randrange(1 << 30), fmt=c.fmt)
+        model = dataclasses.replace(random_model(sizes, seed=rng.randrange(1 << 30), fmt=c.fmt),
+                                    noise=rng.choice(_TABLES))
         bodies = write_bodies(model_writes(model, c), c, MAX_PAYLOAD)
         keep = len(bodies) if rng.random() < 0.7 else rng.randint(1, len(bodies))
         for body in bodies[:keep]:
@@ -97,10 +102,10 @@ class _Traffic:
         self.write(Region.CONFIG, 0, [layers] + [limits[min(a, 2)] for a in range(1, layers + 2)])
 
     def memory_write(self):
-        """Elements to INPUT, WEIGHT or PARAM near a region's end or anywhere in it, some too wide
-        or cut short; values that keep any held network valid."""
+        """Elements to INPUT, WEIGHT, PARAM or NOISE near a region's end or anywhere in it, some too
+        wide or cut short; values that keep any held network valid."""
         c, rng = self.config, self.rng
-        region = rng.choice([Region.INPUT, Region.WEIGHT, Region.PARAM])
+        region = rng.choice([Region.INPUT, Region.WEIGHT, Region.PARAM, Region.NOISE])
         depth = c.depth(region)
         addr = rng.choice([rng.randrange(depth), depth - rng.randint(1, 3), depth])
         count = rng.randint(1, 4)
@@ -109,6 +114,9 @@ class _Traffic:
                       for _ in range(count)]
         elif region == Region.WEIGHT:
             values = [rng.randrange(1 << c.word_bits(region)) for _ in range(count)]
+        elif region == Region.NOISE:  # any entry is a valid table entry; some one bit too wide
+            values = [rng.randrange(1 << c.word_bits(region)) | (rng.random() < 0.1) << 26
+                      for _ in range(count)]
         else:
             f = c.fmt
             values = [c.param_layout.const({
@@ -130,7 +138,7 @@ class _Traffic:
                                          rng.choice([0, 1, rng.randint(1, 40)])))
 
     def query(self):
-        self.send(self.rng.choice([Opcode.IDENTIFY, Opcode.STATUS]))
+        self.send(self.rng.choice([Opcode.IDENTIFY, Opcode.STATUS, Opcode.SYNC]))
 
     def damaged(self):
         """A frame with a bit flipped, an unknown opcode, a body of the wrong length."""
@@ -141,7 +149,8 @@ class _Traffic:
             frame[rng.randrange(len(frame) - 1)] ^= 1 << rng.randrange(8)
             self.requests.append(bytes(frame).replace(b"\0", b"\1")[:-1] + b"\0")
         elif kind == 1:
-            self.requests.append(_frame(bytes([self.next_seq(), rng.randint(0x06, 0xFE)])))
+            unknown = rng.randint(max(o.value for o in Opcode) + 1, 0xFE)
+            self.requests.append(_frame(bytes([self.next_seq(), unknown])))
         elif kind == 2:
             self.send(Opcode.RUN, run_body(1, 1)[:rng.randint(0, 9)])
         else:
@@ -152,7 +161,7 @@ class _Traffic:
         by the flush's delimiter (a frame error), then the flush request."""
         frame = _frame(request(self.next_seq(), Opcode.RUN, run_body(7, 3)))
         self.requests.append(frame[:self.rng.randint(1, len(frame) - 1)] + b"\0")
-        self.requests.append(_frame(request(UNREADABLE_SEQ, Opcode.IDENTIFY)))
+        self.requests.append(_frame(request(UNREADABLE_SEQ, Opcode.SYNC)))
 
 
 _STEPS = [("load", 3), ("config_write", 4), ("grow", 1), ("memory_write", 4), ("run", 5),

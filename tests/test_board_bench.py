@@ -29,7 +29,7 @@ def _report(board, fmax_mhz, **changes):
     config = BOARDS[board].config
     return {"board": board, "fmax_mhz": fmax_mhz, "clock_mhz": BOARDS[board].clk_hz / 1e6,
             "baud": 1_000_000, "lanes": config.lanes, "max_payload": 256,
-            "config": dataclasses.asdict(dataclasses.replace(config, **changes))}
+            "config": dataclasses.replace(config, **changes).as_dict()}
 
 
 def _write(path, report):

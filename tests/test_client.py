@@ -4,6 +4,7 @@ dropped, corrupted, delayed, a link that goes silent or dies, a RUN aborted by i
 design does it) that end in correct results or a clear error, never a wrong result; a line that
 echoes is named as such."""
 
+import dataclasses
 import random
 import select
 import socket
@@ -15,8 +16,9 @@ import pytest
 
 from protocol_traffic import CONFIG, MAX_PAYLOAD
 from spinemu.hdl.framing import decode_frame, encode_frame
-from spinemu.hdl.memory_map import job_cycles, job_inputs, model_writes
+from spinemu.hdl.memory_map import Region, job_cycles, job_inputs, model_writes
 from spinemu.hdl.model_image import ModelError, random_model
+from spinemu.hdl.noise_table import gaussian, logistic, thermal
 from spinemu.hdl.protocol import (
     FORMAT_VERSION,
     IDENTIFY_RESPONSE,
@@ -476,3 +478,27 @@ def test_an_echoing_line_is_reported():
         with pytest.raises(LinkError, match=f"{url} echoes what is sent"):
             Client.connect(url)
         thread.join(5)
+
+
+def test_a_model_runs_with_its_noise_table_or_not_at_all(fresh_server):
+    # A model with the thermal table: the client writes the table and IDENTIFY then names it, and
+    # the counts are the golden model's with that table.
+    model = dataclasses.replace(MODEL, noise=thermal())
+    x, seeds = _jobs(6)
+    with Client.connect(fresh_server.url) as dev:
+        assert dev.info.noise_hash == gaussian().hash       # the build's table
+        dev.load_model(model)
+        assert dev.info.noise_hash == thermal().hash
+        counts = dev.run(x, seeds, SAMPLES).counts
+    np.testing.assert_array_equal(counts, run_jobs(model, x, seeds, SAMPLES, CONFIG.lanes))
+    assert not np.array_equal(counts, run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
+
+    # A design that keeps another table (its NOISE writes lost) is refused, with both hashes.
+    board, write = fresh_server.board, fresh_server.board._write
+    board._write = lambda body: b"" if body[0] == Region.NOISE.value else write(body)
+    with Client.connect(fresh_server.url) as dev:
+        with pytest.raises(ProtocolError, match=f"holds noise table {thermal().hash:08x} after "
+                           f"loading the model, whose table is {logistic().hash:08x}"):
+            dev.load_model(dataclasses.replace(MODEL, noise=logistic()))
+        with pytest.raises(SpinemuError, match="no model loaded"):
+            dev.run(x, seeds, SAMPLES)

@@ -1,6 +1,7 @@
 """The layer engine in the Amaranth simulator against the job-level golden model; a job aborted
 anywhere leaves nothing behind."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -19,6 +20,7 @@ from spinemu.hdl.memory_map import (
     model_writes,
 )
 from spinemu.hdl.model_image import ModelError, random_model
+from spinemu.hdl.noise_table import gaussian, logistic, thermal
 from spinemu.sim.engine_model import run_jobs
 from spinemu.sim.engine_sim import run_engine_amaranth
 from spinemu.sim.streams import receive, run, send
@@ -29,16 +31,17 @@ def _config(lanes, **kw):
                         weight_depth=512, param_depth=64, **kw)
 
 
-@pytest.mark.parametrize("lanes,shape,samples", [
-    (1, (5, 3), 3),
-    (2, (7, 9, 4), 4),
-    (4, (16, 16, 16, 16, 8), 2),   # four layers, full groups
-    (8, (9, 13, 17), 3),           # partial groups in every layer
-    (4, (3, 2), 5),                # one layer: the output comes straight from the cache
-])
-def test_engine_matches_golden_under_stalls(lanes, shape, samples):
+@pytest.mark.parametrize("lanes,shape,samples,table", [
+    (1, (5, 3), 3, gaussian()),
+    (2, (7, 9, 4), 4, thermal()),
+    (4, (16, 16, 16, 16, 8), 2, gaussian()),   # four layers, full groups
+    (8, (9, 13, 17), 3, logistic()),           # partial groups in every layer
+    (4, (3, 2), 5, gaussian()),                # one layer: the output comes straight from the cache
+], ids=lambda v: v.name if hasattr(v, "name") else None)
+def test_engine_matches_golden_under_stalls(lanes, shape, samples, table):
+    # The model's noise table is written with it; the design is built with the Gaussian.
     config = _config(lanes)
-    model = random_model(shape, seed=lanes, fmt=config.fmt)
+    model = dataclasses.replace(random_model(shape, seed=lanes, fmt=config.fmt), noise=table)
     rng = np.random.default_rng(lanes)
     inputs = rng.integers(0, 32, size=(3, shape[0]))
     seeds = [0, 2 ** 64 - 1, int(rng.integers(0, 2 ** 63))]

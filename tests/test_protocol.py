@@ -42,7 +42,9 @@ from spinemu.hdl.memory_map import (
     model_writes,
 )
 from spinemu.hdl.model_image import random_model
+from spinemu.hdl.noise_table import NoiseTable, gaussian, logistic, thermal
 from spinemu.hdl.protocol import (
+    IDENTIFY_RESPONSE,
     RESPONSE_HEADER,
     UNREADABLE_SEQ,
     Opcode,
@@ -50,7 +52,9 @@ from spinemu.hdl.protocol import (
     read_body,
     request,
     run_body,
+    unpack,
     write_bodies,
+    write_body,
 )
 from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.sim.board.model import GoldenBoard
@@ -347,9 +351,9 @@ def test_golden_board_never_fails():
     for frame in good_traffic(seed=7):      # a model to start from
         board.feed(frame)
     for k in range(3000):
-        opcode = rng.choice([1, 2, 2, 2, 3, 3, 4, 5, rng.randrange(256)])
+        opcode = rng.choice([1, 2, 2, 2, 3, 3, 4, 5, 6, rng.randrange(256)])
         if opcode == 2:                     # a region, an address near the regions' ends
-            body = bytes([rng.randrange(5)]) + rng.choice(
+            body = bytes([rng.randrange(6)]) + rng.choice(
                 [bytes([rng.randrange(20), 0, 0, 0]), rng.randbytes(4)]) + rng.randbytes(
                 rng.randrange(20))
         elif opcode == 3 and rng.random() < 0.7:
@@ -361,3 +365,43 @@ def test_golden_board_never_fails():
             frame = frame[:rng.randrange(1, len(frame))] + b"\0"
         assert board.feed(frame).endswith(b"\0")
     assert board.counters["jobs"] > 3 + 10      # jobs in the random states too
+
+
+def _identified_noise_hash(answer):
+    body = decode_frame(answer[:-1], MAX_PAYLOAD)[2:]
+    return unpack(IDENTIFY_RESPONSE, body)["noise_hash"]
+
+
+def test_identify_reports_the_noise_table_the_design_holds():
+    # The good traffic loads a model with the thermal table: IDENTIFY names the build's table
+    # before, the model's after (answers on the gateware equal the golden board's).
+    requests = good_traffic(seed=5)
+    answers, _ = _check(requests, seed=5)
+    identified = [_identified_noise_hash(a) for r, a in zip(requests, answers, strict=True)
+                  if decode_frame(r[:-1], MAX_PAYLOAD)[1] == Opcode.IDENTIFY.value]
+    assert identified == [gaussian().hash, thermal().hash]
+
+
+def test_the_noise_hash_is_that_of_the_table_held_after_any_writes():
+    # Entries written out of order, twice, cut short, too wide, or a table half replaced: the
+    # hash IDENTIFY reports is always the CRC of what the table holds, on the gateware too.
+    rng = random.Random(3)
+    entries = [list(gaussian().entries), list(thermal().entries), list(logistic().entries)]
+    held = list(CONFIG.noise.entries)
+    requests, expected = [], []
+    for step in range(12):
+        table = rng.choice(entries)
+        start = rng.choice([0, rng.randrange(256), 250])
+        count = rng.randint(1, min(12, 256 - start))
+        values = table[start:start + count]
+        body = write_body(Region.NOISE, start, values, CONFIG)
+        if step % 4 == 3:                           # the last element one bit too wide
+            values = values[:-1]
+            body = write_body(Region.NOISE, start, values + [table[start + count - 1] | 1 << 26],
+                              CONFIG)
+        held[start:start + len(values)] = values
+        requests += [encode_frame(request(step, Opcode.WRITE, body), MAX_PAYLOAD),
+                     encode_frame(request(100 + step, Opcode.IDENTIFY), MAX_PAYLOAD)]
+        expected.append(NoiseTable.from_entries("held", held).hash)
+    answers, _ = _check(requests, seed=6)
+    assert [_identified_noise_hash(a) for a in answers[1::2]] == expected

@@ -5,17 +5,22 @@ results must not depend on handshake timing; a run that takes counts at once mus
 the documented number of cycles.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from spinemu.hdl.memory_map import EngineConfig, job_cycles
 from spinemu.hdl.model_image import random_model
+from spinemu.hdl.noise_table import logistic, thermal
 from spinemu.sim.engine_backends import run_engine
 from spinemu.sim.engine_model import run_jobs
 from spinemu.sim.rtl import SIMULATORS
 
-# Small engines, one per lane count, so each simulator builds two designs in all.
+# Small engines, one per lane count, so each simulator builds two designs in all; the models'
+# noise tables are written with them.
 CASES = [(2, (7, 9, 4), 4), (4, (10, 12, 12, 6), 3)]
+TABLES = {2: logistic(), 4: thermal()}
 # Verilator takes about 25 s to build an engine (the builds are cached afterwards).
 SIMULATOR_PARAMS = [pytest.param(s, marks=pytest.mark.slow) if s == "verilator" else s
                     for s in SIMULATORS]
@@ -28,7 +33,8 @@ def _config(lanes):
 
 def _jobs(lanes, shape, count):
     config = _config(lanes)
-    model = random_model(shape, seed=lanes, fmt=config.fmt)
+    model = dataclasses.replace(random_model(shape, seed=lanes, fmt=config.fmt),
+                                noise=TABLES[lanes])
     rng = np.random.default_rng(lanes)
     inputs = rng.integers(0, 32, size=(count, shape[0]))
     seeds = [0, 2 ** 64 - 1, *(int(s) for s in rng.integers(0, 2 ** 63, size=count - 2))]

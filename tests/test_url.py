@@ -94,9 +94,9 @@ def test_a_dropped_link_is_a_clear_error(tmp_path, capsys):
     config = fitted_config(MODEL, LANES)
     server = start_server("golden", config, MAX_PAYLOAD)
     feed, answers = server.board.feed, []
-    # IDENTIFY, the model's WRITE frames, then the first job's input WRITE and its RUN: the board
-    # dies before answering anything more, and its socket closes
-    last = 1 + len(write_bodies(model_writes(MODEL, config), config, MAX_PAYLOAD)) + 2
+    # IDENTIFY, the model's WRITE frames, IDENTIFY (the noise table's hash), then the first job's
+    # input WRITE and its RUN: the board dies before answering anything more, and its socket closes
+    last = 1 + len(write_bodies(model_writes(MODEL, config), config, MAX_PAYLOAD)) + 1 + 2
 
     def dying(data):
         if len(answers) == last:

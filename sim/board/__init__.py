@@ -25,7 +25,7 @@ would only slow the simulation down, and the bytes are the same). The design kee
 loaded model) from one connection to the next, as a board does; one connection is served at a time.
 A client that connects meanwhile is answered :data:`~.base.BUSY_ANSWER` (status BUSY) and its
 connection closed. When a client leaves, every byte the design still sends for it is dropped and
-the design is flushed (:class:`~.base.Flush`: an IDENTIFY that also aborts a job it left running)
+the design is flushed (:class:`~.base.Flush`: a SYNC that also aborts a job it left running)
 before the next client is served; a design that does not answer the flush in time
 (:func:`~.base.flush_cycles`) fails the server with a :class:`ServeError`.
 The servers never step Python once per clock cycle while the design computes: they wait for the

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from spinemu.hdl.framing import DELIMITER, encode_frame
 from spinemu.hdl.memory_map import job_cycles
 from spinemu.hdl.protocol import (
+    HASH_CYCLES,
     RESPONSE_HEADER,
     UNREADABLE_SEQ,
     Opcode,
     Status,
-    identify_body,
     pack,
     request,
 )
@@ -48,14 +48,15 @@ class ServeError(SimulationError):
 
 
 def quiet_cycles(max_payload):
-    """Cycles after a request's last byte by which the design has answered or started a job."""
-    return 4 * (max_payload + 3) + 256
+    """Cycles after a request's last byte by which the design has answered or started a job, the
+    hash of its noise table after the request before included (:data:`HASH_CYCLES`)."""
+    return 4 * (max_payload + 3) + 256 + HASH_CYCLES
 
 
 def flush_cycles(config, max_payload):
     """The cycles a design gets to answer a :class:`Flush`: four times the worst case with the
     gateware's abort. That case answers three frames (one the departed client left in the decoder,
-    the bad frame the flush's delimiter ends, the flush's IDENTIFY), each within
+    the bad frame the flush's delimiter ends, the flush's SYNC), each within
     :func:`quiet_cycles`, and stops two jobs (the one running and one the held frame starts), each
     within a whole one-sample job on the largest network the design holds, so that an abort taking
     effect at the end of any phase of a job fits."""
@@ -69,7 +70,7 @@ class Flush:
     reaches the next one: :meth:`feed`'s bytes, then the design runs, its output dropped, until
     :attr:`answer` has come out (:meth:`watch`), or the server fails after :attr:`cycles`.
 
-    ``request`` is an IDENTIFY with the sequence number no client uses (0xFF): as any new frame,
+    ``request`` is a SYNC with the sequence number no client uses (0xFF): as any new frame,
     it aborts a job the departed client started, and its answer comes after the answers to
     everything before it.
     """
@@ -81,9 +82,8 @@ class Flush:
     @classmethod
     def of(cls, config, max_payload):
         """The flush of a design with ``config`` and ``max_payload``."""
-        answer = (pack(RESPONSE_HEADER, seq=UNREADABLE_SEQ, status=Status.OK.value)
-                  + identify_body(config, max_payload))
-        return cls(encode_frame(request(UNREADABLE_SEQ, Opcode.IDENTIFY), max_payload),
+        answer = pack(RESPONSE_HEADER, seq=UNREADABLE_SEQ, status=Status.OK.value)
+        return cls(encode_frame(request(UNREADABLE_SEQ, Opcode.SYNC), max_payload),
                    encode_frame(answer, max_payload), flush_cycles(config, max_payload))
 
     def feed(self, last_in):
@@ -98,7 +98,7 @@ class Flush:
     def failure(self, backend):
         """The error of a design that did not give :attr:`answer` in time."""
         return ServeError(f"the {backend} board's design did not answer the flush after a client "
-                          f"left (IDENTIFY, within {self.cycles} cycles): a job it did not abort?")
+                          f"left (SYNC, within {self.cycles} cycles): a job it did not abort?")
 
 
 class FrameWatch:

@@ -26,7 +26,9 @@ from spinemu.hdl.framing import (
     max_encoded_length,
 )
 from spinemu.hdl.memory_map import EngineConfig, Region, groups, job_cycles, network_words
+from spinemu.hdl.noise_table import NoiseTable
 from spinemu.hdl.protocol import (
+    IDENTIFY_RESPONSE,
     READ_ELEMENT,
     READ_REQUEST,
     REQUEST_HEADER,
@@ -86,7 +88,9 @@ class GoldenBoard:
         self.sizes = [0] * (c.max_layers + 1)
         self.memory = {Region.INPUT: np.zeros(c.max_inputs, np.int64),
                        Region.WEIGHT: np.zeros(c.weight_depth, object),
-                       Region.PARAM: np.zeros(c.lanes * c.param_depth, object)}
+                       Region.PARAM: np.zeros(c.lanes * c.param_depth, object),
+                       Region.NOISE: np.array(c.noise.entries, object)}
+
         self.results = []
         self.counters = {name: 0 for name, _ in STATUS_RESPONSE}
 
@@ -163,11 +167,15 @@ class GoldenBoard:
 
     def _command(self, opcode, body):
         c = self.config
-        if opcode == Opcode.IDENTIFY.value or opcode == Opcode.STATUS.value:
+        if opcode in (Opcode.IDENTIFY.value, Opcode.STATUS.value, Opcode.SYNC.value):
             if body:
                 raise _Refused(Status.BAD_LENGTH)
+            if opcode == Opcode.SYNC.value:
+                return b""
             if opcode == Opcode.IDENTIFY.value:
-                return self._identify
+                at = IDENTIFY_RESPONSE["noise_hash"].offset // 8
+                # the hash of the table as held (the design recomputes it after NOISE writes)
+                return self._identify[:at] + self._noise_table().hash.to_bytes(4, "little")
             return pack(STATUS_RESPONSE, **self.counters)
         if opcode == Opcode.WRITE.value:
             return self._write(body)
@@ -201,7 +209,7 @@ class GoldenBoard:
         c = self.config
         # The region is judged as soon as its byte arrives, the length only at the end.
         at, header = WRITE_HEADER["region"].offset // 8, nbytes(WRITE_HEADER)
-        if len(body) > at and body[at] > Region.PARAM.value:
+        if len(body) > at and body[at] > max(r.value for r in Region):
             raise _Refused(Status.OUT_OF_RANGE)
         if len(body) <= header:
             raise _Refused(Status.BAD_LENGTH)
@@ -210,8 +218,11 @@ class GoldenBoard:
         size, bits, depth = element_bytes(region, c), c.word_bits(region), c.depth(region)
         limits = config_limits(c)
         elements = body[header:]
-        for start in range(0, len(elements) - len(elements) % size, size):
-            value = int.from_bytes(elements[start:start + size], "little")
+        for start in range(0, len(elements), size):
+            element = elements[start:start + size]
+            if len(element) < size:
+                break
+            value = int.from_bytes(element, "little")
             ok = addr < depth and value >> bits == 0
             if region == Region.CONFIG:
                 ok = ok and 0 < value <= limits[min(addr, len(limits) - 1)]
@@ -228,6 +239,9 @@ class GoldenBoard:
         if len(elements) % size:
             raise _Refused(Status.BAD_LENGTH)
         return b""
+
+    def _noise_table(self):
+        return NoiseTable.from_entries("loaded", self.memory[Region.NOISE])
 
     def _network(self):
         """The layers as the design holds them in its lane memories (the inverse of model_writes)."""
@@ -264,7 +278,7 @@ class GoldenBoard:
         sizes, weights, bias, theta, sigma = self._network()
         x = self.memory[Region.INPUT][:sizes[0]][None, :]
         counts = run_network(sizes, weights, bias, theta, sigma, c.fmt, x, [seed], samples,
-                             c.lanes)[0]
+                             c.lanes, self._noise_table())[0]
         self.results = [int(v) & 0xFFFF for v in counts]
         self.counters["jobs"] = (self.counters["jobs"] + 1) & 0xFFFFFFFF
         # The engine's cycle counter is 32 bits: a job that long would wrap it.
