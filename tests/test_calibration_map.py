@@ -90,7 +90,7 @@ def test_out_of_range_values_are_clear_errors(single, tmp_path, capsys):
     with pytest.raises(InputError):
         cal.map_calibration(single, scale=hi * 1.01)
     # an offset far from the device pushes its threshold, or the currents, out of the formats
-    with pytest.raises(InputError, match=r"\(I50 1.2055 mA - offset -40 mA\) x scale 1000 = 4.121e\+04 "
+    with pytest.raises(InputError, match=r"\(mu 1.2055 mA - offset -40 mA\) x scale 1000 = 4.121e\+04 "
                                         r"input units: theta = .* outside the Q16.8 format"):
         cal.map_calibration(single, scale=1000.0, offset=-40.0)
     with pytest.raises(InputError, match=r"current 1.4 mA maps to input 32800, outside the Q16.0 input"):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from spinemu.hdl.noise_table import NoiseTable, TableError, gaussian
 from spinemu.host.errors import InputError
 
-__all__ = ["write_calibration", "write_output", "read_neuron_codes"]
+__all__ = ["write_calibration", "write_output", "read_neuron_codes", "noise_entry",
+           "read_noise_table"]
 
 
 def write_calibration(path, report):
@@ -49,15 +51,8 @@ def read_neuron_codes(path, fmt):
     naming the file and the problem otherwise.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such calibration file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read the calibration ({error})") from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not JSON ({error})") from None
-    neurons = data.get("neurons") if isinstance(data, dict) else None
+    data = _read(path)
+    neurons = data.get("neurons")
     if not isinstance(neurons, list) or not neurons:
         raise InputError(f"{path}: no 'neurons' list; write the file with `spinemu calibrate`")
     formats = (data.get("mapping") or {}).get("formats") or {}
@@ -88,6 +83,51 @@ def read_neuron_codes(path, fmt):
         sigma.append(s)
     theta, sigma = np.array(theta, np.int64), np.array(sigma, np.int64)
     return theta, sigma
+
+
+def noise_entry(table):
+    """CALIB.json's ``noise`` field for a noise table: its shape's name, its hash (8 hex digits)
+    and its 1024 bytes (:meth:`~spinemu.hdl.noise_table.NoiseTable.to_bytes`) in hex."""
+    return {"shape": table.name, "hash": f"{table.hash:08x}", "table": table.to_bytes().hex()}
+
+
+def read_noise_table(path):
+    """The noise table the CALIB.json at ``path`` maps its neurons with (the Gaussian when the
+    file has no ``noise`` field, as files written before noise tables did not). InputError naming
+    the file when the field is malformed or its hash is not its table's."""
+    path = Path(path)
+    entry = _read(path).get("noise")
+    if entry is None:
+        return gaussian()
+    try:
+        table = NoiseTable.from_bytes(bytes.fromhex(entry["table"]), str(entry["shape"]),
+                                      source=f"{path}: noise.table")
+        recorded = int(entry["hash"], 16)
+    except TableError as error:
+        raise InputError(str(error)) from None
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: 'noise' needs 'shape', 'hash' (hex) and 'table' (hex bytes); "
+                         "write the file with `spinemu calibrate`") from None
+    if recorded != table.hash:
+        raise InputError(f"{path}: noise.hash is {recorded:08x} but the table's hash is "
+                         f"{table.hash:08x}: the file was changed by hand")
+    return table
+
+
+def _read(path):
+    """The JSON object in ``path``; InputError naming the file otherwise."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such calibration file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the calibration ({error})") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a calibration (a JSON object); write it with `spinemu "
+                         "calibrate`")
+    return data
 
 
 def _format_fracs(text):

@@ -2,9 +2,10 @@
 
 A device's switching probability rises with the current like a Gaussian CDF, ``P(I) = Phi((I - I50)
 / sigma)``; this module fits that *probit* model by binomial maximum likelihood, with
-profile-likelihood confidence intervals and a deviance goodness-of-fit test, and compares it by AIC
-with a logistic and a thermal-activation (Neel-Brown) curve, so that a device that is not Gaussian
-shows up as such. ``docs/calibration.md`` is the spec.
+profile-likelihood confidence intervals and a deviance goodness-of-fit test, and the logistic and
+thermal-activation (Neel-Brown) curves, so that a device that is not Gaussian shows up as such
+(:mod:`.nonparametric` adds a shape-free fit, :mod:`.device_fit` compares them all by AIC).
+``docs/calibration.md`` is the spec.
 
 Every model is a binomial GLM: ``P = F(eta)`` with a linear predictor ``eta`` in standardised current
 ``x = (I - center) / scale`` and a log-concave link ``F`` (normal, logistic, complementary log-log), so
@@ -23,11 +24,9 @@ from scipy.special import expit, log_ndtr, ndtr
 
 from spinemu.host.errors import InputError
 
-from .measurements import Curve
+__all__ = ["PARAMETRIC", "FORMULAS", "ModelFit", "ProbitFit", "fit_probit", "fit_parametric"]
 
-__all__ = ["MODELS", "ModelFit", "ProbitFit", "DeviceFit", "fit_probit", "fit_models", "fit_device"]
-
-MODELS = ("probit", "logistic", "thermal")
+PARAMETRIC = ("probit", "logistic", "thermal")
 FORMULAS = {
     "probit": "P(I) = Phi((I - i50) / sigma)",
     "logistic": "P(I) = 1 / (1 + exp(-(I - i50) / s))",
@@ -57,8 +56,11 @@ def _cloglog_link(eta):
     return np.log(p), -rate, rate * np.exp(-rate) / p, -rate
 
 
-_CDF = {"probit": ndtr, "logistic": expit, "thermal": lambda eta: -np.expm1(-np.exp(eta))}
-_LINK = {"probit": _probit_link, "logistic": _logit_link, "thermal": _cloglog_link}
+# the nonparametric model (:mod:`.nonparametric`) is a probit of a monotone spline
+_CDF = {"probit": ndtr, "logistic": expit, "thermal": lambda eta: -np.expm1(-np.exp(eta)),
+        "nonparametric": ndtr}
+_LINK = {"probit": _probit_link, "logistic": _logit_link, "thermal": _cloglog_link,
+         "nonparametric": _probit_link}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,7 +112,16 @@ class ModelFit:
 
     def probability(self, current):
         """The fitted switching probability at ``current`` (array-like, file units)."""
-        return _CDF[self.model](self._eta(self.frame.x(current)))
+        return _CDF[self.model](self.eta(current))
+
+    def log_probabilities(self, current):
+        """``(log P, log(1 - P))`` at ``current``, accurate far out in both tails."""
+        lp, lq, _, _ = _LINK[self.model](self.eta(current))
+        return lp, lq
+
+    def eta(self, current):
+        """The linear predictor at ``current`` (file units): ``P = F(eta)`` with the model's link."""
+        return self._eta(self.frame.x(current))
 
     def _eta(self, x):
         if self.model != "thermal":
@@ -158,9 +169,21 @@ class ProbitFit(ModelFit):
         return ndtr(eta - z * sd), ndtr(eta + z * sd)
 
 
-def _fit_glm(model, curve, frame):
-    """Maximise the model's binomial log-likelihood; returns (coef, log_likelihood)."""
-    x = frame.x(curve.current)
+def _design(model, x, frame):
+    """The GLM's design matrix and the coefficients' (lower, upper) bounds."""
+    if model == "thermal":
+        # eta = c0 + d u + b2 u^2, u = x - top: d >= 0 puts Ic at or beyond the largest current,
+        # b2 <= 0 keeps Delta >= 0
+        u = x - frame.top
+        return (np.column_stack([np.ones_like(u), u, u * u]),
+                np.array([-np.inf, 0, -np.inf]), np.array([np.inf, np.inf, 0]))
+    # beta = 1 / sigma >= 0: the curve may not fall
+    return np.column_stack([np.ones_like(x), x]), np.array([-np.inf, 0]), np.array([np.inf, np.inf])
+
+
+def _fit_glm(model, curve, design, lower, upper):
+    """Maximise the binomial log-likelihood of ``P = F(design @ coef)`` (``F``: the model's link)
+    within the bounds; returns (coef, log_likelihood)."""
     n, s = curve.trials, curve.switched
     f = n - s
     total = float(n.sum())  # the objective is per trial, so tolerances do not depend on data size
@@ -168,18 +191,8 @@ def _fit_glm(model, curve, frame):
     # empirical link values of the shrunk proportions give a starting line (the start only speeds
     # things up: the objective is concave)
     p = (s + 0.5) / (n + 1.0)
-    empirical = {"probit": stats.norm.ppf(p), "logistic": np.log(p / (1 - p)),
-                 "thermal": np.log(-np.log1p(-p))}[model]
-    if model == "thermal":
-        # eta = c0 + d u + b2 u^2, u = x - top: d >= 0 puts Ic at or beyond the largest current,
-        # b2 <= 0 keeps Delta >= 0
-        u = x - frame.top
-        design = np.column_stack([np.ones_like(u), u, u * u])
-        lower, upper = np.array([-np.inf, 0, -np.inf]), np.array([np.inf, np.inf, 0])
-    else:
-        design = np.column_stack([np.ones_like(x), x])
-        # beta = 1 / sigma >= 0: the curve may not fall
-        lower, upper = np.array([-np.inf, 0]), np.array([np.inf, np.inf])
+    empirical = {"logistic": np.log(p / (1 - p)),
+                 "thermal": np.log(-np.log1p(-p))}.get(model, stats.norm.ppf(p))
     start, *_ = np.linalg.lstsq(design * np.sqrt(n)[:, None], empirical * np.sqrt(n), rcond=None)
 
     def objective(coef):
@@ -198,12 +211,13 @@ def _fit_glm(model, curve, frame):
     return result.x, -value * total
 
 
-def _model_fit(model, curve, frame, coef, log_likelihood):
-    """Natural parameters and goodness of fit for fitted coefficients."""
+def _model_fit(model, curve, frame, coef, log_likelihood, params=None):
+    """:class:`ModelFit`'s fields: the natural parameters (``params``, default: the parametric
+    models') and the goodness of fit, for fitted coefficients."""
     deviance = max(2 * (curve.saturated_log_likelihood() - log_likelihood), 0.0)
     k = len(coef)
     dof = len(curve.current) - k
-    params = _natural_params(model, coef, frame)
+    params = _natural_params(model, coef, frame) if params is None else params
     return dict(model=model, params=params, log_likelihood=float(log_likelihood),
                 deviance=float(deviance), dof=dof,
                 deviance_p=float(stats.chi2.sf(deviance, dof)) if dof > 0 else None,
@@ -245,24 +259,25 @@ def fit_probit(curve, level=0.95):
     """
     curve.check()
     frame = _Frame.of(curve)
-    coef, log_likelihood = _fit_glm("probit", curve, frame)
+    design, lower, upper = _design("probit", frame.x(curve.current), frame)
+    coef, log_likelihood = _fit_glm("probit", curve, design, lower, upper)
     _require_rising(curve, coef)
-    info = _probit_information(curve, frame.x(curve.current), coef)
+    info = _probit_information(curve, design, coef)
     cov = np.linalg.inv(info)
     i50_ci, sigma_ci = _profile_intervals(curve, frame, coef, log_likelihood, cov, level)
     return ProbitFit(**_model_fit("probit", curve, frame, coef, log_likelihood),
                      i50_ci=i50_ci, sigma_ci=sigma_ci, level=level, cov=cov)
 
 
-def fit_models(curve, level=0.95):
-    """Fit every model in ``MODELS`` to a :class:`Curve`; returns ``{name: ModelFit}``.
+def fit_parametric(curve, level=0.95):
+    """Fit every model in ``PARAMETRIC`` to a :class:`Curve`; returns ``{name: ModelFit}``.
 
     The probit entry is a :class:`ProbitFit` with confidence intervals at ``level``.
     """
     fits = {"probit": fit_probit(curve, level)}
     frame = fits["probit"].frame
-    for model in MODELS[1:]:
-        coef, log_likelihood = _fit_glm(model, curve, frame)
+    for model in PARAMETRIC[1:]:
+        coef, log_likelihood = _fit_glm(model, curve, *_design(model, frame.x(curve.current), frame))
         if model == "logistic":
             _require_rising(curve, coef)
         fits[model] = ModelFit(**_model_fit(model, curve, frame, coef, log_likelihood))
@@ -280,10 +295,10 @@ def _probit_terms(eta, s, f):
     return (float(s @ lp + f @ lq), s * rp - f * rq, -s * rp * (eta + rp) - f * rq * (rq - eta))
 
 
-def _probit_information(curve, x, coef):
+def _probit_information(curve, design, coef):
+    """The observed information of the coefficients of ``eta = design @ coef`` under the probit."""
     s, f = curve.switched, curve.trials - curve.switched
-    _, _, h = _probit_terms(coef[0] + coef[1] * x, s, f)
-    design = np.column_stack([np.ones_like(x), x])
+    _, _, h = _probit_terms(design @ coef, s, f)
     return -(design.T * h) @ design
 
 
@@ -365,30 +380,3 @@ def _crossing(deviance, t_hat, step, side, cut, limit):
                                    xtol=1e-10, rtol=1e-12)
         inner, distance = outer, distance * 2
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# One device: every model
-
-
-@dataclass(frozen=True)
-class DeviceFit:
-    """All model fits of one device's curve and the model its data prefer by AIC."""
-
-    curve: Curve
-    fits: dict
-
-    @property
-    def probit(self):
-        """The :class:`ProbitFit`."""
-        return self.fits["probit"]
-
-    @property
-    def preferred_model(self):
-        """The model with the smallest AIC."""
-        return min(self.fits, key=lambda name: self.fits[name].aic)
-
-
-def fit_device(curve, level=0.95):
-    """Fit every model to one device's :class:`Curve`; returns a :class:`DeviceFit`."""
-    return DeviceFit(curve, fit_models(curve, level))

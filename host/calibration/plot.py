@@ -10,7 +10,8 @@ from scipy import stats
 __all__ = ["wilson_interval", "plot_calibration"]
 
 _STYLE = {"logistic": dict(color="tab:orange", linestyle="--"),
-          "thermal": dict(color="tab:green", linestyle=":")}
+          "thermal": dict(color="tab:green", linestyle=":"),
+          "nonparametric": dict(color="tab:purple", linestyle=(0, (5, 1, 1, 1)))}
 
 
 def wilson_interval(switched, trials, level=0.95):
@@ -28,8 +29,8 @@ def plot_calibration(calibration, path, emulated=None):
     """Plot a :class:`~spinemu.host.calibration.Calibration` to the image file ``path``.
 
     One device: the data with Wilson 95% error bars (binned for display when there are more than 40
-    distinct currents), the probit fit with its pointwise 95% band and the other models' curves, each
-    labelled with its AIC difference. A population: every device's data
+    distinct currents), the probit fit with its pointwise 95% band and the other fitted models'
+    curves, each labelled with its AIC difference. A population: every device's data
     and probit curve in one panel, and a scatter of (I50, sigma) with their confidence intervals.
     ``emulated`` adds curves to the (first) panel: an ``(x, p, label)`` tuple or a list of them, e.g.
     the emulated neuron's measured switching probability; a fourth element, a dict of matplotlib
@@ -98,8 +99,9 @@ def _device_panel(ax, device):
             label=f"probit I50={probit.i50:.4g} sigma={probit.sigma:.3g} "
                   f"(dAIC {aic['probit'] - best:+.1f}; 95% band)")
     for model, style in _STYLE.items():
-        ax.plot(grid, device.fits[model].probability(grid), **style,
-                label=f"{model} (dAIC {aic[model] - best:+.1f})")
+        if model in device.fits:
+            ax.plot(grid, device.fits[model].probability(grid), **style,
+                    label=f"{model} (dAIC {aic[model] - best:+.1f})")
 
 
 def _population_panels(ax, scatter, devices, unit):

@@ -2,8 +2,9 @@
 
 :func:`verify` sweeps the input over the measured current range on a backend (the golden model, the
 Amaranth simulator, or the generated Verilog under Icarus or Verilator), counts spins, and compares
-them with the device curve and with the exact curve of the emulated neuron. ``docs/calibration.md``
-is the spec.
+them with the device curve (the data's preferred model for a fitted device) and with the exact
+curve of the emulated neuron; given the calibration, it also judges the emulated shape against the
+measured counts (:mod:`.data_check`). ``docs/calibration.md`` is the spec.
 """
 
 import time
@@ -11,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
-from scipy.special import ndtr
 
 from spinemu.hdl.polynomials import MAX_BLOCKS
 from spinemu.host.errors import InputError, SpinemuError
@@ -19,6 +19,7 @@ from spinemu.sim import golden
 from spinemu.sim.backends import BACKENDS
 from spinemu.sim.rtl import BenchError
 
+from .data_check import DataCheck, check_data
 from .mapping import MappedNeuron
 
 __all__ = ["TARGET", "FALSE_ALARM", "DEFAULT_TRIALS", "NeuronCheck", "Verification",
@@ -35,10 +36,12 @@ GRID_POINTS = {"golden": 41, "verilator": 0, "icarus": 0, "amaranth": 0}
 @dataclass(frozen=True)
 class NeuronCheck:
     """One neuron's sweep: per input ``a`` (at the current it represents exactly) the spins counted
-    out of ``trials``, the exact emulated probability and the device's. ``exact_a`` covers every
-    integer input of the measured range, with the exact emulated and device curves there."""
+    out of ``trials``, the exact emulated probability and the device's (the curve ``against``
+    names). ``exact_a`` covers every integer input of the measured range, with the exact emulated
+    and device curves there."""
 
     neuron: MappedNeuron
+    against: str
     a: np.ndarray
     current: np.ndarray
     switched: np.ndarray
@@ -67,6 +70,7 @@ class Verification:
     seconds: float
     cycles: int | None = None
     target: float = TARGET
+    data: DataCheck | None = None
 
     @property
     def points(self):
@@ -96,8 +100,10 @@ class Verification:
 
     @property
     def passed(self):
-        """The exact curve meets the target and the backend's counts agree with it."""
-        return self.exact_max_abs_error <= self.target and self.consistency_p >= FALSE_ALARM
+        """The exact curve meets the target, the backend's counts agree with it, and the measured
+        counts do not reject the emulated shape (when :attr:`data` is there)."""
+        return (self.exact_max_abs_error <= self.target and self.consistency_p >= FALSE_ALARM
+                and (self.data is None or self.data.passed))
 
 
 def consistency_p(switched, trials, p):
@@ -121,18 +127,32 @@ def _sweep_inputs(mapping, grid_points):
     return np.unique(mapping.input_code(currents))
 
 
-def verify(mapping, *, backend="golden", trials=None, neurons=None, seed=1, grid_points=None,
-           target=TARGET, log=None):
+def _reference(mapping, calibration, neuron):
+    """The curve (a function of the current) that ``neuron`` is compared with, and its name."""
+    if calibration is not None and neuron.source == "device fit":
+        preferred = calibration.preferred_model
+        return (calibration.devices[0].fits[preferred].probability,
+                f"the device's {preferred} fit (preferred by AIC)")
+    who = "the drawn device" if neuron.source == "population draw" else "the device"
+    return (lambda current: mapping.device_probability(neuron, current),
+            f"{who} on the {mapping.shape.model} shape")
+
+
+def verify(mapping, calibration=None, *, backend="golden", trials=None, neurons=None, seed=1,
+           grid_points=None, target=TARGET, log=None):
     """Sweep the emulated neurons over the measured current range on ``backend``.
 
     For each of the first ``neurons`` mapped neurons (default: 4 on the golden model, 1 on the
     simulators) the sweep's inputs ``a`` are the measured currents and ``grid_points`` evenly
     spaced currents (default :data:`GRID_POINTS`), rounded to inputs; each input is evaluated
-    ``trials`` times in a row (default :data:`DEFAULT_TRIALS`) by ``NoisyNeuron(index)`` loaded from
-    job seed ``seed``, so every backend sees the same noise and counts the same spins. The device
-    curve is taken at the current each ``a`` represents exactly (``a / scale + offset``); the exact
-    emulated curve comes from the golden model's code distribution. ``log`` (a file) gets a line
-    per neuron. Returns a :class:`Verification`.
+    ``trials`` times in a row (default :data:`DEFAULT_TRIALS`) by ``NoisyNeuron(index)`` with the
+    mapping's noise table, loaded from job seed ``seed``, so every backend sees the same noise and
+    counts the same spins. The device curve is taken at the current each ``a`` represents exactly
+    (``a / scale + offset``): with ``calibration``, a fitted device's is its fit of the data's
+    preferred model, and the measured counts judge the emulated shape (:func:`check_data`); a
+    drawn device's (and without ``calibration`` every device's) is its curve on the mapping's
+    shape. The exact emulated curve comes from the golden model's code distribution. ``log`` (a
+    file) gets a line per neuron. Returns a :class:`Verification`.
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
@@ -144,7 +164,7 @@ def verify(mapping, *, backend="golden", trials=None, neurons=None, seed=1, grid
     if not 1 <= count <= min(len(mapping.neurons), MAX_BLOCKS):
         raise InputError(f"--verify must be 1..{min(len(mapping.neurons), MAX_BLOCKS)} (mapped neurons, "
                          f"one noise block each), not {count}")
-    fmt = mapping.fmt
+    fmt, table = mapping.fmt, mapping.shape.table
     sweep = _sweep_inputs(mapping, GRID_POINTS[backend] if grid_points is None else grid_points)
     inputs = np.repeat(sweep, trials)  # point by point: all trials of one input, then the next
     every = mapping.input_range()
@@ -155,19 +175,18 @@ def verify(mapping, *, backend="golden", trials=None, neurons=None, seed=1, grid
                   "trials", file=log, flush=True)
         try:
             spins, run_cycles = where.neuron(neuron.index, neuron.theta_code, neuron.sigma_code,
-                                             inputs, seed, fmt)
+                                             inputs, seed, fmt, table)
         except BenchError as error:  # a missing simulator, or a failed run with its log named
             raise SpinemuError(f"--backend {backend}: {error}") from None
         cycles += run_cycles or 0
-
-        def device(a, neuron=neuron):
-            return ndtr((mapping.current_of(a) - neuron.i50) / neuron.sigma)
-
-        exact_all = golden.switch_probability(every, neuron.theta_code, neuron.sigma_code, fmt)
+        device, against = _reference(mapping, calibration, neuron)
+        exact_all = golden.switch_probability(every, neuron.theta_code, neuron.sigma_code, fmt, table)
         checks.append(NeuronCheck(
-            neuron=neuron, a=sweep, current=mapping.current_of(sweep),
+            neuron=neuron, against=against, a=sweep, current=mapping.current_of(sweep),
             switched=spins.reshape(len(sweep), trials).sum(axis=1, dtype=np.int64), trials=trials,
-            exact=exact_all[sweep - every[0]], device=device(sweep), exact_a=every,
-            exact_current=mapping.current_of(every), exact_all=exact_all, device_all=device(every)))
+            exact=exact_all[sweep - every[0]], device=device(mapping.current_of(sweep)), exact_a=every,
+            exact_current=mapping.current_of(every), exact_all=exact_all,
+            device_all=device(mapping.current_of(every))))
     return Verification(backend, trials, seed, checks, time.perf_counter() - began,
-                        None if backend == "golden" else cycles, target)
+                        None if backend == "golden" else cycles, target,
+                        None if calibration is None else check_data(calibration, mapping))

@@ -11,8 +11,16 @@ jobs, same run), and the engine's cycles per image on Verilator against multiply
 
 `spinemu bench board` measures the images per second of the shipped digits model through the
 simulated board and the shares of the simulator, the transport and Python in that time, and
-computes what each board would reach against its UART. The figures are measured by
-:mod:`spinemu.host.speed` and :mod:`spinemu.host.board_bench`; this module prints them.
+computes what each board would reach against its UART.
+
+`spinemu bench shapes` calibrates four SYNTHETIC devices of known shape (probit, logistic, thermal
+activation, a two-population mixture; 16 currents x 4000 trials), and reports the model their data
+prefer (it must be the true one), the emulated neuron's exact and sampled (`--backend`) distance to
+the TRUE curve (target 0.005), and that forcing the probit on the thermal device fails
+verification.
+
+The figures are measured by :mod:`spinemu.host.speed`, :mod:`spinemu.host.board_bench` and
+:mod:`spinemu.host.shape_bench`; this module prints them.
 """
 
 import json
@@ -23,15 +31,17 @@ import numpy as np
 
 from spinemu.hdl.memory_map import EngineConfig
 from spinemu.hdl.model_image import ModelImage, random_model
+from spinemu.sim.backends import BACKENDS
 
 from ..board_bench import BITS_PER_BYTE, board_rows, load_reports, stream_digits
 from ..models import DEFAULT_MODEL, resolve_model
+from ..shape_bench import BENCH_TRIALS, shape_bench
 from ..speed import engine_speed, noise_speed, noise_synthesis
 from . import UserError
 from .files import write_text
 from .options import layer_sizes
 
-TARGETS = ("noise", "engine", "board")
+TARGETS = ("noise", "engine", "board", "shapes")
 
 
 def add_arguments(parser):
@@ -63,7 +73,17 @@ def add_arguments(parser):
     parser.add_argument("--report", action="append", metavar="[BOARD=]PATH",
                         help="board: a build's report.json (or its folder) whose Fmax to use; "
                              "repeat for each board")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="board: write the figures here")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="board, shapes: write the figures here")
+    parser.add_argument("--backend", choices=BACKENDS, default="golden",
+                        help="shapes: where the emulated neurons are swept (default: golden)")
+    parser.add_argument("--trials", type=int,
+                        help="shapes: evaluations per swept input (default: "
+                             + ", ".join(f"{b} {t}" for b, t in BENCH_TRIALS.items()) + ")")
+    parser.add_argument("--data-trials", type=int, default=4000,
+                        help="shapes: trials per current of the synthetic data (default: 4000)")
+    parser.add_argument("--seed", type=int, default=2026,
+                        help="shapes: seed of the synthetic data (default: 2026)")
 
 
 def _noise(args):
@@ -208,7 +228,47 @@ def _board(args):
         print(f"wrote {args.json}")
     return 0 if sim["bit_exact"] and sim["cycles_match_model"] else 1
 
+def _shapes(args):
+    if args.data_trials < 1 or (args.trials is not None and args.trials < 1):
+        raise UserError("--data-trials and --trials must be >= 1")
+    f = shape_bench(backend=args.backend, trials=args.trials, data_trials=args.data_trials,
+                    seed=args.seed, log=sys.stderr)
+    print(f"shape bench: 4 SYNTHETIC devices, {f['currents']} currents x {f['data_trials']} trials "
+          f"(seed {f['seed']}), each calibrated and emulated; sweep on {f['backend']}, "
+          f"{f['trials']} trials per input")
+    print(f"  {'device':<14} {'preferred':<14} {'exact-true':>10} {'fit-true':>8} "
+          f"{'exact-fit':>9} {'sampled-true':>12} {'sd':>6} {'cons. p':>7} "
+          f"{'data p':>7}  targets")
+    ok = True
+    for r in f["devices"]:
+        met = r["correct"] and r["exact_met"] and r["sampled_met"]
+        ok &= met
+        print(f"  {r['device']:<14} {r['preferred'] + ('' if r['correct'] else ' (WRONG)'):<14} "
+              f"{r['exact_true']:>10.4f} {r['fit_true']:>8.4f} {r['exact_fit']:>9.5f} "
+              f"{r['sampled_true']:>12.4f} {r['sampling_sd']:>6.4f} "
+              f"{r['consistency_p']:>7.2g} {r['data_p']:>7.2g}  {'met' if met else 'MISSED'}")
+    print(f"  targets: preferred = the true model; exact-true <= {f['true_target']:g} over every "
+          f"input of the measured range; sampled-true <= {f['true_target']:g} + "
+          f"{f['sampling_sds']} sd with the counts consistent with the exact curve (cons. p >= "
+          "0.001)")
+    print("  exact-true: the exact emulated curve against the TRUE curve; fit-true: the preferred "
+          "fit against it (estimation error); exact-fit: the emulated curve against the fit "
+          "(emulation error); data p: the measured counts against the exact emulated "
+          "probabilities")
+    forced = f["forced_probit_on_thermal"]
+    print(f"forced --model probit on the thermal device: data p = {forced['data_p']:.2g}, exact "
+          f"curve {forced['exact_max_abs_error']:.4f} from the thermal fit: verification "
+          + ("FAILS, as it must" if forced["failed"] else "PASSES, which it must not"))
+    ok &= forced["failed"]
+    if args.json is not None:
+        write_text(args.json, json.dumps(f, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if ok else 1
+
+
 def run(args):
+    if args.target == "shapes":
+        return _shapes(args)
     if args.target == "board":
         return _board(args)
     if args.target == "engine":

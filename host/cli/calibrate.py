@@ -1,27 +1,29 @@
-"""Fit device switching curves (I50, sigma), map them onto spin neurons, verify, write CALIB.json.
+"""Fit device switching curves, choose their shape, map them onto spin neurons, verify, write CALIB.json.
 
-The switching probability is fitted as P(I) = Phi((I - I50) / sigma). The CSV holds aggregated
-counts (columns current, trials, switched) or raw trials (current, switched as 0/1), optionally with
-a device column for a population (one fit per device). The probit fit comes with 95%
-profile-likelihood intervals and a deviance test, and is compared by AIC with logistic and
-thermal-activation curves.
+The CSV holds aggregated counts (columns current, trials, switched) or raw trials (current,
+switched as 0/1), optionally with a device column for a population (one fit per device). Each
+device's curve is fitted as a probit P(I) = Phi((I - I50) / sigma), with 95% profile-likelihood
+intervals and a deviance test, and compared by AIC with logistic, thermal-activation and
+nonparametric (monotone spline) curves.
 
-The fit is then mapped onto the neuron's codes: a = round((I - offset) * scale), theta = (I50 -
-offset) * scale, sigma_a = sigma * scale (defaults: offset = I50, scale = 32 / sigma); with a
-population each neuron gets its own seeded device draw. Last, the emulated neuron is swept over the
-measured currents on a backend and compared with the device curve (target: max |P_emulated -
-P_device| <= 0.01); the exit status is 1 if it misses. See docs/calibration.md.
+The preferred model's shape (or --model's) becomes the design's noise table, and each device's
+threshold mean mu and standard deviation s on it are mapped onto the neuron's codes: a = round((I -
+offset) * scale), theta = (mu - offset) * scale, sigma_a = s * scale (defaults: offset = mu, scale =
+32 / s); with a population each neuron gets its own seeded device draw. Last, the emulated neuron is
+swept over the measured currents on a backend and compared with the preferred model's curve
+(target: max |P_emulated - P_device| <= 0.01), and the measured counts are tested against the
+emulated probabilities; the exit status is 1 if either fails. See docs/calibration.md.
 
 examples:
   spinemu calibrate host/data/example_switching.csv --out calib.json --plot curve.png --unit mA
   spinemu calibrate host/data/example_population.csv --out calib.json --neurons 16 --seed 3
   spinemu calibrate host/data/example_switching.csv --out calib.json --backend verilator
+  spinemu calibrate thermal_device.csv --out calib.json --model thermal
 """
 
 import sys
 
 import numpy as np
-from scipy.special import ndtr
 
 from spinemu.host.calibration import (
     DEFAULT_TRIALS,
@@ -49,11 +51,13 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="CALIB.json", required=True, help="where to write the fit")
     parser.add_argument("--plot", metavar="CURVE.png", help="also plot the data and the fitted curves")
     parser.add_argument("--unit", help="the unit of the current column, for reports (e.g. mA)")
+    parser.add_argument("--model", choices=MODELS,
+                        help="the shape to emulate (default: the one the data prefer by AIC)")
     parser.add_argument("--scale", type=float, metavar="X",
                         help="input units per current unit, e.g. a trained network's (default: "
-                             f"{SIGMA_INPUT:g} / sigma, so sigma is {SIGMA_INPUT:g} input units)")
+                             f"{SIGMA_INPUT:g} / s, so s is {SIGMA_INPUT:g} input units)")
     parser.add_argument("--offset", type=float, metavar="I",
-                        help="the current that maps to input 0 (default: I50, so the nominal "
+                        help="the current that maps to input 0 (default: mu, so the nominal "
                              "device has theta 0)")
     parser.add_argument("--neurons", type=int, metavar="N",
                         help="emulated neurons to map (default: 1, or the number of devices of a "
@@ -73,34 +77,35 @@ def add_arguments(parser):
 def run(args):
     """Read, fit, map, verify, write the JSON (and plot), print a summary; returns the exit status.
 
-    The status is 1 when the verification misses its target (the files are still written).
+    The status is 1 when the verification fails: the emulated curve misses its target, the backend
+    disagrees with it, or the data reject the emulated shape (the files are still written).
     """
     if not 0 <= args.seed < 1 << 64:
         raise UserError(f"--seed must be 0..2^64-1, not {args.seed}")
     measurements = read_measurements(args.data, unit=args.unit)
-    calibration = calibrate(measurements)
+    calibration = calibrate(measurements, model=args.model)
     report = calibration_report(calibration)
     mapping = map_calibration(calibration, neurons=args.neurons, seed=args.seed, scale=args.scale,
                               offset=args.offset)
     report["mapping"], report["neurons"], report["quantization"] = mapping_report(mapping)
-    verification = verify(mapping, backend=args.backend, trials=args.trials, neurons=args.verify,
-                          seed=args.seed, log=sys.stderr)
+    verification = verify(mapping, calibration, backend=args.backend, trials=args.trials,
+                          neurons=args.verify, seed=args.seed, log=sys.stderr)
     report["verification"] = verification_report(verification)
     write_calibration(args.out, report)
     if args.plot:
         # imported here so that a run without --plot never loads matplotlib
         from spinemu.host.calibration.plot import plot_calibration
-        write_output(args.plot, lambda path: plot_calibration(calibration, path,
-                                                              emulated=_emulated_curves(verification)))
+        write_output(args.plot, lambda path: plot_calibration(
+            calibration, path, emulated=_emulated_curves(verification, mapping)))
     print(summary(report))
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
     if not verification.passed:
-        print(f"verification FAILED: {_failure(report['verification'])}")
+        print(f"verification FAILED: {_failure(report)}")
         return 1
     return 0
 
 
-def _emulated_curves(verification):
+def _emulated_curves(verification, mapping):
     """The plot's extra curves: the first verified neuron's measured points and exact curve, and
     for a drawn device (which has no data in the plot) that device's own curve."""
     check = verification.checks[0]
@@ -112,18 +117,33 @@ def _emulated_curves(verification):
                dict(linestyle="-", linewidth=0.8))]
     if neuron.source == "population draw":
         grid = np.linspace(check.exact_current.min(), check.exact_current.max(), 400)
-        curves.append((grid, ndtr((grid - neuron.i50) / neuron.sigma),
-                       f"drawn device {neuron.index}: I50={neuron.i50:.4g} sigma={neuron.sigma:.3g}",
+        curves.append((grid, mapping.device_probability(neuron, grid),
+                       f"drawn device {neuron.index}: mu={neuron.mu:.4g} s={neuron.s:.3g}",
                        dict(color="gray", linestyle="--")))
     return curves
 
 
-def _failure(v):
+def _failure(report):
+    """Why the verification failed, and what to do."""
+    v, shape = report["verification"], report["shape"]
+    model, preferred = shape["model"], shape["preferred_model"]
+    forced = shape["source"] == "--model"
     reasons = []
+    data = v.get("data")
+    if data is not None and not data["pass"]:
+        advice = (f"drop --model {model} or use --model {preferred}" if model != preferred else
+                  "even the preferred model is rejected: no model describes these counts; check "
+                  "the data for drift between currents (overdispersion)")
+        reasons.append(f"the data reject the {model} shape (p = {data['p']:.2g} < {data['alpha']:g}); "
+                       + advice)
     if v["exact_max_abs_error"] > v["target"]:
-        reasons.append(f"the exact emulated curve is {v['exact_max_abs_error']:.4f} from the device "
-                       f"curve, more than the target {v['target']:g}; check --scale and --offset "
-                       "against the formats' resolution")
+        if forced and model != preferred:
+            advice = f"the data prefer {preferred}: drop --model {model}"
+        else:
+            advice = "check --scale and --offset against the formats' resolution"
+        reasons.append(f"the exact emulated curve is {v['exact_max_abs_error']:.4f} from "
+                       f"{' and '.join(v['against'])}, more than the target {v['target']:g}; "
+                       + advice)
     if v["consistency_p"] < FALSE_ALARM:
         reasons.append(f"the {v['backend']} counts disagree with the exact emulated curve "
                        f"(consistency p = {v['consistency_p']:.2g}): the backend does not realise "
@@ -153,9 +173,16 @@ def summary(report):
                  f"{report['deviance_dof']} dof, p = {_g(report['deviance_p'])}"
                  + (" (few trials per current: the chi-square p is unreliable)" if sparse else ""))
     delta = report["delta_aic"]
-    lines.append("  AIC differences: " + ", ".join(f"{m} {delta[m]:+.1f}" for m in MODELS)
+    lines.append("  AIC differences: " + ", ".join(f"{m} {delta[m]:+.1f}" for m in delta)
                  + f" -> the data prefer {report['preferred_model']}"
                  + (" (not decisive: next model within 2)" if sorted(delta.values())[1] < 2 else ""))
+    for model, reason in report["refused"].items():
+        lines.append(f"  {model}: {reason}")
+    shape, noise = report["shape"], report["noise"]
+    lines.append(f"shape: {shape['model']} ({shape['source']}); noise table {noise['shape']}, hash "
+                 f"{noise['hash']}"
+                 + ("" if shape["reference_device"] is None else
+                    f", from device {shape['reference_device']}"))
     if "mapping" in report:
         lines.extend(_mapping_lines(report, unit))
     return "\n".join(lines)
@@ -170,7 +197,7 @@ def _mapping_lines(report, unit):
              + (f", devices drawn from a {mapping['draws']} (seed {mapping['seed']})"
                 if mapping["draws"] else "")]
     for n in neurons[:4]:
-        lines.append(f"  neuron {n['index']}: I50 {n['i50']:.5g}{unit}, sigma {n['sigma']:.4g}{unit} -> "
+        lines.append(f"  neuron {n['index']}: mu {n['mu']:.5g}{unit}, s {n['s']:.4g}{unit} -> "
                      f"theta code {n['theta_code']} ({n['theta']:g} input units), sigma code "
                      f"{n['sigma_code']} ({n['sigma_a']:g} input units)")
     if len(neurons) > 4:
@@ -183,15 +210,25 @@ def _mapping_lines(report, unit):
     if v is not None:
         lines.append(
             f"verification on {v['backend']}, neuron(s) {', '.join(map(str, v['neurons']))}, "
-            f"{v['points']} inputs x {v['trials_per_point']} trials: max |P_emulated - P_device| = "
+            f"{v['points']} inputs x {v['trials_per_point']} trials, against "
+            f"{' and '.join(v['against'])}: max |P_emulated - P_device| = "
             f"{v['max_abs_error']:.4f} (sampling sd {v['sampling_sd']:.4f}); exact "
             f"{v['exact_max_abs_error']:.5f} over {v['exact_points']} inputs; consistency p = "
-            f"{v['consistency_p']:.2g}; target {v['target']:g}: {'pass' if v['pass'] else 'FAIL'}")
+            f"{v['consistency_p']:.2g}")
+        data = v.get("data")
+        if data is not None:
+            lines.append(
+                f"  against the data: the measured counts under the exact emulated {data['model']} "
+                f"probabilities: deviance {_g(data['deviance'], '.1f', 'infinite')} on "
+                f"{data['dof']} points, p = "
+                f"{data['p']:.2g} (rejected below {data['alpha']:g}); exact emulated curve within "
+                f"{data['max_abs_error']:.4f} of each device's {data['preferred_model']} fit")
+        lines.append(f"  target {v['target']:g}: {'pass' if v['pass'] else 'FAIL'}")
     return lines
 
 
-def _g(value):
-    return "n/a" if value is None else f"{value:.3g}"
+def _g(value, spec=".3g", missing="n/a"):
+    return missing if value is None else f"{value:{spec}}"
 
 
 def _interval(ci):
