@@ -92,7 +92,8 @@ class EngineRunner(JobRunner):
 
 class FloatRunner(JobRunner):
     """The trained float model of ``companion`` (:func:`~spinemu.host.train.load_companion`),
-    with Gaussian noise from the same job seeds: what the integer model approximates."""
+    with noise from the same job seeds drawn from the noise table it was trained with (the
+    Gaussian unless its calibration had another): what the integer model approximates."""
 
     name = "float"
 

@@ -1,25 +1,27 @@
 """Train the all-spin network: device-faithful, quantization-aware, exported as the integer image.
 
-The network (``docs/training.md`` is the spec) is a stack of dense layers of probit spin neurons.
-Its input is what an engine job gets (:func:`spinemu.hdl.memory_map.job_inputs`): the image with
-its hidden pixels zeroed (integers ``0 .. max_value``), then the mask (0/1). Neuron ``j`` of a layer
+The network (``docs/training.md`` is the spec) is a stack of dense layers of spin neurons. Its
+input is what an engine job gets (:func:`spinemu.hdl.memory_map.job_inputs`): the image with its
+hidden pixels zeroed (integers ``0 .. max_value``), then the mask (0/1). Neuron ``j`` of a layer
 computes, in units of its own noise width,
 
-    u_j = sum_i w_ji x_i + b_j          and fires with  P(s_j = 1) = Phi(u_j),
+    u_j = sum_i w_ji x_i + b_j          and fires with  P(s_j = 1) = 1 - F(-u_j),
 
-which is the device's ``Phi((a - theta) / sigma)`` with ``a = sigma u + theta`` in the design's
-integer units. Hidden and output units are spins; an output pixel is the fraction of S samples in
-which its spin fired.
+which is the device's ``1 - F((theta - a) / sigma)`` with ``a = sigma u + theta`` in the design's
+integer units. ``F`` is the standardized threshold distribution: the standard normal
+(``P = Phi(u)``) unless the calibration maps its neurons with another noise table, and then the
+table's continuous cell distribution (:class:`NoiseShape`). Hidden and output units are spins; an
+output pixel is the fraction of S samples in which its spin fired.
 
-**Training.** Forward passes *sample* every hidden spin (``s = [u + z > 0]``, ``z ~ N(0, 1)``), K
-times per image. The backward pass replaces ``d s / d u`` by ``d Phi(u) / d u = phi(u)``, the
-derivative of the spin's exact expectation (the straight-through estimator with the probit's
-derivative; see ``docs/training.md`` for why and what it costs). The output layer is not sampled in
-training: its loss is the binary cross-entropy between each target pixel ``image / max_value`` and
-``mean_K Phi(u_out)``, the expected output given the K sampled hidden states, which is what
-``counts / S`` estimates. Hidden pixels weigh 1, known pixels :attr:`TrainConfig.known_weight`.
-Every training image gets a fresh occlusion mask each epoch, of a kind drawn uniformly from
-:data:`~spinemu.host.occlusion.OCCLUSIONS`.
+**Training.** Forward passes *sample* every hidden spin (``s = [u + z > 0]``, ``z ~ F``), K times
+per image. The backward pass replaces ``d s / d u`` by ``d (1 - F(-u)) / d u = f(-u)``, the
+derivative of the spin's exact expectation (the straight-through estimator with the expectation's
+own derivative: ``phi(u)`` for the Gaussian; see ``docs/training.md`` for why and what it costs).
+The output layer is not sampled in training: its loss is the binary cross-entropy between each
+target pixel ``image / max_value`` and ``mean_K (1 - F(-u_out))``, the expected output given the K
+sampled hidden states, which is what ``counts / S`` estimates. Hidden pixels weigh 1, known pixels
+:attr:`TrainConfig.known_weight`. Every training image gets a fresh occlusion mask each epoch, of a
+kind drawn uniformly from :data:`~spinemu.host.occlusion.OCCLUSIONS`.
 
 **Quantization.** Each neuron's noise width ``sigma_j`` (in integer pre-activation units) is a code
 of the design's format, and it sets the neuron's weight grid: ``W = round(w sigma_j)`` in
@@ -28,16 +30,19 @@ of the design's format, and it sets the neuron's weight grid: ``W = round(w sigm
 (per-neuron scaling); with a calibration both are the calibrated device's codes (see
 :func:`load_calibration`) and the weights are clipped to what the device's sigma allows. The last
 :attr:`TrainConfig.qat_fraction` of the epochs trains through this rounding (straight-through), so
-the exported integers *are* the network of the last step: ``(W x + B - theta) / sigma == u``.
+the exported integers *are* the network of the last step: ``(W x + B - theta) / sigma == u``. The
+image carries the noise table, so the design and the golden model draw from the same ``F``.
 
 Determinism: torch runs on one thread; the masks, the order and every noise draw come from the
 seed, so the same arguments give a byte-identical model image (on the same platform and torch).
 """
 
+import functools
 import hashlib
 import json
 import math
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,23 +50,35 @@ import numpy as np
 
 from spinemu.hdl.formats import NeuronFormat
 from spinemu.hdl.model_image import ModelError, ModelImage
+from spinemu.hdl.noise_table import (
+    BIN_BITS,
+    BINS_PER_SIGMA,
+    ENTRIES,
+    THRESHOLD_BITS,
+    NoiseTable,
+    gaussian,
+)
 
-from .calibration import read_neuron_codes
+from .calibration import noise_entry, read_neuron_codes, read_noise_table
 from .datasets import split
 from .errors import InputError
 from .evaluate import ReferenceClassifier, train_classifier
 from .occlusion import OCCLUSIONS, occlusion_mask
 
 __all__ = [
-    "FORMAT", "TrainConfig", "NeuronCodes", "Trained", "FloatNetwork", "load_calibration",
-    "network_sizes", "train", "export", "save_companion", "load_companion", "companion_path",
-    "sample_counts", "gaussian_noise", "COMPANION_FORMAT",
+    "FORMAT", "TrainConfig", "NeuronCodes", "NoiseShape", "Trained", "FloatNetwork",
+    "load_calibration", "network_sizes", "train", "export", "save_companion", "load_companion",
+    "companion_path", "sample_counts", "float_noise", "COMPANION_FORMAT", "DENSITY_FLOOR",
 ]
 
 #: The default design's neuron format (``EngineConfig().fmt``): a Q20.0, theta Q20.8, sigma UQ8.8.
 FORMAT = NeuronFormat(a_width=20)
 COMPANION_FORMAT = "spinemu training companion"
 COMPANION_VERSION = 1
+#: The least slope the backward pass of a shaped neuron uses (about the standard normal's density at
+#: 4 sigma): where a table's density is tinier, or zero beyond its last drawn code, a neuron would
+#: otherwise stop learning.
+DENSITY_FLOOR = 1e-4
 
 
 @dataclass(frozen=True)
@@ -99,12 +116,14 @@ class TrainConfig:
 @dataclass(frozen=True)
 class NeuronCodes:
     """Fixed per-neuron codes from a calibration: ``theta[l]``, ``sigma[l]`` (int64 arrays, one
-    code per neuron of layer ``l + 1``, in :data:`FORMAT`), and where they came from."""
+    code per neuron of layer ``l + 1``, in :data:`FORMAT`), where they came from, and the noise
+    table the calibration maps its neurons with."""
 
     theta: tuple
     sigma: tuple
     source: str
     device_neurons: int
+    noise: NoiseTable = field(default_factory=gaussian)
 
 
 def network_sizes(dataset, hidden):
@@ -121,8 +140,8 @@ def load_calibration(path, sizes, fmt=FORMAT):
     layers in order (layer 1's neurons first), gets calibration neuron ``k mod M`` of the ``M``
     listed: run ``spinemu calibrate --neurons N`` with N = the network's neurons to give every one
     its own drawn device. The codes are used as they are (the calibration's ``--scale`` sets the
-    weights' grid). :class:`~spinemu.host.errors.InputError` naming the file and the problem
-    otherwise.
+    weights' grid), and so is the file's noise table (the Gaussian when it has none).
+    :class:`~spinemu.host.errors.InputError` naming the file and the problem otherwise.
     """
     theta, sigma = read_neuron_codes(path, fmt)
     per_layer_t, per_layer_s, first = [], [], 0
@@ -131,7 +150,96 @@ def load_calibration(path, sizes, fmt=FORMAT):
         per_layer_t.append(theta[index])
         per_layer_s.append(sigma[index])
         first += n
-    return NeuronCodes(tuple(per_layer_t), tuple(per_layer_s), str(Path(path)), len(theta))
+    return NeuronCodes(tuple(per_layer_t), tuple(per_layer_s), str(Path(path)), len(theta),
+                       read_noise_table(path))
+
+
+class NoiseShape:
+    """``F`` of a noise table as training and the float model use it: the table's continuous cell
+    distribution (:meth:`~spinemu.hdl.noise_table.NoiseTable.cell_cdf`), whose CDF is piecewise
+    linear on the 2048 code cells of ``[-8, 8]`` and whose density is piecewise constant.
+
+    :meth:`draw` turns uniform numbers into draws of ``z`` (numpy); :meth:`expectation` and
+    :meth:`spins` are the torch side: ``1 - F(-u)`` and sampled spins ``[u + z > 0]``, both with
+    the backward slope :meth:`slope`.
+    """
+
+    def __init__(self, table):
+        self.edges, cdf = table.cell_cdf()
+        self.cdf = cdf / cdf[-1]
+        self.step = float(self.edges[1] - self.edges[0])
+        self.density = np.diff(self.cdf) / self.step          # per cell
+        # Entry j with threshold position r in [0, 1) draws bin j when r < q_j, at t = r / q_j
+        # through it, else the alias bin a_j at t = (r - q_j) / (1 - q_j); a signed bin b starts
+        # at z = d k and is z = d (k + t) at t, with k = b % 128 and d = +-1/16 by its sign. So
+        # z = base[i] + r slope[i] with i = 2 j + (r >= q_j): the alias taken or not.
+        q = np.asarray(table.q, dtype=np.float64) / (1 << THRESHOLD_BITS)
+        k_own, d_own = _bin_start(np.arange(ENTRIES))
+        k_alias, d_alias = _bin_start(np.asarray(table.alias))
+        own_slope = np.divide(d_own, q, out=np.zeros(ENTRIES), where=q > 0)  # q = 0: never kept
+        self._q = q
+        self._base = np.stack([d_own * k_own, d_alias * (k_alias - q / (1 - q))], axis=1).ravel()
+        self._slope = np.stack([own_slope, d_alias / (1 - q)], axis=1).ravel()
+        self._grids = {}
+
+    def draw(self, p):
+        """Draws of ``z`` from the cell distribution, one per uniform number ``p`` in ``[0, 1)``
+        (numpy). As the noise block does, ``p`` picks a table entry and a threshold, hence a signed
+        bin by the table's alias; the rest of ``p`` places ``z`` uniformly in that bin (where the
+        block draws one of its 8 codes): each code's mass spread over its cell, exactly."""
+        w = np.asarray(p, dtype=np.float64) * ENTRIES
+        entry = w.astype(np.int64)
+        r = w - entry
+        i = 2 * entry + (r >= self._q[entry])
+        return self._base[i] + r * self._slope[i]
+
+    def _grid(self, dtype):
+        """``(survival at the edges, density per cell)`` as torch tensors of ``dtype``."""
+        if dtype not in self._grids:
+            torch = _torch()
+            self._grids[dtype] = (torch.tensor(1 - self.cdf, dtype=dtype),
+                                  torch.tensor(self.density, dtype=dtype))
+        return self._grids[dtype]
+
+    def _cell(self, x):
+        """``(cell index, position in the cell 0..1)`` of ``x``, clamped to the grid."""
+        t = ((x - self.edges[0]) / self.step).clamp(0, len(self.density))
+        i = t.floor().clamp(max=len(self.density) - 1)
+        return i.long(), t - i
+
+    def survival(self, x):
+        """``1 - F(x)`` of a torch tensor, interpolated on the grid (:meth:`expectation` is the
+        form that training differentiates)."""
+        surv, _ = self._grid(x.dtype)
+        i, frac = self._cell(x)
+        return surv[i] + frac * (surv[i + 1] - surv[i])
+
+    def slope(self, u):
+        """The backward pass's ``d (1 - F(-u)) / d u``: the cell density ``f(-u)``, but at least
+        :data:`DENSITY_FLOOR` (beyond the grid too)."""
+        _, density = self._grid(u.dtype)
+        x = -u
+        i, _ = self._cell(x)
+        inside = (x >= self.edges[0]) & (x < self.edges[-1])
+        return _torch().where(inside, density[i], 0.0).clamp(min=DENSITY_FLOOR)
+
+    def expectation(self, u):
+        """``P(fire) = 1 - F(-u)`` (torch), differentiable with :meth:`slope`."""
+        return _functions().Expectation.apply(u, self)
+
+    def spins(self, u, generator):
+        """Sampled spins ``[u + z > 0]``, ``z`` the :meth:`draw` of uniforms from ``generator``
+        (in float64), with :meth:`slope` as their backward pass."""
+        torch = _torch()
+        p = torch.rand(u.shape, generator=generator, dtype=torch.float64)
+        z = torch.from_numpy(self.draw(p.numpy())).to(u.dtype)
+        return _functions().ShapedSpin.apply(u, z, self)
+
+
+def _bin_start(signed_bin):
+    """``(k, d)`` of noise-table signed bins: magnitude bin ``k``, direction ``d = +-1/16``."""
+    negative = signed_bin >> BIN_BITS
+    return signed_bin & ((1 << BIN_BITS) - 1), np.where(negative, -1.0, 1.0) / BINS_PER_SIGMA
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,29 +251,49 @@ def _torch():
     return torch
 
 
-class _Spin:
-    """Sampled spin forward, ``phi(u)`` backward (built lazily so that importing needs no torch)."""
+@functools.cache
+def _functions():
+    """The autograd functions (built on first use, so that importing needs no torch): ``Spin``, a
+    Gaussian neuron's sampled spin with ``phi(u)`` backward; ``ShapedSpin`` and ``Expectation``, a
+    :class:`NoiseShape` neuron's sampled spin and ``1 - F(-u)``, both with its slope backward."""
+    torch = _torch()
 
-    fn = None
+    class Spin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u, z):
+            ctx.save_for_backward(u)
+            return (u + z > 0).to(u.dtype)
 
-    @classmethod
-    def apply(cls, u, z):
-        if cls.fn is None:
-            torch = _torch()
+        @staticmethod
+        def backward(ctx, grad):
+            (u,) = ctx.saved_tensors
+            return grad * torch.exp(-0.5 * u * u) * (1 / math.sqrt(2 * math.pi)), None
 
-            class Spin(torch.autograd.Function):
-                @staticmethod
-                def forward(ctx, u, z):
-                    ctx.save_for_backward(u)
-                    return (u + z > 0).to(u.dtype)
+    class ShapedSpin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u, z, shape):
+            ctx.save_for_backward(u)
+            ctx.shape = shape
+            return (u + z > 0).to(u.dtype)
 
-                @staticmethod
-                def backward(ctx, grad):
-                    (u,) = ctx.saved_tensors
-                    return grad * torch.exp(-0.5 * u * u) * (1 / math.sqrt(2 * math.pi)), None
+        @staticmethod
+        def backward(ctx, grad):
+            (u,) = ctx.saved_tensors
+            return grad * ctx.shape.slope(u), None, None
 
-            cls.fn = Spin
-        return cls.fn.apply(u, z)
+    class Expectation(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u, shape):
+            ctx.save_for_backward(u)
+            ctx.shape = shape
+            return shape.survival(-u)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (u,) = ctx.saved_tensors
+            return grad * ctx.shape.slope(u), None
+
+    return types.SimpleNamespace(Spin=Spin, ShapedSpin=ShapedSpin, Expectation=Expectation)
 
 
 def _round_ste(x):
@@ -178,11 +306,16 @@ def _phi_cdf(u):
 
 
 class _Net:
-    """The trainable network: float parameters in sigma units and the quantizer."""
+    """The trainable network: float parameters in sigma units, the quantizer, and the neurons'
+    ``F``: the calibration's noise table (``codes.noise``; the Gaussian without codes). The
+    Gaussian's neurons use ``Phi`` and ``torch.randn`` itself; any other table's its
+    :class:`NoiseShape`."""
 
     def __init__(self, sizes, input_scale, codes, fmt, weight_bits, generator):
         torch = _torch()
         self.sizes, self.fmt, self.codes = sizes, fmt, codes
+        self.noise = gaussian() if codes is None else codes.noise
+        self.shape = None if self.noise == gaussian() else NoiseShape(self.noise)
         self.w_hi = (1 << (weight_bits - 1)) - 1
         self.input_scale = torch.tensor(input_scale, dtype=torch.float32)
         self.weights, self.biases = [], []
@@ -228,14 +361,24 @@ class _Net:
             b = (_round_ste(b * s[:, 0] + theta) - theta) / s[:, 0]
         return w, b
 
+    def spins(self, u, generator):
+        """Sampled spins ``[u + z > 0]``, ``z ~ F`` drawn from ``generator``, with the backward
+        ``f(-u)``."""
+        if self.shape is not None:
+            return self.shape.spins(u, generator)
+        z = _torch().randn(u.shape, generator=generator)
+        return _functions().Spin.apply(u, z)
+
+    def expectation(self, u):
+        """``P(fire) = 1 - F(-u)``: ``Phi(u)`` for the Gaussian."""
+        return _phi_cdf(u) if self.shape is None else self.shape.expectation(u)
+
     def forward(self, x, samples, quantize, generator):
         """Output pre-activations ``(batch, samples, N_L)`` with sampled hidden spins."""
-        torch = _torch()
         w, b = self.layer(0, quantize)
         u = (x @ w.T + b)[:, None, :].expand(-1, samples, -1)
         for l in range(1, len(self.sizes) - 1):
-            z = torch.randn(u.shape, generator=generator)
-            h = _Spin.apply(u, z)
+            h = self.spins(u, generator)
             w, b = self.layer(l, quantize)
             u = h @ w.T + b
         return u
@@ -250,7 +393,8 @@ class Trained:
     """A trained network: the integer image, its float twin, the reference classifier, the record.
 
     ``float_weights[l]`` / ``float_bias[l]`` are in sigma units per raw input value (``u = W x +
-    b``, fire when ``u + z > 0``): the float model of the ``float`` backend.
+    b``, fire when ``u + z > 0`` with ``z ~ F``, the image's noise table ``model.noise``): the float
+    model of the ``float`` backend.
     """
 
     model: ModelImage
@@ -271,8 +415,9 @@ def _masks(kinds, shape, rng, fixed):
 def train(dataset, config=TrainConfig(), calibration=None, *, fmt=FORMAT, progress=True):
     """Train on ``dataset``'s training split; returns a :class:`Trained`.
 
-    ``calibration``: a path to CALIB.json (see :func:`load_calibration`) or ``None`` for ideal
-    neurons. ``progress``: show a tqdm bar (on stderr). The test split is never read.
+    ``calibration``: a path to CALIB.json (see :func:`load_calibration`; its noise table is the
+    neurons' ``F`` and goes into the image) or ``None`` for ideal Gaussian neurons. ``progress``:
+    show a tqdm bar (on stderr). The test split is never read.
     """
     torch = _torch()
     from tqdm import tqdm
@@ -320,7 +465,7 @@ def train(dataset, config=TrainConfig(), calibration=None, *, fmt=FORMAT, progre
                 x = torch.cat([torch.from_numpy(images[b]) * m, m], dim=1)
                 t = torch.from_numpy(targets[b])
                 u = net.forward(x, config.samples, quantize, generator)
-                p = _phi_cdf(u).mean(dim=1).clamp(1e-6, 1 - 1e-6)
+                p = net.expectation(u).mean(dim=1).clamp(1e-6, 1 - 1e-6)
                 bce = -(t * torch.log(p) + (1 - t) * torch.log(1 - p))
                 weight = (1 - m) + config.known_weight * m
                 loss = (bce * weight).sum() / weight.sum()
@@ -357,6 +502,7 @@ def train(dataset, config=TrainConfig(), calibration=None, *, fmt=FORMAT, progre
         "calibration": None if codes is None else {
             "file": codes.source, "device_neurons": codes.device_neurons,
             "rule": "network neuron k (layer 1 first) gets calibration neuron k mod M"},
+        "noise": noise_entry(net.noise),
         "train_seconds": round(seconds_network, 1),
         "train_seconds_with_classifier": round(time.perf_counter() - began, 1),
         "torch": torch.__version__,
@@ -366,8 +512,8 @@ def train(dataset, config=TrainConfig(), calibration=None, *, fmt=FORMAT, progre
 
 def export(net, sizes, input_bits, weight_bits, fmt=FORMAT, quantized=True):
     """The :class:`ModelImage` of a :class:`_Net`: ``W = round(w sigma)``, ``B = round(b sigma +
-    theta)``, with every neuron's theta and sigma codes; the same rounding as the quantized
-    forward pass, so ``(W x + B - theta) / sigma`` equals its ``u``."""
+    theta)``, with every neuron's theta and sigma codes and the net's noise table; the same
+    rounding as the quantized forward pass, so ``(W x + B - theta) / sigma`` equals its ``u``."""
     torch = _torch()
     weights, bias, theta, sigma = [], [], [], []
     with torch.no_grad():
@@ -386,7 +532,7 @@ def export(net, sizes, input_bits, weight_bits, fmt=FORMAT, quantized=True):
             sigma.append(np.asarray(s_code, np.int64))
     try:
         return ModelImage(tuple(sizes), input_bits, weight_bits, fmt, tuple(weights), tuple(bias),
-                          tuple(theta), tuple(sigma))
+                          tuple(theta), tuple(sigma), noise=net.noise)
     except ModelError as error:
         raise InputError(f"the trained network does not fit the design: {error}") from None
 
@@ -397,32 +543,42 @@ def export(net, sizes, input_bits, weight_bits, fmt=FORMAT, quantized=True):
 
 class FloatNetwork:
     """The float model: ``weights[l]`` ``(N_l, N_(l-1))`` and ``bias[l]`` in sigma units per raw
-    input, every neuron firing when ``u + z > 0`` with ``z ~ N(0, 1)``."""
+    input, every neuron firing when ``u + z > 0`` with ``z ~ F``, the distribution of the noise
+    table ``noise`` (the Gaussian by default: then ``z ~ N(0, 1)``)."""
 
-    def __init__(self, weights, bias):
+    def __init__(self, weights, bias, noise=None):
         self.weights = [np.asarray(w, dtype=np.float64) for w in weights]
         self.bias = [np.asarray(b, dtype=np.float64) for b in bias]
         self.sizes = (self.weights[0].shape[1], *(w.shape[0] for w in self.weights))
+        self.noise = gaussian() if noise is None else noise
 
     def counts(self, inputs, seeds, samples, chunk=64):
         """Output spin counts ``(jobs, N_L)``: job ``k`` draws its noise from
-        ``numpy.random.default_rng(seeds[k])`` (see :func:`gaussian_noise`)."""
+        ``numpy.random.default_rng(seeds[k])`` (see :func:`float_noise`)."""
         inputs = np.asarray(inputs, dtype=np.float64)
         out = np.zeros((len(inputs), self.sizes[-1]), dtype=np.int64)
         zeros = [np.zeros(n) for n in self.sizes[1:]]
         ones = [np.ones(n) for n in self.sizes[1:]]
         for start in range(0, len(inputs), chunk):
             part = slice(start, start + chunk)
-            noise = gaussian_noise(seeds[part], self.sizes, samples)
+            noise = float_noise(seeds[part], self.sizes, samples, self.noise)
             out[part] = sample_counts(self.weights, self.bias, zeros, ones, inputs[part], noise)
         return out
 
 
-def gaussian_noise(seeds, sizes, samples):
-    """Per-layer standard normal draws ``(jobs, samples, N_l)``: job ``k`` takes
-    ``default_rng(seeds[k]).standard_normal((samples, N_1 + ... + N_L))``, split by layer."""
-    draws = np.stack([np.random.default_rng(int(s)).standard_normal((samples, sum(sizes[1:])))
-                      for s in seeds]) if len(seeds) else np.zeros((0, samples, sum(sizes[1:])))
+def float_noise(seeds, sizes, samples, table=None):
+    """The float model's per-layer draws of ``z`` ``(jobs, samples, N_l)``: job ``k`` takes
+    ``rng = default_rng(seeds[k])`` and, with ``shape = (samples, N_1 + ... + N_L)`` split by layer,
+    ``rng.standard_normal(shape)`` for the Gaussian (``table`` None or
+    :func:`~spinemu.hdl.noise_table.gaussian`), else :meth:`NoiseShape.draw` of
+    ``rng.random(shape)``: draws of the table's cell distribution."""
+    shape = (samples, sum(sizes[1:]))
+    draw = None if table is None or table == gaussian() else NoiseShape(table).draw
+    rngs = [np.random.default_rng(int(s)) for s in seeds]
+    draws = np.zeros((0, *shape))
+    if rngs:
+        draws = np.stack([rng.standard_normal(shape) if draw is None else draw(rng.random(shape))
+                          for rng in rngs])
     bounds = np.cumsum([0, *sizes[1:]])
     return [draws[:, :, bounds[l]:bounds[l + 1]] for l in range(len(sizes) - 1)]
 
@@ -450,7 +606,8 @@ def companion_path(model_path):
 
 
 def save_companion(path, trained, model_bytes):
-    """Write the float model, the reference classifier, the training record and metadata."""
+    """Write the float model, the reference classifier, the training record and metadata (the
+    noise table among them, as ``meta["noise"]``, CALIB.json's form: the float model's ``F``)."""
     meta = dict(trained.meta, format=COMPANION_FORMAT, version=COMPANION_VERSION,
                 model_sha256=hashlib.sha256(model_bytes).hexdigest(),
                 qat_from=int(trained.history["qat_from"]))
@@ -479,7 +636,8 @@ class Companion:
 
 def load_companion(path, model_bytes=None):
     """Read a companion file; InputError naming it and the problem. With ``model_bytes``, check that
-    it was written for that model image."""
+    it was written for that model image. A companion without ``meta["noise"]`` (written before
+    noise tables) has the Gaussian."""
     path = Path(path)
     try:
         with np.load(path) as f:
@@ -495,7 +653,8 @@ def load_companion(path, model_bytes=None):
             raise ValueError("unknown format or version")
         layers = len(meta["sizes"]) - 1
         network = FloatNetwork([arrays[f"float_w{l}"] for l in range(layers)],
-                               [arrays[f"float_b{l}"] for l in range(layers)])
+                               [arrays[f"float_b{l}"] for l in range(layers)],
+                               _companion_noise(meta.get("noise"), path))
         classifier = ReferenceClassifier.from_arrays(arrays)
     except (KeyError, ValueError, TypeError) as error:
         raise InputError(f"{path}: not a training companion file ({error})") from None
@@ -504,3 +663,16 @@ def load_companion(path, model_bytes=None):
                          "train again or pass the matching model")
     history = {key[8:]: arrays[key] for key in arrays if key.startswith("history_")}
     return Companion(network, classifier, meta, history)
+
+
+def _companion_noise(entry, path):
+    """The noise table of a companion's ``meta["noise"]`` (None: the Gaussian); ValueError if the
+    entry is malformed or its hash is not its table's."""
+    if entry is None:
+        return gaussian()
+    table = NoiseTable.from_bytes(bytes.fromhex(entry["table"]), str(entry["shape"]),
+                                  source=f"{path}: noise table")
+    if int(entry["hash"], 16) != table.hash:
+        raise ValueError(f"the noise table's hash is {table.hash:08x}, not the recorded "
+                         f"{entry['hash']}")
+    return table

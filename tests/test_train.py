@@ -1,7 +1,10 @@
 """Training: determinism, the integer export (equal to the quantized network and to the golden
-model), calibrations, the command, and the shipped default model."""
+model), calibrations, neurons with a non-Gaussian noise table, the command, and the shipped default
+model."""
 
+import functools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,19 +12,26 @@ import pytest
 
 from spinemu.hdl.memory_map import EngineConfig, check_fits
 from spinemu.hdl.model_image import ModelImage
+from spinemu.hdl.noise_table import from_cdf, gaussian
+from spinemu.host.calibration import noise_entry, read_noise_table
 from spinemu.host.cli import main
 from spinemu.host.datasets import load_digits
 from spinemu.host.errors import InputError
 from spinemu.host.models import DEFAULT_MODEL
 from spinemu.host.train import (
+    DENSITY_FLOOR,
     FORMAT,
+    FloatNetwork,
+    NoiseShape,
     TrainConfig,
     _Net,
     companion_path,
     export,
+    float_noise,
     load_calibration,
     load_companion,
     sample_counts,
+    save_companion,
     train,
 )
 from spinemu.sim import golden
@@ -46,12 +56,29 @@ def _random_net(sizes, seed, codes=None):
     return net
 
 
-def _calibration_file(path, neurons, formats=None):
-    path.write_text(json.dumps({
-        "mapping": {"formats": formats or {"a": "Q16.0", "theta": "Q16.8", "sigma": "UQ8.8"}},
-        "neurons": [{"index": i, "theta_code": t, "sigma_code": s}
-                    for i, (t, s) in enumerate(neurons)]}))
+def _calibration_file(path, neurons, formats=None, noise=None):
+    data = {"mapping": {"formats": formats or {"a": "Q16.0", "theta": "Q16.8", "sigma": "UQ8.8"}},
+            "neurons": [{"index": i, "theta_code": t, "sigma_code": s}
+                        for i, (t, s) in enumerate(neurons)]}
+    if noise is not None:
+        data["noise"] = noise_entry(noise)
+    path.write_text(json.dumps(data))
     return path
+
+
+@functools.cache
+def _thermal():
+    """A thermal-activation-like shape: the minimum-Gumbel law standardized to mean 0, variance 1,
+    ``F(z) = 1 - exp(-exp(z pi / sqrt 6 - gamma))``: skewed, with a short right tail (no code
+    above z = 2.75) and a long left one."""
+    gamma, scale = 0.5772156649015329, math.pi / math.sqrt(6)
+    return from_cdf("thermal", lambda z: -np.expm1(-np.exp(np.asarray(z) * scale - gamma)))
+
+
+def _population(count=50, seed=5):
+    rng = np.random.default_rng(seed)
+    return [(int(t), int(s)) for t, s in zip(rng.integers(-5000, 5000, count),
+                                             rng.integers(6000, 10000, count), strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,10 +167,16 @@ def test_export_equals_the_quantized_network(tmp_path, calibrated):
             assert np.all((top >= 126) | (model.sigma[l] == FORMAT.sigma.max_code))
 
 
-def test_integer_model_with_the_design_noise_is_the_golden_model(digits):
+@pytest.mark.parametrize("shape", ["gaussian", "thermal"])
+def test_integer_model_with_the_design_noise_is_the_golden_model(digits, tmp_path, shape):
     """The float sampling procedure, run on the exported integers with the design's noise codes
-    (its documented schedule), counts exactly the golden model's spins."""
-    model = train(digits, TINY, progress=False).model
+    (its documented schedule, drawn from the image's table), counts exactly the golden model's
+    spins."""
+    calibration = None
+    if shape == "thermal":
+        calibration = _calibration_file(tmp_path / "c.json", _population(), noise=_thermal())
+    model = train(digits, TINY, calibration, progress=False).model
+    assert model.noise == (gaussian() if calibration is None else _thermal())
     rng = np.random.default_rng(2)
     jobs, samples, lanes = 12, 9, 4
     inputs = np.c_[rng.integers(0, 17, size=(jobs, 64)), rng.integers(0, 2, size=(jobs, 64))]
@@ -151,7 +184,7 @@ def test_integer_model_with_the_design_noise_is_the_golden_model(digits):
     sizes = model.sizes
     per_sample = [-(-n // lanes) for n in sizes[1:]]
     offsets = np.cumsum([0] + per_sample)
-    codes = golden.job_noise_codes(seeds, lanes, samples * int(offsets[-1]))
+    codes = golden.job_noise_codes(seeds, lanes, samples * int(offsets[-1]), table=model.noise)
     s = np.arange(samples)[:, None]
     noise = []
     for l, n in enumerate(sizes[1:]):
@@ -178,16 +211,17 @@ def test_calibration_neurons_are_dealt_in_order(tmp_path):
 
 def test_training_with_a_calibration_loads_its_codes(tmp_path, digits):
     sizes = (128, 12, 10, 64)
-    rng = np.random.default_rng(5)
-    neurons = [(int(t), int(s)) for t, s in zip(rng.integers(-5000, 5000, 50),
-                                                rng.integers(6000, 10000, 50), strict=True)]
-    path = _calibration_file(tmp_path / "c.json", neurons)
+    path = _calibration_file(tmp_path / "c.json", _population())
     trained = train(digits, TINY, path, progress=False)
     codes = load_calibration(path, sizes)
     for l in range(3):
         assert np.array_equal(trained.model.theta[l], codes.theta[l])
         assert np.array_equal(trained.model.sigma[l], codes.sigma[l])
     assert trained.meta["calibration"]["device_neurons"] == 50
+    assert codes.noise == trained.model.noise == gaussian()
+    # a calibration that names the Gaussian table trains exactly as one without a table
+    named = _calibration_file(tmp_path / "g.json", _population(), noise=gaussian())
+    assert train(digits, TINY, named, progress=False).model.to_bytes() == trained.model.to_bytes()
 
 
 def test_a_calibrate_file_is_accepted(tmp_path):
@@ -220,6 +254,150 @@ def test_bad_calibrations_are_refused(tmp_path, content, message):
     assert str(path) in str(info.value)
     with pytest.raises(InputError, match="no such calibration file"):
         load_calibration(tmp_path / "none.json", (128, 4, 64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Neurons with a non-Gaussian noise table
+
+
+def test_shaped_expectation_is_the_cell_cdf_and_its_slope_the_density():
+    """1 - F(-u) of the table's cell distribution forward, its density f(-u) backward (a finite
+    difference inside each cell), floored where the density is tiny or zero."""
+    import torch
+    table = _thermal()
+    shape = NoiseShape(table)
+    edges, cdf = table.cell_cdf()
+    step = edges[1] - edges[0]
+    h = 1e-4 * step
+    # points inside cells (away from the edges, where the density jumps), beyond the grid too
+    u = (np.floor(np.random.default_rng(3).uniform(-9, 9, 4000) / step) + 0.5) * step
+    u += np.random.default_rng(4).uniform(-0.4, 0.4, len(u)) * step
+    x = torch.tensor(u, requires_grad=True)
+    p = shape.expectation(x)
+    p.sum().backward()
+    assert np.allclose(p.detach().numpy(), 1 - np.interp(-u, edges, cdf), rtol=0, atol=1e-12)
+    with torch.no_grad():
+        fd = ((shape.expectation(torch.tensor(u + h)) - shape.expectation(torch.tensor(u - h)))
+              / (2 * h)).numpy()
+    cell = np.clip(np.floor((-u - edges[0]) / step).astype(int), 0, len(edges) - 2)
+    density = np.where(np.abs(u) < 8, np.diff(cdf)[cell] / step, 0.0)
+    grad = x.grad.numpy()
+    body = density >= DENSITY_FLOOR
+    assert np.allclose(fd[body], density[body], rtol=1e-6, atol=0)
+    assert np.allclose(grad[body], density[body], rtol=1e-12, atol=0)
+    assert np.all(grad[~body] == DENSITY_FLOOR)
+    # the floor matters: no code lies above z = 2.75, so every u below -2.75 never fires
+    assert np.all(p.detach().numpy()[u < -2.76] == 0) and np.any(u < -3)
+    # float32, as in training, agrees; the sampled spin has the same backward pass
+    x32 = torch.tensor(u, dtype=torch.float32, requires_grad=True)
+    p32 = shape.expectation(x32)
+    assert np.allclose(p32.detach().numpy(), p.detach().numpy(), atol=1e-6)
+    spins = shape.spins(x32, torch.Generator().manual_seed(0))
+    spins.sum().backward()
+    assert np.allclose(x32.grad.numpy(), grad, rtol=1e-5)
+
+
+def test_shaped_expectation_is_the_designs_switching_probability():
+    """The training's 1 - F(-u) is the emulated neuron's exact P(spin) for a = sigma u + theta,
+    within one code's mass (the cell distribution spreads each code over its cell); with the
+    table's skew, F(u) instead of 1 - F(-u) would be far off."""
+    import torch
+    table = _thermal()
+    codes, mass = table.pmf
+    a = np.arange(-2000, 2001, 7)
+    theta, sigma = 300 * 256 + 77, 255 * 256 // 3       # Q20.8 and UQ8.8 codes
+    u = (a - theta / 256) / (sigma / 256)
+    exact = golden.switch_probability(a, theta, sigma, FORMAT, table)
+    trained = NoiseShape(table).expectation(torch.tensor(u)).numpy()
+    assert np.abs(exact - trained).max() <= mass.max()
+    flipped = np.interp(u, *table.cell_cdf())
+    assert np.abs(exact - flipped).max() > 0.1
+
+
+def test_shaped_noise_follows_the_table():
+    """The float model's draws (and the training's sampled spins) follow the table's F: a
+    Kolmogorov-Smirnov test at a 1e-3 false alarm rate; the Gaussian's draws stay numpy's normals."""
+    import torch
+    table = _thermal()
+    edges, cdf = table.cell_cdf()
+    seeds, sizes, samples = [11, 12, 13], (8, 300, 200, 500), 40
+    draws = float_noise(seeds, sizes, samples, table)
+    assert [d.shape for d in draws] == [(3, samples, n) for n in sizes[1:]]
+    z = np.sort(np.concatenate([d.ravel() for d in draws]))
+    n = len(z)
+    ks = max(np.max(np.arange(1, n + 1) / n - np.interp(z, edges, cdf)),
+             np.max(np.interp(z, edges, cdf) - np.arange(n) / n))
+    assert ks < math.sqrt(-math.log(1e-3 / 2) / (2 * n))
+    assert (z.min() * 256 >= table.min_code - 1) and (z.max() * 256 <= table.max_code + 1)
+    for gauss in (None, gaussian()):
+        normal = float_noise(seeds, sizes, samples, gauss)
+        first = np.random.default_rng(11).standard_normal((samples, 1000))
+        assert np.array_equal(np.concatenate([d[0] for d in normal], axis=1), first)
+    # the training's spins at fixed u fire with 1 - F(-u), within 4.5 standard errors
+    shape = NoiseShape(table)
+    u = torch.linspace(-3, 3, 25, dtype=torch.float32).repeat(20000, 1)
+    fired = shape.spins(u, torch.Generator().manual_seed(1)).mean(dim=0).numpy()
+    expect = shape.expectation(u[0].double()).numpy()
+    assert np.all(np.abs(fired - expect) <= 4.5 * np.sqrt(expect * (1 - expect) / 20000) + 1e-9)
+
+
+def test_float_model_with_the_table_counts_like_the_golden_model(digits, tmp_path):
+    """The float model on a thermal image's integers (u = (W x + B - theta) / sigma), drawing from
+    the image's table, fires like the golden model: per-job mean differences of the output
+    fractions average to zero (|t| < 4.5 over independent jobs); drawing Gaussian noise they do not."""
+    calibration = _calibration_file(tmp_path / "c.json", _population(), noise=_thermal())
+    model = train(digits, TINY, calibration, progress=False).model
+    rng = np.random.default_rng(8)
+    jobs, samples = 200, 64
+    inputs = np.c_[rng.integers(0, 17, size=(jobs, 64)), rng.integers(0, 2, size=(jobs, 64))]
+    seeds = [int(s) for s in rng.integers(0, 1 << 63, size=jobs)]
+    weights = [w / (s[:, None] / 256) for w, s in zip(model.weights, model.sigma, strict=True)]
+    bias = [(b - t / 256) / (s / 256)
+            for b, t, s in zip(model.bias, model.theta, model.sigma, strict=True)]
+    hardware = run_jobs(model, inputs, seeds, samples, 4) / samples
+
+    def t_statistic(noise):
+        fired = FloatNetwork(weights, bias, noise).counts(inputs, seeds, samples) / samples
+        per_job = (hardware - fired).mean(axis=1)
+        return per_job.mean() / (per_job.std(ddof=1) / math.sqrt(jobs))
+
+    assert abs(t_statistic(model.noise)) < 4.5
+    assert abs(t_statistic(gaussian())) > 10
+
+
+def test_training_with_a_shaped_calibration_exports_its_table(tmp_path, digits, capsys):
+    """`spinemu train --calibration` with a thermal table: the image, its companion and the float
+    model carry the calibration's table; the golden model and the float model run it."""
+    calibration = _calibration_file(tmp_path / "c.json", _population(), noise=_thermal())
+    table = read_noise_table(calibration)
+    out = tmp_path / "m.bin"
+    assert main(["train", "--out", str(out), "--hidden", "12,10", "--epochs", "2", "--batch",
+                 "128", "--train-samples", "2", "--classifier-epochs", "1", "--quiet",
+                 "--calibration", str(calibration)]) == 0
+    assert f"noise table thermal (hash {table.hash:08x})" in capsys.readouterr().out
+    data = out.read_bytes()
+    model = ModelImage.from_bytes(data)
+    assert model.noise.hash == table.hash and model.noise == _thermal()
+    companion = load_companion(companion_path(out), data)
+    assert companion.network.noise == table
+    assert companion.meta["noise"]["shape"] == "thermal"
+    assert companion.meta["noise"]["hash"] == f"{table.hash:08x}"
+    # the same arguments give the same bytes; the library's train agrees with the command
+    trained = train(digits, TINY, calibration, progress=False)
+    assert trained.model.to_bytes() == data
+    # a companion whose table was changed is refused
+    save_companion(tmp_path / "bad.npz", trained, data)
+    with np.load(tmp_path / "bad.npz") as f:
+        arrays = dict(f)
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["noise"]["hash"] = "00000000"
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(tmp_path / "bad.npz", "wb") as f:
+        np.savez_compressed(f, **arrays)
+    with pytest.raises(InputError, match="noise table's hash"):
+        load_companion(tmp_path / "bad.npz")
+    # the benchmark runs it on the golden model, the float model beside it
+    assert main(["evaluate", "--model", str(out), "--count", "5", "--samples", "2"]) == 0
 
 
 # ---------------------------------------------------------------------------------------------

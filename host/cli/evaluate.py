@@ -2,7 +2,7 @@
 
 Runs one engine job per image of the data set's held-out test split (all of it unless --count),
 exactly as `spinemu reconstruct` does (the same masks, job seeds and R.npz), on --backend: `float`
-(the trained float model with Gaussian noise, from the companion M.npz) or an engine backend
+(the trained float model with its noise table, from the companion M.npz) or an engine backend
 (`golden`, the bit-exact golden model = the hardware's result; `amaranth`, `icarus`, `verilator`,
 the simulated design), or with --url on the design at a pyserial URL (a board, or `spinemu serve`),
 through the host client, as `spinemu reconstruct --url` does. Then scores the reconstructions with

@@ -1,6 +1,6 @@
 """Train the all-spin network on a data set and export the model image the design loads.
 
-Dense layers of probit spin neurons (image and mask in, one spin per pixel out), trained with
+Dense layers of spin neurons (image and mask in, one spin per pixel out), trained with
 sampled spins and random occlusion masks of every kind, quantization-aware, in the default design's
 number formats (a Q20.0, theta Q20.8, sigma UQ8.8, 8-bit weights). Writes:
 
@@ -12,7 +12,9 @@ number formats (a Q20.0, theta Q20.8, sigma UQ8.8, 8-bit weights). Writes:
 The same arguments give a byte-identical M.bin (torch runs on one thread; everything random comes
 from --seed). With --calibration CALIB.json (from `spinemu calibrate`), network neuron k (layer 1's
 neurons first) gets calibration neuron k mod M: its theta and sigma codes go into the image as
-they are, and training fits the weights to them (docs/training.md).
+they are, and training fits the weights to them (docs/training.md). The calibration's noise table
+(its device's shape F: Gaussian, logistic, thermal, nonparametric) is the neurons' noise in
+training and in the float model, and goes into the image, so the design draws from it too.
 
 The shipped default model (host/data/digits_model.bin, used by `--model default`) is made by:
   spinemu train --dataset digits --out host/data/digits_model.bin --curve out/digits_model.png
@@ -43,8 +45,9 @@ def add_arguments(parser):
     parser.add_argument("--out", type=Path, required=True, metavar="M.bin",
                         help="the model image to write (the companion M.npz goes beside it)")
     parser.add_argument("--calibration", type=Path, metavar="CALIB.json",
-                        help="per-neuron theta and sigma codes from `spinemu calibrate` "
-                             "(default: ideal neurons, theta 0, sigma per neuron)")
+                        help="per-neuron theta and sigma codes and the noise table from "
+                             "`spinemu calibrate` (default: ideal Gaussian neurons, theta 0, "
+                             "sigma per neuron)")
     parser.add_argument("--curve", type=Path, metavar="PNG",
                         help="where to draw the training curve (default: M.png beside M.bin)")
     parser.add_argument("--hidden", default=",".join(map(str, d.hidden)), metavar="N1,N2,...",
@@ -105,6 +108,8 @@ def run(args):
     print(f"network {' -> '.join(map(str, sizes))}: {once:,} "
           f"MACs once per image + {trained.model.macs_per_sample:,} per sample; "
           f"final training loss {trained.history['loss'][-1]:.4f}")
+    noise = trained.model.noise
+    print(f"noise table {noise.name} (hash {noise.hash:08x}), in the image and the float model")
     print(f"trained in {time.perf_counter() - began:.0f} s "
           f"(network {trained.meta['train_seconds']:.0f} s)")
     print(f"wrote {args.out} ({len(data):,} bytes), {companion}, {curve}")
