@@ -11,6 +11,12 @@ widened by 5 binomial standard deviations of the count.
 
 The codes lie on a lattice of step ``2`` (odd integers); the *discretized normal* they are compared
 with puts on code ``c`` the mass of ``N(0, sigma^2)`` in ``(c - 1, c + 1]``.
+
+Codes of a noise table other than the normal (``table``) are judged against that table's exact
+distribution instead: the mean and the variance within 5 sampling standard deviations of the
+table's (``sqrt(var / n)`` and ``sqrt((mu4 - var^2) / n)``), the KS distance to the table's CDF within
+the same limit as above, and a chi-square test of the histogram (codes pooled into cells of at
+least 20 expected counts) that fails below p = 1e-6; the correlations as for the normal.
 """
 
 from dataclasses import dataclass
@@ -18,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.fft
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
-from spinemu.hdl import noise as hw
 from spinemu.hdl.formats import NeuronFormat
+from spinemu.hdl.noise_table import CODE_SIGMA, gaussian
 from spinemu.sim import golden
 
 from .errors import InputError
@@ -52,7 +58,7 @@ class Figure:
 def _histogram(codes):
     """The codes' values (the odd lattice from min to max) and their counts."""
     if np.any(codes % 2 == 0):
-        raise InputError("noise codes must be odd integers (the lattice of GaussianNoise)")
+        raise InputError("noise codes must be odd integers (the lattice of the noise blocks)")
     lo, hi = int(codes.min()), int(codes.max())
     counts = np.bincount((codes - lo) // 2, minlength=(hi - lo) // 2 + 1)
     return np.arange(lo, hi + 1, 2), counts
@@ -66,12 +72,14 @@ def _lagged_correlations(spectra, j, k, n, max_lag):
     return lags / overlap
 
 
-def noise_quality(codes, sigma, *, max_lag=MAX_LAG):
+def noise_quality(codes, sigma, *, max_lag=MAX_LAG, table=None):
     """All quality figures of ``codes`` (shape ``(samples, neurons)``) with nominal ``sigma``.
 
-    Distribution figures pool all neurons; correlations are per neuron (autocorrelation at lags
-    1..max_lag) and per pair (cross-correlation at lags -max_lag..max_lag), reported as the largest
-    magnitude. Returns a list of :class:`Figure`.
+    Distribution figures pool all neurons, against the normal or, with ``table`` (a
+    :class:`~spinemu.hdl.noise_table.NoiseTable`), against that table's exact distribution;
+    correlations are per neuron (autocorrelation at lags 1..max_lag) and per pair
+    (cross-correlation at lags -max_lag..max_lag), reported as the largest magnitude. Returns a
+    list of :class:`Figure`.
     """
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[0] < 2 * max_lag:
@@ -80,7 +88,14 @@ def noise_quality(codes, sigma, *, max_lag=MAX_LAG):
     samples, neurons = codes.shape
     # Every distribution figure comes from the histogram of the (few hundred distinct) codes.
     lattice, counts = _histogram(codes.reshape(-1).astype(np.int64))
-    n = codes.size
+    figures = (_normal_figures(lattice, counts, sigma) if table is None
+               else _table_figures(lattice, counts, table))
+    figures += _correlation_figures(codes, max_lag)
+    return figures
+
+
+def _normal_figures(lattice, counts, sigma):
+    n = counts.sum()
     p = counts / n
     z = lattice / sigma
     mean = p @ z
@@ -101,7 +116,52 @@ def noise_quality(codes, sigma, *, max_lag=MAX_LAG):
         observed = p[np.abs(lattice) > t * sigma].sum()
         slack = TAIL_TOLERANCE * expected + 5 * np.sqrt(expected * (1 - expected) / n)
         figures.append(Figure(f"P(|z|>{t:g}) / normal", observed / expected, 1.0, slack / expected))
+    return figures
 
+
+def _table_figures(lattice, counts, table):
+    """Mean, variance, KS and chi-square against the exact distribution of ``table``'s codes."""
+    n = counts.sum()
+    codes, exact = table.pmf
+    if lattice[0] < codes[0] or lattice[-1] > codes[-1]:
+        raise InputError(f"noise codes beyond +-{codes[-1]}, the noise blocks' range")
+    observed = np.zeros(len(codes))
+    observed[np.searchsorted(codes, lattice)] = counts
+    z = codes / CODE_SIGMA
+    mean, var = exact @ z, exact @ (z - exact @ z) ** 2
+    mu4 = exact @ (z - mean) ** 4
+    p = observed / n
+    got_mean = p @ z
+    figures = [
+        Figure("mean - table's", got_mean - mean, 0.0, 5 * np.sqrt(var / n)),
+        Figure("variance - table's", p @ (z - got_mean) ** 2 - var, 0.0,
+               5 * np.sqrt((mu4 - var ** 2) / n)),
+        Figure("KS distance to the table", np.max(np.abs(np.cumsum(p) - np.cumsum(exact))), 0.0,
+               max(KS_TARGET, 1.95 / np.sqrt(n))),
+    ]
+    if np.any(observed[exact == 0]):
+        figures.append(Figure("chi-square p (table)", 0.0, 1.0, 1 - 1e-6))  # a code never drawn
+        return figures
+    # cells of consecutive codes with >= 20 expected counts each (the last absorbs the rest)
+    expected = exact * n
+    edges, run = [], 0.0
+    for i, e in enumerate(expected):
+        run += e
+        if run >= 20:
+            edges.append(i + 1)
+            run = 0.0
+    edges[-1] = len(expected)
+    cells_o = np.add.reduceat(observed, [0] + edges[:-1])
+    cells_e = np.add.reduceat(expected, [0] + edges[:-1])
+    statistic = float(((cells_o - cells_e) ** 2 / cells_e).sum())
+    p_value = float(chi2.sf(statistic, len(cells_e) - 1))
+    figures.append(Figure("chi-square p (table)", p_value, 1.0, 1 - 1e-6))
+    return figures
+
+
+def _correlation_figures(codes, max_lag):
+    samples, neurons = codes.shape
+    figures = []
     std = (codes - codes.mean(axis=0)) / codes.std(axis=0)
     # Zero-padding to >= samples + max_lag makes the circular correlation linear at these lags.
     size = scipy.fft.next_fast_len(samples + max_lag, real=True)
@@ -129,15 +189,17 @@ def format_report(figures):
 
 
 def method_report():
-    """Exact figures of the noise method itself, from the alias table (no sampling)."""
-    codes, p = (np.asarray(x) for x in hw.code_pmf())
-    code_sigma = float(hw.CODE_SIGMA)
+    """Exact figures of the noise method itself, from the Gaussian alias table (no sampling)."""
+    table = gaussian()
+    codes, p = table.pmf
+    codes, p = codes[p > 0], p[p > 0]
+    code_sigma = float(CODE_SIGMA)
     z = codes / code_sigma
     ks = np.max(np.abs(np.cumsum(p) - norm.cdf((codes + 1) / code_sigma)))
     lines = [
         f"exact distribution of the codes (alias table, {len(codes)} codes, period 2^64-1 cycles):",
         f"  variance - 1 = {p @ z ** 2 - 1:.1e}, KS to discretized normal = {ks:.2e}, "
-        f"largest |z| = {hw.MAX_CODE / code_sigma:.3f}",
+        f"largest |z| = {table.max_code / code_sigma:.3f}",
         "  P(|z|>t) / normal: " + ", ".join(
             f"t={t:g}: {p[np.abs(z) > t].sum() / (2 * norm.sf(t)):.4f}" for t in (3, 4, 4.5, 5)),
     ]

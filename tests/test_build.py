@@ -33,7 +33,9 @@ from spinemu.firmware.synth import synth_stats
 from spinemu.hdl.framing import MAX_PAYLOAD, FrameSplitter, decode_frame, encode_frame
 from spinemu.hdl.memory_map import check_fits, network_words, sized_config
 from spinemu.hdl.model_image import ModelError, random_model
+from spinemu.hdl.noise_table import thermal
 from spinemu.hdl.protocol import (
+    IDENTIFY_RESPONSE,
     RESPONSE_HEADER,
     STATUS_RESPONSE,
     Opcode,
@@ -252,10 +254,11 @@ class SimPlatform:
 
 
 def test_board_top_serves_the_link():
-    """Through its serial pins the top answers IDENTIFY after the power-on reset, counts a UART
-    frame error into STATUS, and shows it and the heartbeat on the LEDs."""
+    """Through its serial pins the top answers IDENTIFY after the power-on reset (naming the noise
+    table it was built with), counts a UART frame error into STATUS, and shows it and the
+    heartbeat on the LEDs."""
     clk_hz, baud, por = 4000, 1000, 20              # 4 cycles per bit keeps the simulation short
-    config = sized_config((8, 4, 4), 2)
+    config = sized_config((8, 4, 4), 2, noise=thermal())
     leds = tuple((("led", n), role) for n, role in enumerate(LED_ROLES))
     top = BoardTop(config, leds=leds, baud=baud, por_cycles=por)
     platform = SimPlatform(clk_hz)
@@ -284,7 +287,7 @@ def test_board_top_serves_the_link():
     async def bench(ctx):
         await cycle(ctx, cycles=3 * por)
         await send(ctx, encode_frame(request(7, Opcode.IDENTIFY)))
-        await cycle(ctx, cycles=60 * 10 * divisor)           # the response is 33 bytes
+        await cycle(ctx, cycles=60 * 10 * divisor)           # the response is 37 bytes
         await send(ctx, b"\x55", stop=0)                      # a frame error
         await cycle(ctx, cycles=4 * divisor)
         await send(ctx, encode_frame(request(8, Opcode.STATUS)))
@@ -297,6 +300,7 @@ def test_board_top_serves_the_link():
     payloads = [decode_frame(f) for f in FrameSplitter().feed(_uart_bytes(trace["tx"], divisor))]
     assert len(payloads) == 2
     assert payloads[0] == bytes([7, Status.OK.value]) + identify_body(config, MAX_PAYLOAD)
+    assert unpack(IDENTIFY_RESPONSE, payloads[0][2:])["noise_hash"] == thermal().hash
     assert payloads[1][:2] == bytes([8, Status.OK.value])
     assert unpack(STATUS_RESPONSE, payloads[1][nbytes(RESPONSE_HEADER):])["uart_frame_errors"] == 1
     assert trace["error"][0] == 0 and trace["error"][-1] == 1
@@ -380,6 +384,7 @@ def test_icebreaker_build(tmp_path, capsys):
     (["--board", "icebreaker", "--lanes", "4", "--network", "128,512,256,64"],
      "needs 8 SB_SPRAM256KA"),
     (["--board", "ulx3s", "--baud", "3000000"], "3000000 baud from a 25000000 Hz clock"),
+    (["--board", "icebreaker", "--table", "weibull"], "weibull: neither a noise shape"),
 ])
 def test_build_refusals(tmp_path, capsys, argv, message):
     """Configurations a board cannot take are refused before any tool runs."""

@@ -1,11 +1,14 @@
 """`spinemu noise` end to end: files, backends, report, plot, and clear errors."""
 
+import dataclasses
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from spinemu.hdl.model_image import random_model
+from spinemu.hdl.noise_table import logistic, thermal
 from spinemu.host.cli import main
 from spinemu.sim import golden
 
@@ -75,3 +78,31 @@ def test_module_entry_point_and_help():
     done = subprocess.run([sys.executable, "-m", "spinemu", "--help"],
                           capture_output=True, text=True, check=True)
     assert "noise" in done.stdout
+
+
+def test_a_table_by_name_or_file_draws_its_codes_and_is_judged_against_them(tmp_path, capsys):
+    out = tmp_path / "t.npz"
+    assert main(["noise", "--table", "thermal", "--neurons", "2", "--samples", "300000",
+                 "--report", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "KS distance to the table" in text and "all figures pass" in text
+    with np.load(out) as f:
+        np.testing.assert_array_equal(f["noise"], golden.noise_codes(1, 2, 300000, table=thermal()))
+    # The same codes judged as the normal's fail (they are skewed), and as the logistic's too.
+    assert main(["noise", "--report", "--in", str(out)]) == 1
+    assert "FAILED" in capsys.readouterr().out
+    image = tmp_path / "m.bin"
+    image.write_bytes(dataclasses.replace(random_model((3, 2), seed=1),
+                                          noise=logistic()).to_bytes())
+    assert main(["noise", "--report", "--in", str(out), "--table", str(image)]) == 1
+    assert "against the logistic table" in capsys.readouterr().out
+
+
+def test_a_table_that_names_nothing_is_a_one_line_error(tmp_path, capsys):
+    assert main(["noise", "--table", "gumbel"]) == 2
+    assert "gumbel: neither a noise shape (gaussian, logistic, thermal) nor a file" in (
+        capsys.readouterr().err)
+    text = tmp_path / "x.txt"
+    text.write_text("hello")
+    assert main(["noise", "--table", str(text)]) == 2
+    assert "not a CALIB.json or a model image" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spinemu.hdl.noise import CODE_SIGMA
+from spinemu.hdl.noise_table import CODE_SIGMA
 from spinemu.host.noise_quality import noise_quality
 from spinemu.sim import golden
 
@@ -57,3 +57,18 @@ def test_checks_reject_a_wrong_scale_and_even_codes():
     assert not verdicts["variance - 1"]
     with pytest.raises(ValueError, match="odd integers"):
         noise_quality(np.zeros((1000, 1), dtype=int), CODE_SIGMA)
+
+
+def test_table_figures_pass_their_own_codes_and_catch_another_table():
+    # 10^6 codes of each table: its own exact distribution passes every figure; the logistic's
+    # codes (also symmetric with variance 1) fail the Gaussian table's chi-square and KS.
+    from spinemu.hdl.noise_table import gaussian, logistic, thermal
+    for table in (gaussian(), logistic(), thermal()):
+        codes = golden.noise_codes(7, 2, 500_000, table=table)
+        figures = noise_quality(codes, CODE_SIGMA, table=table)
+        assert all(f.ok for f in figures), [(f.name, f.value) for f in figures if not f.ok]
+        assert {f.name for f in figures} >= {"KS distance to the table", "chi-square p (table)"}
+    verdicts = _verdicts(noise_quality(golden.noise_codes(7, 2, 500_000, table=logistic()),
+                                       CODE_SIGMA, table=gaussian()))
+    assert not verdicts["chi-square p (table)"] and not verdicts["KS distance to the table"]
+    assert verdicts["mean - table's"]

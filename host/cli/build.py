@@ -15,6 +15,7 @@ from pathlib import Path
 
 from spinemu.firmware.boards import BOARDS, DEFAULT_BAUD
 
+from ..noise_tables import SHAPES, read_table
 from .options import layer_sizes
 
 
@@ -33,6 +34,10 @@ def add_arguments(parser):
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
                         help=f"UART baud rate (default: {DEFAULT_BAUD})")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    parser.add_argument("--table", metavar="SHAPE|FILE",
+                        help="the noise table the design starts with: a shape (" + ", ".join(SHAPES)
+                             + ") or the table of a CALIB.json or model image (default: gaussian; "
+                             "every model load writes its own)")
 
 
 def run(args):
@@ -40,8 +45,9 @@ def run(args):
     from spinemu.firmware.build import build_board
 
     network = layer_sizes(args.network, "--network") if args.network else None
+    noise = None if args.table is None else read_table(args.table)
     report = build_board(args.board, args.out, lanes=args.lanes, network=network,
-                         baud=args.baud, seed=args.seed, progress=print)
+                         baud=args.baud, seed=args.seed, noise=noise, progress=print)
     print(summary(report))
     print(f"wrote {Path(args.out) / report['bitstream']} and {Path(args.out) / 'report.json'}")
     return 0
