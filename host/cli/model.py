@@ -80,6 +80,7 @@ def describe(model, size):
         f"{sum(w.size for w in model.weights):,} in all",
         f"neuron format: a {f.a.describe()}, theta {f.theta.describe()}, "
         f"sigma {f.sigma.describe()}",
+        f"noise table:   {model.noise.describe()}",
         f"MACs:          {first:,} once per job (layer 1) + {per_sample:,} per sample "
         f"({later})",
         f"size:          {size:,} bytes",
