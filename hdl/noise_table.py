@@ -44,9 +44,9 @@ ENTRY_BITS = THRESHOLD_BITS + BIN_BITS + 1    # 26: q, then the alias (a signed 
 MASS_BITS = BIN_BITS + 1 + THRESHOLD_BITS     # masses in units of 2^-26
 Z_LIMIT = (1 << BIN_BITS) / BINS_PER_SIGMA    # 8.0: the grid ends at |z| = 8
 TAIL_LIMIT = 1e-4       # the most mass beyond |z| = 8 that may be folded into the last bins
-#: The table hash: CRC-32/ISO-HDLC over the entry bytes, one byte at a time (the design computes it
-#: as NOISE writes arrive).
-HASH_PARAMETERS = crc.catalog.CRC32_ISO_HDLC(data_width=8)
+#: The table hash: CRC-32/ISO-HDLC over the entry bytes. The design computes it a bit at a time (a
+#: bit-serial CRC is a third of the logic of a byte-wide one), least significant bit first.
+HASH_PARAMETERS = crc.catalog.CRC32_ISO_HDLC(data_width=1)
 _CAP = 1 << THRESHOLD_BITS
 _MAGNITUDES = 1 << BIN_BITS
 
@@ -111,7 +111,7 @@ class NoiseTable:
 
     @functools.cached_property
     def hash(self):
-        """CRC-32 of :meth:`to_bytes` (:data:`HASH_PARAMETERS`, computed as :func:`zlib.crc32`,
+        """CRC-32 of :meth:`to_bytes` (:data:`HASH_PARAMETERS`, computed by :func:`zlib.crc32`,
         which is the same CRC): what IDENTIFY reports of a loaded table."""
         return zlib.crc32(self.to_bytes())
 

@@ -37,8 +37,8 @@ __all__ = ["HASH_CYCLES", "Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ"
 FORMAT_VERSION = 3
 UNREADABLE_SEQ = 0xFF
 #: Cycles the design takes after a request that wrote NOISE entries to hash its noise table again
-#: (``hdl/protocol_engine.py``: 6 an entry), before it takes the next frame.
-HASH_CYCLES = 6 * ENTRIES + 2
+#: (``hdl/protocol_engine.py``: 34 an entry), before it takes the next frame.
+HASH_CYCLES = 34 * ENTRIES + 2
 
 
 class Opcode(enum.Enum, shape=8):

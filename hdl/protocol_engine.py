@@ -14,7 +14,7 @@ new frame is then handled as usual.
 
 IDENTIFY reports the noise table by its hash, the CRC-32 of the table's 1024 bytes as it is held:
 after a request that wrote NOISE entries, the engine reads lane 0's table back, entry by entry,
-and computes the hash (6 cycles an entry) before it takes the next frame.
+and computes the hash (34 cycles an entry, a bit a cycle) before it takes the next frame.
 """
 
 from amaranth.hdl import Array, Const, Module, Signal
@@ -119,7 +119,7 @@ class ProtocolEngine(wiring.Component):
         noise_hash = Signal(32, init=c.noise.hash)
         noise_dirty = Signal()            # NOISE entries written since the hash was computed
         hash_entry = Signal(range(ENTRIES))
-        hash_byte = Signal(2)
+        hash_bit = Signal(5)
         hash_word = Signal(32)
         m.d.comb += engine.table_read.addr.eq(hash_entry)
 
@@ -231,19 +231,20 @@ class ProtocolEngine(wiring.Component):
                             refuse(m, Status.BAD_LENGTH, 1)
                         with m.Else():
                             m.next = "OPCODE"
-            # The hash: each entry read (a cycle), latched (a cycle), its 4 bytes into the CRC.
+            # The hash: each entry read (a cycle), latched (a cycle), its 32 bits into the CRC, least
+            # significant first (the little-endian bytes' bits in CRC-32/ISO-HDLC's order).
             with m.State("HASH_READ"):
                 m.d.comb += engine.table_read.en.eq(1)
                 m.next = "HASH_LATCH"
             with m.State("HASH_LATCH"):
-                m.d.sync += [hash_word.eq(engine.table_data), hash_byte.eq(0)]
+                m.d.sync += [hash_word.eq(engine.table_data), hash_bit.eq(0)]
                 m.next = "HASH_FEED"
             with m.State("HASH_FEED"):
-                m.d.comb += [noise_crc.valid.eq(1), noise_crc.data.eq(hash_word.word_select(
-                                 hash_byte, 8)),
-                             noise_crc.start.eq((hash_entry == 0) & (hash_byte == 0))]
-                m.d.sync += hash_byte.eq(hash_byte + 1)
-                with m.If(hash_byte == 3):
+                m.d.comb += [noise_crc.valid.eq(1), noise_crc.data.eq(hash_word.bit_select(
+                                 hash_bit, 1)),
+                             noise_crc.start.eq((hash_entry == 0) & (hash_bit == 0))]
+                m.d.sync += hash_bit.eq(hash_bit + 1)
+                with m.If(hash_bit == 31):
                     m.d.sync += hash_entry.eq(hash_entry + 1)
                     m.next = "HASH_NEXT"
             with m.State("HASH_NEXT"):
