@@ -36,8 +36,8 @@ __all__ = ["HASH_CYCLES", "Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ"
 #: IDENTIFY's ``noise_hash`` and SYNC.
 FORMAT_VERSION = 3
 UNREADABLE_SEQ = 0xFF
-#: Cycles the design takes after a request that wrote NOISE entries to hash its noise table again
-#: (``hdl/protocol_engine.py``: 34 an entry), before it takes the next frame.
+#: Cycles the design takes to hash its noise table again when the first IDENTIFY after NOISE writes
+#: comes (``hdl/protocol_engine.py``: 34 an entry), before it answers.
 HASH_CYCLES = 34 * ENTRIES + 2
 
 

@@ -13,8 +13,8 @@ runs, any new frame (a good one, or a frame error) aborts it: the RUN is answere
 new frame is then handled as usual.
 
 IDENTIFY reports the noise table by its hash, the CRC-32 of the table's 1024 bytes as it is held:
-after a request that wrote NOISE entries, the engine reads lane 0's table back, entry by entry,
-and computes the hash (34 cycles an entry, a bit a cycle) before it takes the next frame.
+the first IDENTIFY after NOISE writes reads lane 0's table back, entry by entry, and computes the
+hash (34 cycles an entry, a bit a cycle) before it answers.
 """
 
 from amaranth.hdl import Array, Const, Module, Signal
@@ -217,10 +217,7 @@ class ProtocolEngine(wiring.Component):
 
         with m.FSM(name="protocol"):
             with m.State("IDLE"):
-                with m.If(noise_dirty):
-                    m.d.sync += [noise_dirty.eq(0), hash_entry.eq(0)]
-                    m.next = "HASH_READ"
-                with m.Elif(frame_error):
+                with m.If(frame_error):
                     m.d.sync += [frame_error.eq(0), seq.eq(UNREADABLE_SEQ), opcode.eq(0)]
                     respond(m, Status.BAD_FRAME, 1)
                 with m.Else():
@@ -250,7 +247,7 @@ class ProtocolEngine(wiring.Component):
             with m.State("HASH_NEXT"):
                 with m.If(hash_entry == 0):     # wrapped: all 256 fed, the CRC is out now
                     m.d.sync += noise_hash.eq(noise_crc.crc)
-                    m.next = "IDLE"
+                    respond(m, Status.OK, len(self.identify))
                 with m.Else():
                     m.d.comb += engine.table_read.en.eq(1)
                     m.next = "HASH_LATCH"
@@ -261,7 +258,10 @@ class ProtocolEngine(wiring.Component):
                     m.d.sync += [opcode.eq(byte), count.eq(0), element_byte.eq(0), element.eq(0)]
                     with m.Switch(byte):
                         with m.Case(Opcode.IDENTIFY):
-                            with m.If(last):
+                            with m.If(last & noise_dirty):  # hash the table first
+                                m.d.sync += [noise_dirty.eq(0), hash_entry.eq(0)]
+                                m.next = "HASH_READ"
+                            with m.Elif(last):
                                 respond(m, Status.OK, len(self.identify))
                             with m.Else():
                                 refuse(m, Status.BAD_LENGTH, 0)

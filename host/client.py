@@ -46,6 +46,7 @@ from spinemu.hdl.memory_map import (
 from spinemu.hdl.model_image import ModelError, ModelImage
 from spinemu.hdl.protocol import (
     FORMAT_VERSION,
+    HASH_CYCLES,
     IDENTIFY_RESPONSE,
     READ_ELEMENT,
     READ_REQUEST,
@@ -301,10 +302,12 @@ class Client:
 
     # ---- commands ---------------------------------------------------------------------------
 
-    def identify(self):
-        """IDENTIFY the design: a :class:`DesignInfo` (also kept as :attr:`info`)."""
+    def identify(self, *, after_table=False):
+        """IDENTIFY the design: a :class:`DesignInfo` (also kept as :attr:`info`). ``after_table``:
+        NOISE entries were written, so the design hashes its table first (:data:`HASH_CYCLES`)."""
+        timeout = self._run_timeout(HASH_CYCLES) if after_table else None
         for _ in range(self.retries + 1):
-            body = self._request(Opcode.IDENTIFY, b"", "IDENTIFY", size=None)
+            body = self._request(Opcode.IDENTIFY, b"", "IDENTIFY", size=None, timeout=timeout)
             # A body of another length from a design of this version is a damaged answer; one of
             # another version is judged by DesignInfo.from_body.
             if (len(body) == nbytes(IDENTIFY_RESPONSE) or not body
@@ -354,7 +357,7 @@ class Client:
                 bar.update()
         finally:
             bar.close()
-        loaded = self.identify().noise_hash
+        loaded = self.identify(after_table=True).noise_hash
         if loaded != model.noise.hash:   # a model runs only with the table it was trained with
             raise ProtocolError(f"the design at {self.url} holds noise table {loaded:08x} after "
                                 f"loading the model, whose table is {model.noise.hash:08x} "

@@ -49,7 +49,7 @@ class ServeError(SimulationError):
 
 def quiet_cycles(max_payload):
     """Cycles after a request's last byte by which the design has answered or started a job, the
-    hash of its noise table after the request before included (:data:`HASH_CYCLES`)."""
+    hash of its noise table for an IDENTIFY included (:data:`HASH_CYCLES`)."""
     return 4 * (max_payload + 3) + 256 + HASH_CYCLES
 
 
