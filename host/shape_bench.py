@@ -26,7 +26,7 @@ from .calibration import (
     verify,
 )
 
-__all__ = ["TRUE_TARGET", "SAMPLING_SDS", "BENCH_TRIALS", "shape_bench"]
+__all__ = ["TRUE_TARGET", "SAMPLING_SDS", "BENCH_TRIALS", "shape_bench", "shape_statistics"]
 
 TRUE_TARGET = 0.005   # the emulated curve's largest distance to the device's true curve
 SAMPLING_SDS = 4      # the sampled curve may be off by this many sampling sds more
@@ -86,3 +86,33 @@ def shape_bench(*, backend="golden", trials=None, currents=16, data_trials=4000,
             "forced_probit_on_thermal": {"data_p": verification.data.p,
                                          "exact_max_abs_error": verification.exact_max_abs_error,
                                          "failed": not verification.passed}}
+
+
+def shape_statistics(data_sets, *, currents=16, data_trials=4000, seed=2026, progress=None):
+    """How often the targets hold over ``data_sets`` data sets of every synthetic device (seeds
+    ``seed .. seed + data_sets - 1``): per device the fraction whose preferred model is the true
+    one, the fraction whose exact emulated curve is within :data:`TRUE_TARGET` of the true curve,
+    and that distance's median. Only exact curves are computed (no sampled sweep). ``progress``
+    is called once per data set."""
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in SYNTHETIC_DEVICES:
+            correct, distances = 0, []
+            for k in range(data_sets):
+                path = Path(folder) / f"{name}.csv"
+                device = make_shape_synthetic(path, name, currents=currents, trials=data_trials,
+                                              seed=seed + k)
+                calibration = calibrate(read_measurements(path, unit="mA"))
+                check = verify(map_calibration(calibration), calibration, backend="golden",
+                               trials=1, neurons=1, seed=1).checks[0]
+                correct += calibration.model == name
+                distances.append(float(np.max(np.abs(
+                    check.exact_all - device.probability(check.exact_current)))))
+                if progress is not None:
+                    progress(1)
+            distances = np.array(distances)
+            rows.append({"device": name, "preferred_true": correct / data_sets,
+                         "within_target": float(np.mean(distances <= TRUE_TARGET)),
+                         "median_exact_true": float(np.median(distances))})
+    return {"data_sets": data_sets, "currents": currents, "data_trials": data_trials,
+            "seed": seed, "true_target": TRUE_TARGET, "devices": rows}

@@ -13,7 +13,7 @@ from spinemu.host import calibration as cal
 from spinemu.host.calibration.shape import locate
 from spinemu.host.cli import main
 from spinemu.host.errors import InputError
-from spinemu.host.shape_bench import TRUE_TARGET
+from spinemu.host.shape_bench import TRUE_TARGET, shape_bench, shape_statistics
 from spinemu.sim import golden
 
 SHAPES = list(cal.SYNTHETIC_DEVICES)
@@ -314,3 +314,21 @@ def test_bench_shapes_prints_its_figures(capsys):
     for name in SHAPES:
         assert f"  {name:<14} {name:<14}" in printed
     assert "verification FAILS, as it must" in printed and "MISSED" not in printed
+
+
+def test_bench_shapes_counts_how_often_the_targets_hold(capsys, tmp_path):
+    """`--data-sets N`: per device the fractions of N data sets whose preferred model is the true
+    one and whose emulated curve is within the target; one data set gives the bench's figures."""
+    out = tmp_path / "s.json"
+    assert main(["bench", "shapes", "--data-sets", "3", "--json", str(out)]) == 0
+    assert "shape statistics: 3 data sets" in capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    assert [r["device"] for r in figures["devices"]] == list(SHAPES)
+    for row in figures["devices"]:
+        assert row["preferred_true"] in (0, 1 / 3, 2 / 3, 1) and 0 < row["median_exact_true"] < 0.05
+    single = shape_statistics(1, seed=2026)["devices"]
+    bench = shape_bench(seed=2026, trials=10)["devices"]
+    for one, row in zip(single, bench, strict=True):
+        assert one["median_exact_true"] == pytest.approx(row["exact_true"], abs=1e-12)
+        assert one["preferred_true"] == row["correct"]
+        assert one["within_target"] == row["exact_met"]

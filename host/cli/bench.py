@@ -35,7 +35,7 @@ from spinemu.sim.backends import BACKENDS
 
 from ..board_bench import BITS_PER_BYTE, board_rows, load_reports, stream_digits
 from ..models import DEFAULT_MODEL, resolve_model
-from ..shape_bench import BENCH_TRIALS, shape_bench
+from ..shape_bench import BENCH_TRIALS, shape_bench, shape_statistics
 from ..speed import engine_speed, noise_speed, noise_synthesis
 from . import UserError
 from .files import write_text
@@ -84,6 +84,9 @@ def add_arguments(parser):
                         help="shapes: trials per current of the synthetic data (default: 4000)")
     parser.add_argument("--seed", type=int, default=2026,
                         help="shapes: seed of the synthetic data (default: 2026)")
+    parser.add_argument("--data-sets", type=int, metavar="N",
+                        help="shapes: instead, how often the targets hold over N data sets per "
+                             "device (seeds --seed .. --seed + N - 1; exact curves only)")
 
 
 def _noise(args):
@@ -228,9 +231,32 @@ def _board(args):
         print(f"wrote {args.json}")
     return 0 if sim["bit_exact"] and sim["cycles_match_model"] else 1
 
+def _shape_statistics(args):
+    if args.data_sets < 1:
+        raise UserError(f"--data-sets must be at least 1, not {args.data_sets}")
+    from tqdm import tqdm
+    with tqdm(total=4 * args.data_sets, unit="data set", file=sys.stderr) as bar:
+        f = shape_statistics(args.data_sets, data_trials=args.data_trials, seed=args.seed,
+                             progress=bar.update)
+    last = f["seed"] + f["data_sets"] - 1
+    print(f"shape statistics: {f['data_sets']} data sets per SYNTHETIC device, {f['currents']} "
+          f"currents x {f['data_trials']} trials (seeds {f['seed']}..{last})")
+    within = f"exact-true <= {f['true_target']:g}"
+    print(f"  {'device':<14} {'preferred = true':>16} {within:>18} {'median exact-true':>17}")
+    for r in f["devices"]:
+        print(f"  {r['device']:<14} {r['preferred_true']:>16.0%} {r['within_target']:>18.0%} "
+              f"{r['median_exact_true']:>17.4f}")
+    if args.json is not None:
+        write_text(args.json, json.dumps(f, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _shapes(args):
     if args.data_trials < 1 or (args.trials is not None and args.trials < 1):
         raise UserError("--data-trials and --trials must be >= 1")
+    if args.data_sets is not None:
+        return _shape_statistics(args)
     f = shape_bench(backend=args.backend, trials=args.trials, data_trials=args.data_trials,
                     seed=args.seed, log=sys.stderr)
     print(f"shape bench: 4 SYNTHETIC devices, {f['currents']} currents x {f['data_trials']} trials "
