@@ -117,10 +117,13 @@ class UARTTx(wiring.Component):
 class UARTRx(wiring.Component):
     """8N1 UART receiver.
 
-    ``rx`` passes through a two-flop synchroniser. A falling edge starts a byte; the start bit is
-    checked again half a bit later (a shorter low pulse is a glitch and is ignored), and every
-    following bit is sampled once, a whole bit time after the previous sample, so in the middle of
-    the bit. A byte with a good stop bit is offered on ``o``; its payload is held until accepted.
+    ``rx`` passes through a two-flop synchroniser. A falling edge starts a byte; the start bit must
+    then stay low (by the majority of the last three samples) until it is read half a bit later,
+    else it was a glitch and the receiver looks for the next edge at once. Every following bit is
+    read a whole bit time after the previous one, so in the middle of the bit, as the majority of
+    three samples, the middle cycle and its two neighbours: a glitch of one cycle on the line
+    changes no bit and starts no byte. A byte with a good stop bit
+    is offered on ``o``; its payload is held until accepted.
 
     Errors drop the byte and are counted (16-bit counters that saturate at 0xFFFF):
 
@@ -160,6 +163,11 @@ class UARTRx(wiring.Component):
 
         rx = Signal(init=1)
         m.submodules.sync = cdc.FFSynchronizer(self.rx, rx, init=1)
+        # The last three samples; a read happens one cycle past a bit's middle, so they are the
+        # middle and its two neighbours, and the bit is their majority.
+        window = Signal(3, init=0b111)
+        m.d.sync += window.eq(Cat(rx, window[:2]))
+        bit = (window[0] & window[1]) | (window[0] & window[2]) | (window[1] & window[2])
 
         timer = Signal(range(self.divisor))  # cycles to the next sample, minus one
         bits_left = Signal(range(8))
@@ -172,14 +180,17 @@ class UARTRx(wiring.Component):
             with m.State("IDLE"):
                 with m.If(~rx):
                     # The edge fell at most one cycle ago: the middle of the start bit is about
-                    # half a bit from now.
-                    m.d.sync += timer.eq(self.divisor // 2 - 1)
+                    # half a bit from now, and its read one cycle after that.
+                    m.d.sync += timer.eq(self.divisor // 2)
                     m.next = "START"
             with m.State("START"):
-                with m.If(timer != 0):
+                # From the third cycle on the window holds three samples from the edge on (it
+                # lags rx by a cycle): a high majority is a glitch, or a low pulse too short, not
+                # a start bit; a one-cycle glitch inside the start bit is outvoted.
+                with m.If(bit & (timer <= self.divisor // 2 - 2)):
+                    m.next = "IDLE"
+                with m.Elif(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
-                with m.Elif(rx):
-                    m.next = "IDLE"  # glitch, not a start bit
                 with m.Else():
                     m.d.sync += [timer.eq(self.divisor - 1), bits_left.eq(7)]
                     m.next = "DATA"
@@ -188,7 +199,7 @@ class UARTRx(wiring.Component):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Else():
                     m.d.sync += [
-                        shreg.eq(Cat(shreg[1:], rx)),
+                        shreg.eq(Cat(shreg[1:], bit)),
                         bits_left.eq(bits_left - 1),
                         timer.eq(self.divisor - 1),
                     ]
@@ -197,7 +208,7 @@ class UARTRx(wiring.Component):
             with m.State("STOP"):
                 with m.If(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
-                with m.Elif(~rx):
+                with m.Elif(~bit):
                     m.d.sync += _saturating_increment(self.frame_errors)
                     m.next = "BREAK"
                 with m.Else():

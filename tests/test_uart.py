@@ -219,3 +219,72 @@ def test_rx_counters_saturate():
         assert ctx.get(dut.frame_errors) == 0xFFFF
 
     run(dut, line, cycles=2000)
+
+
+@pytest.mark.parametrize("divisor,mismatch", [(8, 0.0), (12, -0.02), (12, 0.02), (25, -0.02),
+                                              (25, 0.02)])
+def test_rx_line_noise(divisor, mismatch):
+    """One-cycle glitches on the line, on idle time and inside characters (in a third of the bit
+    times, at a random cycle), with the sender up to 2% off: every byte arrives and no glitch on
+    the idle line starts a byte. A glitch up to two cycles before a start edge cannot be told from
+    one inside the start bit, so the reads may be two cycles early; with the three samples' cycle
+    either side and 2% over 9.5 bits that fits in half a bit from 12 cycles per bit on (8 with an
+    exact rate; at 4 the samples cover three of the bit's four cycles)."""
+    rng = random.Random(divisor * 10 + round(mismatch * 100))
+    data = [rng.randrange(256) for _ in range(200)]
+    dut = UARTRx(divisor)
+    got = []
+
+    async def line(ctx):
+        bit = divisor * (1 + mismatch)
+        level, now, time = 1, 0, 0.0
+
+        async def hold(value, bits, noisy=True):
+            nonlocal level, now, time
+            time += bits * bit
+            cycles = round(time) - now
+            # one glitch at a random cycle of this stretch, in a third of the bit times
+            glitch = rng.randrange(cycles) if noisy and cycles > 2 and rng.random() < 0.33 else -1
+            for c in range(cycles):
+                ctx.set(dut.rx, value ^ (c == glitch))
+                await ctx.tick()
+            now += cycles
+            level = value
+
+        await hold(1, 2, noisy=False)
+        for byte in data:
+            await hold(1, rng.uniform(0.5, 2))
+            for value in [0] + [(byte >> k) & 1 for k in range(8)] + [1]:
+                await hold(value, 1)
+        await hold(1, 3)
+
+    async def sink(ctx):
+        got.extend(await receive(ctx, dut.o, len(data), random.Random(1), stall=0.2))
+
+    run(dut, line, sink, cycles=30 * divisor * len(data))
+    assert got == data
+
+
+def test_rx_a_glitch_mid_bit_changes_nothing_that_one_sample_would():
+    """A one-cycle glitch right at a bit's middle: the majority keeps the bit."""
+    divisor = 8
+    dut = UARTRx(divisor)
+
+    async def line(ctx):
+        wire = Line(ctx, dut.rx, divisor)
+        await wire.level(1, 2)
+        await wire.level(0, 1)                     # start bit
+        for k in range(8):                         # 0x55, each bit flipped for one mid cycle
+            value = (0x55 >> k) & 1
+            await wire.level(value, 0.5)
+            ctx.set(dut.rx, 1 - value)
+            await ctx.tick()
+            wire.now, wire.time = wire.now + 1, wire.time + 1
+            await wire.level(value, 0.5 - 1 / divisor)
+        await wire.level(1, 3)
+        assert ctx.get(dut.frame_errors) == 0
+
+    async def sink(ctx):
+        assert await receive(ctx, dut.o, 1, random.Random(3), stall=0) == [0x55]
+
+    run(dut, line, sink, cycles=400)
