@@ -38,7 +38,7 @@ FORMAT_VERSION = 3
 UNREADABLE_SEQ = 0xFF
 #: Cycles the design takes to hash its noise table again when the first IDENTIFY after NOISE writes
 #: comes (``hdl/protocol_engine.py``: 34 an entry), before it answers.
-HASH_CYCLES = 34 * ENTRIES + 2
+HASH_CYCLES = 34 * ENTRIES + 1
 
 
 class Opcode(enum.Enum, shape=8):
@@ -155,9 +155,9 @@ def build_hash(config, max_payload):
     return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
 
 
-def identify_body(config, max_payload):
-    """The body of the IDENTIFY response of a design with ``config`` as built: ``noise_hash`` is
-    then the hash of the build's noise table (the design reports the loaded table's)."""
+def identify_body(config, max_payload, noise_hash=None):
+    """The body of the IDENTIFY response of a design with ``config``, holding the noise table of
+    hash ``noise_hash`` (default: the build's table, ``config.noise``)."""
     f = config.fmt
     return pack(IDENTIFY_RESPONSE, version=FORMAT_VERSION, lanes=config.lanes,
                 max_layers=config.max_layers, max_inputs=config.max_inputs,
@@ -165,7 +165,8 @@ def identify_body(config, max_payload):
                 param_depth=config.param_depth, input_bits=config.input_bits,
                 weight_bits=config.weight_bits, a_width=f.a_width, theta_frac=f.theta_frac,
                 sigma_width=f.sigma_width, sigma_frac=f.sigma_frac, max_payload=max_payload,
-                build_hash=build_hash(config, max_payload), noise_hash=config.noise.hash)
+                build_hash=build_hash(config, max_payload),
+                noise_hash=config.noise.hash if noise_hash is None else noise_hash)
 
 
 def request(seq, opcode, body=b""):

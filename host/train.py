@@ -50,16 +50,10 @@ import numpy as np
 
 from spinemu.hdl.formats import NeuronFormat
 from spinemu.hdl.model_image import ModelError, ModelImage
-from spinemu.hdl.noise_table import (
-    BIN_BITS,
-    BINS_PER_SIGMA,
-    ENTRIES,
-    THRESHOLD_BITS,
-    NoiseTable,
-    gaussian,
-)
+from spinemu.hdl.noise_table import CODE_SIGMA, NoiseTable, gaussian
+from spinemu.sim import golden
 
-from .calibration import noise_entry, read_neuron_codes, read_noise_table
+from .calibration import noise_entry, noise_from_entry, read_neuron_codes, read_noise_table
 from .datasets import split
 from .errors import InputError
 from .evaluate import ReferenceClassifier, train_classifier
@@ -169,29 +163,19 @@ class NoiseShape:
         self.cdf = cdf / cdf[-1]
         self.step = float(self.edges[1] - self.edges[0])
         self.density = np.diff(self.cdf) / self.step          # per cell
-        # Entry j with threshold position r in [0, 1) draws bin j when r < q_j, at t = r / q_j
-        # through it, else the alias bin a_j at t = (r - q_j) / (1 - q_j); a signed bin b starts
-        # at z = d k and is z = d (k + t) at t, with k = b % 128 and d = +-1/16 by its sign. So
-        # z = base[i] + r slope[i] with i = 2 j + (r >= q_j): the alias taken or not.
-        q = np.asarray(table.q, dtype=np.float64) / (1 << THRESHOLD_BITS)
-        k_own, d_own = _bin_start(np.arange(ENTRIES))
-        k_alias, d_alias = _bin_start(np.asarray(table.alias))
-        own_slope = np.divide(d_own, q, out=np.zeros(ENTRIES), where=q > 0)  # q = 0: never kept
-        self._q = q
-        self._base = np.stack([d_own * k_own, d_alias * (k_alias - q / (1 - q))], axis=1).ravel()
-        self._slope = np.stack([own_slope, d_alias / (1 - q)], axis=1).ravel()
+        self.table = table
         self._grids = {}
 
     def draw(self, p):
         """Draws of ``z`` from the cell distribution, one per uniform number ``p`` in ``[0, 1)``
-        (numpy). As the noise block does, ``p`` picks a table entry and a threshold, hence a signed
-        bin by the table's alias; the rest of ``p`` places ``z`` uniformly in that bin (where the
-        block draws one of its 8 codes): each code's mass spread over its cell, exactly."""
-        w = np.asarray(p, dtype=np.float64) * ENTRIES
-        entry = w.astype(np.int64)
-        r = w - entry
-        i = 2 * entry + (r >= self._q[entry])
-        return self._base[i] + r * self._slope[i]
+        (numpy): the top 32 bits of ``p`` are a noise block's uniform word, which the golden model
+        maps to a code as the block does (:func:`~spinemu.sim.golden.words_to_codes`), and the bits
+        below place ``z`` uniformly in that code's cell ``[(c - 1) / 256, (c + 1) / 256]``: each
+        code's mass spread over its cell, exactly."""
+        w = np.asarray(p, dtype=np.float64) * 2.0 ** 32
+        words = w.astype(np.uint64)
+        codes = golden.words_to_codes(words, self.table)
+        return (codes + 2 * (w - words) - 1) / CODE_SIGMA
 
     def _grid(self, dtype):
         """``(survival at the edges, density per cell)`` as torch tensors of ``dtype``."""
@@ -234,12 +218,6 @@ class NoiseShape:
         p = torch.rand(u.shape, generator=generator, dtype=torch.float64)
         z = torch.from_numpy(self.draw(p.numpy())).to(u.dtype)
         return _functions().ShapedSpin.apply(u, z, self)
-
-
-def _bin_start(signed_bin):
-    """``(k, d)`` of noise-table signed bins: magnitude bin ``k``, direction ``d = +-1/16``."""
-    negative = signed_bin >> BIN_BITS
-    return signed_bin & ((1 << BIN_BITS) - 1), np.where(negative, -1.0, 1.0) / BINS_PER_SIGMA
 
 
 # ---------------------------------------------------------------------------------------------
@@ -654,8 +632,10 @@ def load_companion(path, model_bytes=None):
         layers = len(meta["sizes"]) - 1
         network = FloatNetwork([arrays[f"float_w{l}"] for l in range(layers)],
                                [arrays[f"float_b{l}"] for l in range(layers)],
-                               _companion_noise(meta.get("noise"), path))
+                               noise_from_entry(meta.get("noise"), str(path)))
         classifier = ReferenceClassifier.from_arrays(arrays)
+    except InputError:    # the noise table's own message, naming the file
+        raise
     except (KeyError, ValueError, TypeError) as error:
         raise InputError(f"{path}: not a training companion file ({error})") from None
     if model_bytes is not None and hashlib.sha256(model_bytes).hexdigest() != meta["model_sha256"]:
@@ -665,14 +645,3 @@ def load_companion(path, model_bytes=None):
     return Companion(network, classifier, meta, history)
 
 
-def _companion_noise(entry, path):
-    """The noise table of a companion's ``meta["noise"]`` (None: the Gaussian); ValueError if the
-    entry is malformed or its hash is not its table's."""
-    if entry is None:
-        return gaussian()
-    table = NoiseTable.from_bytes(bytes.fromhex(entry["table"]), str(entry["shape"]),
-                                  source=f"{path}: noise table")
-    if int(entry["hash"], 16) != table.hash:
-        raise ValueError(f"the noise table's hash is {table.hash:08x}, not the recorded "
-                         f"{entry['hash']}")
-    return table

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 from amaranth.back import verilog
+from amaranth.hdl import Value
+from amaranth.lib.wiring import In
 
 from .errors import SimulationError
 
@@ -82,7 +84,8 @@ def run_bench(component, *, simulator, test_module, config, testcase=None):
 
     ``config`` (JSON-able) reaches the bench as the file named by the environment variable
     ``SPINEMU_BENCH``; the bench writes its results into the directory ``config["out_dir"]``, which
-    this function creates in a temporary place when absent and returns.
+    this function creates in a temporary place when absent and returns. ``input_inits`` is added:
+    the reset value of every input port, which the benches' ``start`` sets them to.
     """
     import cocotb_tools
     from cocotb_tools.check_results import get_results
@@ -109,7 +112,8 @@ def run_bench(component, *, simulator, test_module, config, testcase=None):
     out_dir = Path(config.get("out_dir") or tempfile.mkdtemp(prefix="spinemu-bench-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "config.json"
-    config_file.write_text(json.dumps({**config, "out_dir": str(out_dir)}))
+    config_file.write_text(json.dumps({**config, "out_dir": str(out_dir),
+                                       "input_inits": _input_inits(component)}))
     log = out_dir / "sim.log"
     try:
         results = runner.test(
@@ -123,6 +127,13 @@ def run_bench(component, *, simulator, test_module, config, testcase=None):
         raise BenchError(f"{test_module} on {simulator}: {failed} of {tests} cocotb tests failed; "
                          f"see {log}")
     return out_dir
+
+
+def _input_inits(component):
+    """The reset value of each input port, by its Verilog name (``a__b`` for member ``a.b``)."""
+    return {"__".join(map(str, path)): Value.cast(port).init
+            for path, member, port in component.signature.flatten(component)
+            if member.flow == In}
 
 
 @dataclass

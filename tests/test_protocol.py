@@ -44,6 +44,7 @@ from spinemu.hdl.memory_map import (
 from spinemu.hdl.model_image import random_model
 from spinemu.hdl.noise_table import NoiseTable, gaussian, logistic, thermal
 from spinemu.hdl.protocol import (
+    HASH_CYCLES,
     IDENTIFY_RESPONSE,
     RESPONSE_HEADER,
     UNREADABLE_SEQ,
@@ -405,3 +406,29 @@ def test_the_noise_hash_is_that_of_the_table_held_after_any_writes():
         expected.append(NoiseTable.from_entries("held", held).hash)
     answers, _ = _check(requests, seed=6)
     assert [_identified_noise_hash(a) for a in answers[1::2]] == expected
+
+
+def test_identify_after_noise_writes_takes_the_documented_hash_cycles():
+    # The first IDENTIFY after a NOISE write answers HASH_CYCLES later than the next one does.
+    dut = ProtocolEngine(CONFIG, MAX_PAYLOAD)
+    write = encode_frame(request(1, Opcode.WRITE, write_body(Region.NOISE, 3, [5], CONFIG)),
+                         MAX_PAYLOAD)
+    identify = encode_frame(request(2, Opcode.IDENTIFY), MAX_PAYLOAD)
+    latencies = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for frame in (write, identify, identify):
+            await send(ctx, dut.i, list(frame), random.Random(0), idle=0)
+            waited = 0
+            while not ctx.get(dut.o.valid):           # the answer's first byte
+                await ctx.tick()
+                waited += 1
+            latencies.append(waited)
+            while True:                               # the rest of it, up to its delimiter
+                _, _, byte = await ctx.tick().sample(dut.o.payload)
+                if byte == 0:
+                    break
+
+    run(dut, bench, cycles=20 * HASH_CYCLES)
+    assert latencies[1] - latencies[2] == HASH_CYCLES

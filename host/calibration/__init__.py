@@ -20,7 +20,14 @@ Callers import the names below from the package; :mod:`.plot` alone is imported 
 so that only a plot loads matplotlib.
 """
 
-from .calib_file import noise_entry, read_neuron_codes, read_noise_table, write_calibration, write_output
+from .calib_file import (
+    noise_entry,
+    noise_from_entry,
+    read_neuron_codes,
+    read_noise_table,
+    write_calibration,
+    write_output,
+)
 from .data_check import ALPHA, DataCheck, check_data
 from .device_fit import FORMULAS, MODELS, DeviceFit, fit_device, fit_models
 from .fit import ModelFit, ProbitFit, fit_probit
@@ -50,6 +57,7 @@ __all__ = [
     "TARGET", "FALSE_ALARM", "DEFAULT_TRIALS", "NeuronCheck", "Verification",
     "consistency_p", "verify", "ALPHA", "DataCheck", "check_data",
     "calibration_report", "mapping_report", "verification_report",
-    "write_calibration", "write_output", "read_neuron_codes", "noise_entry", "read_noise_table",
+    "write_calibration", "write_output", "read_neuron_codes", "noise_entry", "noise_from_entry",
+    "read_noise_table",
     "make_synthetic", "make_shape_synthetic", "SYNTHETIC_DEVICES", "SyntheticDevice",
 ]

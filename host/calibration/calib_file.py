@@ -15,7 +15,7 @@ from spinemu.hdl.noise_table import NoiseTable, TableError, gaussian
 from spinemu.host.errors import InputError
 
 __all__ = ["write_calibration", "write_output", "read_neuron_codes", "noise_entry",
-           "read_noise_table"]
+           "noise_from_entry", "read_noise_table"]
 
 
 def write_calibration(path, report):
@@ -96,21 +96,27 @@ def read_noise_table(path):
     file has no ``noise`` field, as files written before noise tables did not). InputError naming
     the file when the field is malformed or its hash is not its table's."""
     path = Path(path)
-    entry = _read(path).get("noise")
+    return noise_from_entry(_read(path).get("noise"), str(path))
+
+
+def noise_from_entry(entry, where):
+    """The table of a :func:`noise_entry` (``None``: the Gaussian, for files written before noise
+    tables); InputError naming ``where`` when the entry is malformed or its hash is not its
+    table's."""
     if entry is None:
         return gaussian()
     try:
         table = NoiseTable.from_bytes(bytes.fromhex(entry["table"]), str(entry["shape"]),
-                                      source=f"{path}: noise.table")
+                                      source=f"{where}: noise.table")
         recorded = int(entry["hash"], 16)
     except TableError as error:
         raise InputError(str(error)) from None
     except (KeyError, TypeError, ValueError):
-        raise InputError(f"{path}: 'noise' needs 'shape', 'hash' (hex) and 'table' (hex bytes); "
-                         "write the file with `spinemu calibrate`") from None
+        raise InputError(f"{where}: 'noise' needs 'shape', 'hash' (hex) and 'table' (hex bytes); "
+                         "write the file with spinemu") from None
     if recorded != table.hash:
-        raise InputError(f"{path}: noise.hash is {recorded:08x} but the table's hash is "
-                         f"{table.hash:08x}: the file was changed by hand")
+        raise InputError(f"{where}: the noise table's hash is {table.hash:08x}, not the recorded "
+                         f"{recorded:08x}: the file was changed by hand")
     return table
 
 

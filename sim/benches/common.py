@@ -6,7 +6,7 @@ import os
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-__all__ = ["config", "start", "quiet_link", "Handshake", "PERIOD_NS"]
+__all__ = ["config", "start", "Handshake", "PERIOD_NS"]
 
 PERIOD_NS = 10      # the benches' clock: 100 MHz
 
@@ -17,32 +17,18 @@ def config():
         return json.load(f)
 
 
-def quiet_link(dut, o_ready):
-    """A protocol engine's inputs at rest before the clock starts: no byte offered on ``i``,
-    ``o.ready`` as given, no UART errors (the board top's counters, where the design has them)."""
-    dut.i__valid.value = 0
-    dut.i__payload.value = 0
-    dut.o__ready.value = o_ready
-    for name in ("uart_frame_errors", "uart_overruns"):
-        if hasattr(dut, name):
-            getattr(dut, name).value = 0
-
-
-_IDLE_INPUTS = ("table_write", "table_read")
-
-
-async def start(dut, cycles=2):
+async def start(dut, cycles=2, **levels):
     """Start a 100 MHz clock on ``clk`` and hold ``rst`` for ``cycles``; returns at a falling edge.
+
+    Before, every input of the design is set to its reset value, as the Amaranth simulator starts
+    them (Icarus would leave an input no bench drives undefined), or to ``levels[name]``.
 
     Benches drive inputs and sample outputs at falling edges, half a cycle away from the rising
     edges where the design's registers change, so no read races a register update; that makes the
-    simulator-side clock (``impl="gpi"``, no Python per edge) safe on every simulator. The noise
-    tables' write and read ports, which no bench drives, are held at 0 (Icarus would leave them
-    undefined).
+    simulator-side clock (``impl="gpi"``, no Python per edge) safe on every simulator.
     """
-    for name in _IDLE_INPUTS:
-        if hasattr(dut, name):
-            getattr(dut, name).value = 0
+    for name, value in {**config()["input_inits"], **levels}.items():
+        getattr(dut, name).value = value
     Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
     dut.rst.value = 1
     for _ in range(cycles):

@@ -77,8 +77,6 @@ async def engine(dut):
     cfg = config()
     rng = random.Random(cfg.get("stall_seed", 0))
     valid_p, ready_p = cfg.get("valid_p", 1.0), cfg.get("ready_p", 1.0)
-    for name in ("write__valid", "start__valid", "result__ready"):
-        getattr(dut, name).value = 0
     await start(dut)
 
     began = time.perf_counter()

@@ -15,7 +15,7 @@ import cocotb
 from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge
 from cocotb.utils import get_sim_time
 
-from spinemu.sim.benches.common import PERIOD_NS, Handshake, config, quiet_link, start
+from spinemu.sim.benches.common import PERIOD_NS, Handshake, config, start
 
 
 def _now():
@@ -27,7 +27,6 @@ async def link(dut):
     cfg = config()
     rng = random.Random(cfg.get("stall_seed", 0))
     valid_p, ready_p = cfg.get("valid_p", 1.0), cfg.get("ready_p", 1.0)
-    quiet_link(dut, o_ready=0)
     await start(dut)
     answers, cycles = [], []
     streams = Handshake(dut, rng, valid_p, ready_p)

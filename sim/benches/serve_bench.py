@@ -27,7 +27,7 @@ from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from spinemu.hdl.framing import DELIMITER
-from spinemu.sim.benches.common import PERIOD_NS, config, quiet_link, start
+from spinemu.sim.benches.common import PERIOD_NS, config, start
 from spinemu.sim.board.base import CHUNK_CYCLES, Flush, LinkSocket, quiet_cycles
 
 
@@ -235,8 +235,7 @@ async def serve(dut):
         raise
     stats = _Stats(out_dir, link)
 
-    quiet_link(dut, o_ready=1)
-    await start(dut)    # the clock toggles in the simulator (GPI): no Python per cycle
+    await start(dut, o__ready=1)    # the clock toggles in the simulator (GPI): no Python per cycle
     stop.install()
     # Ready: listening, and a stop request is now heard.
     ready = out_dir / "ready.json"

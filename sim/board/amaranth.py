@@ -16,10 +16,9 @@ from .base import ThreadServer, quiet_cycles
 
 __all__ = ["AmaranthServer"]
 
-#: Longest stretch simulated without looking at the socket: the Amaranth simulator runs the test
-#: design at about 10^4 cycles a second idle and about 1500 during a job (fewer on a loaded
-#: machine), so a new client is refused (or a stop seen) within about a second: measured 1.5 s for
-#: the first refusal during a job, 0.4 s for the next, where 2000 cycles took 3.0 and 0.9 s.
+#: Longest stretch simulated without looking at the socket: during a job the Amaranth simulator
+#: runs a few thousand cycles a second, fewer on a loaded machine, so a new client is refused (or a
+#: stop seen) well within the seconds that `tests/test_serve.py` allows.
 _CHUNK_CYCLES = 500
 
 

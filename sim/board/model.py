@@ -28,7 +28,6 @@ from spinemu.hdl.framing import (
 from spinemu.hdl.memory_map import EngineConfig, Region, groups, job_cycles, network_words
 from spinemu.hdl.noise_table import NoiseTable
 from spinemu.hdl.protocol import (
-    IDENTIFY_RESPONSE,
     READ_ELEMENT,
     READ_REQUEST,
     REQUEST_HEADER,
@@ -78,7 +77,7 @@ class GoldenBoard:
     def __init__(self, config=EngineConfig(), max_payload=MAX_PAYLOAD):
         c = self.config = config
         self.max_payload = max_payload
-        self._identify = identify_body(c, max_payload)    # refuses a design IDENTIFY cannot name
+        identify_body(c, max_payload)    # refuses a design IDENTIFY cannot name
         # The frame so far: its bytes while it could still decode to a payload (the longest
         # encoding of max_payload bytes and the CRC), else only where its next code byte lies.
         self._keep = max_encoded_length(max_payload)
@@ -90,7 +89,7 @@ class GoldenBoard:
                        Region.WEIGHT: np.zeros(c.weight_depth, object),
                        Region.PARAM: np.zeros(c.lanes * c.param_depth, object),
                        Region.NOISE: np.array(c.noise.entries, object)}
-
+        self._noise = c.noise       # the table the NOISE memory holds; None after NOISE writes
         self.results = []
         self.counters = {name: 0 for name, _ in STATUS_RESPONSE}
 
@@ -173,9 +172,7 @@ class GoldenBoard:
             if opcode == Opcode.SYNC.value:
                 return b""
             if opcode == Opcode.IDENTIFY.value:
-                at = IDENTIFY_RESPONSE["noise_hash"].offset // 8
-                # the hash of the table as held (the design recomputes it after NOISE writes)
-                return self._identify[:at] + self._noise_table().hash.to_bytes(4, "little")
+                return identify_body(c, self.max_payload, self._noise_table().hash)
             return pack(STATUS_RESPONSE, **self.counters)
         if opcode == Opcode.WRITE.value:
             return self._write(body)
@@ -218,11 +215,8 @@ class GoldenBoard:
         size, bits, depth = element_bytes(region, c), c.word_bits(region), c.depth(region)
         limits = config_limits(c)
         elements = body[header:]
-        for start in range(0, len(elements), size):
-            element = elements[start:start + size]
-            if len(element) < size:
-                break
-            value = int.from_bytes(element, "little")
+        for start in range(0, len(elements) - len(elements) % size, size):
+            value = int.from_bytes(elements[start:start + size], "little")
             ok = addr < depth and value >> bits == 0
             if region == Region.CONFIG:
                 ok = ok and 0 < value <= limits[min(addr, len(limits) - 1)]
@@ -235,13 +229,17 @@ class GoldenBoard:
                     self.sizes[addr - 1] = value
             else:
                 self.memory[region][addr] = value
+                if region == Region.NOISE:
+                    self._noise = None
             addr += 1
         if len(elements) % size:
             raise _Refused(Status.BAD_LENGTH)
         return b""
 
     def _noise_table(self):
-        return NoiseTable.from_entries("loaded", self.memory[Region.NOISE])
+        if self._noise is None:
+            self._noise = NoiseTable.from_entries("loaded", self.memory[Region.NOISE])
+        return self._noise
 
     def _network(self):
         """The layers as the design holds them in its lane memories (the inverse of model_writes)."""
