@@ -8,10 +8,11 @@ semantics and checks (``hdl/protocol_engine.py``), the same results
 (``ModelImage`` refuses models that could overflow the pre-activation); the design does not check
 that itself.
 
-The board has no clock: a job finishes as its RUN arrives, so it never answers ABORTED, and it
-agrees with the design for stop-and-wait traffic (each answer awaited before the next request is
-sent), whatever the requests. It never raises on any input, and it keeps at most one frame's
-bytes: it judges a longer one at its delimiter as the design's decoder does, from a few numbers.
+The board has no clock and no queue: a job finishes as its RUN or JOB arrives, so it agrees with
+the design for any traffic that stays within the design's window (the design answers in order),
+whatever the requests; it never overflows, and ABORT has nothing to stop. It never raises on any
+input, and it keeps at most one frame's bytes: it judges a longer one at its delimiter as the
+design's decoder does, from a few numbers.
 """
 
 import numpy as np
@@ -28,6 +29,10 @@ from spinemu.hdl.framing import (
 from spinemu.hdl.memory_map import EngineConfig, Region, groups, job_cycles, network_words
 from spinemu.hdl.noise_table import NoiseTable
 from spinemu.hdl.protocol import (
+    ABORT_FRAME,
+    ABORT_SEQ,
+    FORMAT_VERSION,
+    JOB_REQUEST,
     READ_ELEMENT,
     READ_REQUEST,
     REQUEST_HEADER,
@@ -36,14 +41,19 @@ from spinemu.hdl.protocol import (
     RUN_RESPONSE,
     STATUS_RESPONSE,
     UNREADABLE_SEQ,
+    WINDOW,
     WRITE_HEADER,
     Opcode,
     Status,
     config_limits,
+    count_bits,
     element_bytes,
     identify_body,
+    job_answer_bytes,
+    job_input_bytes,
     nbytes,
     pack,
+    pack_bits,
     pack_counts,
     unpack,
 )
@@ -72,12 +82,13 @@ def _cobs_walk(data, code, end):
 
 
 class GoldenBoard:
-    """A design with ``config``, as bytes in and bytes out (:meth:`feed`)."""
+    """A design with ``config``, frames of ``max_payload`` bytes and a receive window of ``window``
+    bytes (reported by IDENTIFY), as bytes in and bytes out (:meth:`feed`)."""
 
-    def __init__(self, config=EngineConfig(), max_payload=MAX_PAYLOAD):
+    def __init__(self, config=EngineConfig(), max_payload=MAX_PAYLOAD, window=WINDOW):
         c = self.config = config
-        self.max_payload = max_payload
-        identify_body(c, max_payload)    # refuses a design IDENTIFY cannot name
+        self.max_payload, self.window = max_payload, window
+        identify_body(c, max_payload, window=window)    # refuses a design IDENTIFY cannot name
         # The frame so far: its bytes while it could still decode to a payload (the longest
         # encoding of max_payload bytes and the CRC), else only where its next code byte lies.
         self._keep = max_encoded_length(max_payload)
@@ -137,6 +148,8 @@ class GoldenBoard:
         self._partial.clear()
         if not frame:
             return None                 # delimiters in a row: not a frame, as in the decoder
+        if frame == ABORT_FRAME[:-1]:   # seen on the line, not decoded: there is nothing to stop
+            return pack(RESPONSE_HEADER, seq=ABORT_SEQ, status=Status.ABORTED.value)
         try:
             payload = decode_frame(frame, self.max_payload)
         except FrameDecodeError as error:
@@ -162,7 +175,8 @@ class GoldenBoard:
             return pack(RESPONSE_HEADER, seq=seq, status=Status.OK.value) + body
         except _Refused as refused:
             self.counters["bad_requests"] = min(self.counters["bad_requests"] + 1, 0xFFFF)
-            return pack(RESPONSE_HEADER, seq=seq, status=refused.status.value)
+            body = bytes([FORMAT_VERSION]) if refused.status == Status.BAD_VERSION else b""
+            return pack(RESPONSE_HEADER, seq=seq, status=refused.status.value) + body
 
     def _command(self, opcode, body):
         c = self.config
@@ -172,7 +186,7 @@ class GoldenBoard:
             if opcode == Opcode.SYNC.value:
                 return b""
             if opcode == Opcode.IDENTIFY.value:
-                return identify_body(c, self.max_payload, self._noise_table().hash)
+                return identify_body(c, self.max_payload, self._noise_table().hash, self.window)
             return pack(STATUS_RESPONSE, **self.counters)
         if opcode == Opcode.WRITE.value:
             return self._write(body)
@@ -180,17 +194,12 @@ class GoldenBoard:
             if len(body) != nbytes(RUN_REQUEST):
                 raise _Refused(Status.BAD_LENGTH)
             run = unpack(RUN_REQUEST, body)
-            if self.layers == 0:
-                raise _Refused(Status.NO_MODEL)
-            if run["samples"] == 0:
-                raise _Refused(Status.OUT_OF_RANGE)
-            sizes = self.sizes[:self.layers + 1]
-            if 0 in sizes:
-                raise _Refused(Status.BAD_CONFIG)       # a size of the network never written
-            words, entries = network_words(sizes, c.lanes)
-            if words > c.weight_depth or entries > c.param_depth:
-                raise _Refused(Status.BAD_CONFIG)
+            self._check_run(run["samples"])
             return self._run(run["seed"], run["samples"])
+        if opcode == Opcode.JOB.value:
+            return self._job(body)
+        if opcode == Opcode.ABORT.value:    # any ABORT but ABORT_FRAME: another version's
+            raise _Refused(Status.BAD_VERSION)
         if opcode == Opcode.READ.value:
             if len(body) != nbytes(READ_REQUEST):
                 raise _Refused(Status.BAD_LENGTH)
@@ -201,6 +210,44 @@ class GoldenBoard:
                 raise _Refused(Status.OUT_OF_RANGE)
             return pack_counts(self.results[offset:offset + count])
         raise _Refused(Status.BAD_OPCODE)
+
+    def _check_run(self, samples, answer=0):
+        """RUN's checks 2 to 4 (``docs/protocol.md``), with JOB's answer of ``answer`` bytes
+        checked against the frame after the sample count."""
+        c = self.config
+        if self.layers == 0:
+            raise _Refused(Status.NO_MODEL)
+        if samples == 0 or nbytes(RESPONSE_HEADER) + answer > self.max_payload:
+            raise _Refused(Status.OUT_OF_RANGE)
+        sizes = self.sizes[:self.layers + 1]
+        if 0 in sizes:
+            raise _Refused(Status.BAD_CONFIG)       # a size of the network never written
+        words, entries = network_words(sizes, c.lanes)
+        if words > c.weight_depth or entries > c.param_depth:
+            raise _Refused(Status.BAD_CONFIG)
+
+    def _job(self, body):
+        """JOB: the packed input is written as its values complete (so a refused JOB may have
+        written some), checked (padding, then length), then RUN's checks, the job, its answer."""
+        c, header = self.config, nbytes(JOB_REQUEST)
+        bits, n_in = c.input_bits, self.sizes[0]
+        need = job_input_bytes(n_in, bits)
+        given = body[header:header + need] if len(body) > header else b""
+        stream = np.unpackbits(np.frombuffer(given, np.uint8), bitorder="little")
+        whole = min(n_in, len(stream) // bits)
+        weights = np.int64(1) << np.arange(bits, dtype=np.int64)
+        self.memory[Region.INPUT][:whole] = (
+            stream[:whole * bits].reshape(whole, bits).astype(np.int64) @ weights)
+        if len(given) == need and stream[n_in * bits:].any():
+            raise _Refused(Status.OUT_OF_RANGE)     # padding bits that are not zero
+        if len(body) != header + need:
+            raise _Refused(Status.BAD_LENGTH)
+        job = unpack(JOB_REQUEST, body[:header])
+        samples = job["samples"]
+        outputs = self.sizes[self.layers] if self.layers else 0
+        self._check_run(samples, job_answer_bytes(outputs, samples) if samples else 0)
+        cycles = self._run(job["seed"], samples)
+        return cycles + pack_bits(self.results, count_bits(samples))
 
     def _write(self, body):
         c = self.config
