@@ -1,32 +1,47 @@
 """The protocol engine: frames in, frames out, a layer engine in between (``docs/protocol.md``).
 
-Bytes from the link go through a :class:`~spinemu.hdl.framing.FrameDecoder` (which releases only
-whole frames with a good CRC); the command is parsed byte by byte as it streams, executed, and
-answered through a :class:`~spinemu.hdl.framing.FrameEncoder`. Bad frames and bad requests get an
-error response and the engine goes on; a WRITE element too wide for its memory is refused (nothing
-is silently truncated), though elements before it in the same frame have been written. Every
-request starts from clean state, so a refused one leaves nothing behind.
+Bytes from the link go into a :class:`~spinemu.hdl.rx_window.ReceiveWindow` (a FIFO of ``window``
+bytes in block RAM, always ready, which also spots the ABORT frame on the line), then through a
+:class:`~spinemu.hdl.framing.FrameDecoder` (which releases only whole frames with a good CRC); the
+command is parsed byte by byte as it streams, executed, and answered through a
+:class:`~spinemu.hdl.framing.FrameEncoder`. Requests are handled one at a time, in their order on the
+line, and every frame gets its answer in that order: the decoder takes no byte past a bad frame until
+its BAD_FRAME answer has been started. Bad frames and bad requests get an error response and the
+engine goes on; a WRITE element too wide for its memory is refused (nothing is silently truncated),
+though elements before it in the same frame have been written. Every request starts from clean
+state, so a refused one leaves nothing behind.
 
-A RUN starts a job only on a complete configuration that fits the memories: a check walks the
-network's groups, one per cycle, adding up its weight words and parameter entries. While a job
-runs, any new frame (a good one, or a frame error) aborts it: the RUN is answered ABORTED and the
-new frame is then handled as usual.
+A RUN or JOB starts a job only on a complete configuration that fits the memories: a check walks the
+network's groups, one per cycle, adding up its weight words and parameter entries. The job runs to
+its end while later requests wait in the window. A JOB writes its input values to INPUT as their
+bits arrive (a bit a cycle, from the byte the decoder holds) and answers the counts packed at
+``count_bits(S)`` bits each, read back from the results memory a bit a cycle as the answer goes out.
+
+Frames lost to a full window are answered OVERFLOW, one answer per lost frame, whenever the engine
+is next between requests. An ABORT stops a running job at once (no answer to its RUN or JOB, its
+counts gone); once the engine is between requests, the window is emptied, the decoder reset, the
+pending BAD_FRAME and OVERFLOW answers dropped, and ABORT answered ABORTED. Any other frame with the
+opcode ABORT is refused BAD_VERSION, its body the design's format version.
 
 IDENTIFY reports the noise table by its hash, the CRC-32 of the table's 1024 bytes as it is held:
 the first IDENTIFY after NOISE writes reads lane 0's table back, entry by entry, and computes the
 hash (34 cycles an entry, a bit a cycle) before it answers.
 """
 
-from amaranth.hdl import Array, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine import LayerEngine
-from .framing import MAX_PAYLOAD, FrameDecoder, FrameEncoder
-from .memory_map import CONFIG_BITS, COUNT_BITS, EngineConfig, Region
+from .framing import MAX_PAYLOAD, FrameDecoder, FrameEncoder, FrameError
+from .memory_map import CONFIG_BITS, COUNT_BITS, SAMPLE_BITS, EngineConfig, Region
 from .noise_table import ENTRIES, HASH_PARAMETERS
 from .protocol import (
+    ABORT_SEQ,
+    FORMAT_VERSION,
     IDENTIFY_RESPONSE,
+    JOB_REQUEST,
+    JOB_RESPONSE,
     READ_ELEMENT,
     READ_REQUEST,
     RESPONSE_HEADER,
@@ -34,14 +49,17 @@ from .protocol import (
     RUN_RESPONSE,
     STATUS_RESPONSE,
     UNREADABLE_SEQ,
+    WINDOW,
     WRITE_HEADER,
     Opcode,
     Status,
     config_limits,
     element_bytes,
     identify_body,
+    job_answer_bytes,
     nbytes,
 )
+from .rx_window import ReceiveWindow
 
 __all__ = ["ProtocolEngine"]
 
@@ -51,15 +69,21 @@ def _byte(value, index, count):
     return value.word_select(index[:max(1, (count - 1).bit_length())], 8)
 
 
-class ProtocolEngine(wiring.Component):
-    """The whole design behind a byte stream.
+def _count(counter):
+    """A saturating increment of ``counter``."""
+    return counter.eq(counter + ~counter.all())
 
-    Ports: ``i``/``o`` bytes from/to the link; ``uart_frame_errors``/``uart_overruns`` counters of
-    the PHY (reported by STATUS); ``busy`` while a job runs.
+
+class ProtocolEngine(wiring.Component):
+    """The whole design behind a byte stream, with a receive window of ``window`` bytes.
+
+    Ports: ``i``/``o`` bytes from/to the link (``i`` always ready); ``uart_frame_errors``/
+    ``uart_overruns`` counters of the PHY (reported by STATUS); ``busy`` while a job runs.
 
     A RUN's configuration check takes ``sum_l G_l + 2`` cycles (``G_l = ceil(N_l / lanes)``, at
-    most ``max_layers * max_groups + 2``) before the job starts; ``docs/protocol.md`` has the order
-    of the checks and the abort.
+    most ``max_layers * max_groups + 2``) from its last byte to the job's start. A JOB's takes one
+    more (the size of its answer), once its input is unpacked: a bit a cycle, and a cycle for each
+    value written. ``docs/protocol.md`` has the order of the checks and the ABORT.
     """
 
     i: In(stream.Signature(8))
@@ -68,20 +92,41 @@ class ProtocolEngine(wiring.Component):
     uart_overruns: In(16)
     busy: Out(1)
 
-    def __init__(self, config=EngineConfig(), max_payload=MAX_PAYLOAD):
-        self.config, self.max_payload = config, max_payload
-        self.identify = identify_body(config, max_payload)
+    def __init__(self, config=EngineConfig(), max_payload=MAX_PAYLOAD, window=WINDOW):
+        self.config, self.max_payload, self.window = config, max_payload, window
+        self.identify = identify_body(config, max_payload, window=window)
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
         c = self.config
-        m.submodules.decoder = dec = FrameDecoder(self.max_payload)
+        m.submodules.window = win = ReceiveWindow(self.window)
+        # The decoder is reset by an ABORT; the frame error counters live here, so they stay.
+        dec = FrameDecoder(self.max_payload)
+        dec_reset = Signal()
+        m.submodules.decoder = ResetInserter(dec_reset)(dec)
         m.submodules.encoder = enc = FrameEncoder(self.max_payload)
         m.submodules.engine = engine = LayerEngine(c)
-        wiring.connect(m, wiring.flipped(self.i), dec.i)
+        wiring.connect(m, wiring.flipped(self.i), win.i)
         wiring.connect(m, enc.o, wiring.flipped(self.o))
         m.d.comb += self.busy.eq(engine.busy)
+
+        # ---- a frame error is answered when the engine is next between requests, and the
+        # decoder takes no byte past it until then: every frame is answered in its place ------
+        frame_error = Signal()
+        with m.If(dec.error):
+            m.d.sync += frame_error.eq(1)
+        gate = frame_error | dec.error
+        m.d.comb += [dec.i.payload.eq(win.o.payload), dec.i.valid.eq(win.o.valid & ~gate),
+                     win.o.ready.eq(dec.i.ready & ~gate)]
+
+        # ---- ABORT: seen by the window on the line, handled when between requests -------------
+        abort_pending = Signal()
+        with m.If(win.abort):
+            m.d.sync += abort_pending.eq(1)
+        aborting = abort_pending | win.abort
+        # Frames the window lost and OVERFLOW answered: one answer per lost frame.
+        overflows_answered = Signal.like(win.overflows)
 
         # ---- the last job's counts -------------------------------------------------------------
         results = memory.Memory(shape=COUNT_BITS, depth=c.max_width, init=[])
@@ -107,11 +152,16 @@ class ProtocolEngine(wiring.Component):
         # ---- counters --------------------------------------------------------------------------
         bad_requests = Signal(STATUS_RESPONSE["bad_requests"].shape)
         jobs = Signal(STATUS_RESPONSE["jobs"].shape)
+        frame_errors = {kind: Signal(STATUS_RESPONSE[name].shape, name=name) for kind, name in (
+            (FrameError.COBS, "cobs_errors"), (FrameError.LENGTH, "length_errors"),
+            (FrameError.CRC, "crc_errors"))}
+        for kind, counter in frame_errors.items():
+            with m.If(dec.error & (dec.error_kind == kind)):
+                m.d.sync += _count(counter)
         status_response = Signal(STATUS_RESPONSE)
-        counters = {"cobs_errors": dec.cobs_errors, "length_errors": dec.length_errors,
-                    "crc_errors": dec.crc_errors, "bad_requests": bad_requests,
-                    "uart_frame_errors": self.uart_frame_errors,
-                    "uart_overruns": self.uart_overruns, "jobs": jobs}
+        counters = {counter.name: counter for counter in frame_errors.values()}
+        counters.update(bad_requests=bad_requests, uart_frame_errors=self.uart_frame_errors,
+                        uart_overruns=self.uart_overruns, overflows=win.overflows, jobs=jobs)
         m.d.comb += [status_response[name].eq(counters[name]) for name, _ in STATUS_RESPONSE]
 
         # ---- the noise table's hash: the CRC of what lane 0's table holds ----------------------
@@ -123,12 +173,6 @@ class ProtocolEngine(wiring.Component):
         hash_word = Signal(32)
         m.d.comb += engine.table_read.addr.eq(hash_entry)
 
-        # ---- a frame error is answered when the engine is next between requests ----------------
-        frame_error = Signal()
-        frame_error_kind = Signal(8)
-        with m.If(dec.error):
-            m.d.sync += [frame_error.eq(1), frame_error_kind.eq(dec.error_kind)]
-
         # ---- request state ---------------------------------------------------------------------
         response = Signal(RESPONSE_HEADER)
         seq, status = response.seq, response.status
@@ -139,16 +183,55 @@ class ProtocolEngine(wiring.Component):
         widest = max(element_bytes(r, c) for r in Region)
         element = Signal(8 * widest)
         element_byte = Signal(range(widest))
-        element_last = Signal()                         # the element ended the frame
+        last_taken = Signal()       # the byte taken last ended the frame (a WRITE's or a JOB's)
         run_request = Signal(RUN_REQUEST)
+        assert JOB_REQUEST == RUN_REQUEST
         seed, samples = run_request.seed, run_request.samples
         read_request = Signal(READ_REQUEST)
         read_offset, read_count = read_request.offset, read_request.count
+        error_body = Signal(8)      # the one body byte of BAD_FRAME (the kind), BAD_VERSION
         body_len = Signal(range(self.max_payload + 1))  # response body bytes
         k = Signal(range(self.max_payload + 3))         # response byte index
 
         byte = dec.o.payload.data
         last = dec.o.payload.last
+
+        # A JOB's input: value addr (INPUT[addr]) gathers its bits in element, one bit a cycle
+        # from bit in_bit of the byte the decoder offers, which is taken after its last bit.
+        ib = c.input_bits
+        value_n = Signal(range(ib + 1))                 # bits of the value so far
+        in_bit = Signal(3)
+        offered_bit = byte.bit_select(in_bit, 1)
+        n_in = network.sizes[0]
+        inputs_in = addr[:len(n_in)] == n_in            # all N_0 values written
+
+        # A JOB's answer: count_bits(S) = bit length of S, the counts' width; at most most_counts
+        # counts of that width fit the answer frame (a table by width: no multiplier).
+        bits = Signal(range(SAMPLE_BITS + 1))
+        for b in range(SAMPLE_BITS):
+            with m.If(samples[b]):
+                m.d.comb += bits.eq(b + 1)
+        header_bytes = nbytes(RESPONSE_HEADER)
+        most_counts = Signal(range(c.max_width + 1))
+
+        def fitting(width):
+            return [n for n in range(c.max_width + 1)
+                    if header_bytes + job_answer_bytes(n, 1 << (width - 1)) <= self.max_payload]
+
+        with m.Switch(bits):
+            for b in range(1, SAMPLE_BITS + 1):
+                if fitting(b):
+                    with m.Case(b):
+                        m.d.comb += most_counts.eq(max(fitting(b)))
+        # (with under 6 bytes of payload, no JOB answer fits, whatever its width)
+        answer_fits = (fit_out <= most_counts) if fitting(SAMPLE_BITS) else Const(0)
+        # A byte of packed counts fills pack_shift from the top (bit 8), a bit a cycle: it is whole
+        # when the marker bit set at its start has reached bit 0, below it.
+        pack_shift = Signal(9, init=1 << 8)
+        pack_bit = Signal(range(COUNT_BITS))    # the next bit of the count at res_index
+        pack_stale = Signal()                   # the results memory is reading the next count
+        pack_last = Signal()                    # the packed byte is the answer's last
+        m.d.sync += pack_stale.eq(0)
 
         # Elements of a WRITE: width and depth of each region.
         elem_bytes = Array(Const(element_bytes(r, c), range(widest + 1)) for r in Region)
@@ -171,16 +254,15 @@ class ProtocolEngine(wiring.Component):
                      engine.write.payload.data.eq(element)]
 
         # Response bytes: the header (seq, status), then the body of the command.
-        header_bytes = nbytes(RESPONSE_HEADER)
         count_bytes = nbytes(READ_ELEMENT)
-        assert count_bytes & (count_bytes - 1) == 0     # a count's index: a shift
+        assert count_bytes & (count_bytes - 1) == 0     # a count's bytes: low bits of the index
         rsp_byte = Signal(8)
         body_index = Signal(range(self.max_payload + 1))
         m.d.comb += body_index.eq(k - header_bytes)
         with m.If(k < header_bytes):
             m.d.comb += rsp_byte.eq(_byte(response.as_value(), k, header_bytes))
         with m.Elif(status != Status.OK):
-            m.d.comb += rsp_byte.eq(frame_error_kind)         # BAD_FRAME's one body byte
+            m.d.comb += rsp_byte.eq(error_body)
         with m.Else():
             with m.Switch(opcode):
                 with m.Case(Opcode.IDENTIFY):
@@ -195,31 +277,67 @@ class ProtocolEngine(wiring.Component):
                 with m.Case(Opcode.STATUS):
                     m.d.comb += rsp_byte.eq(_byte(status_response.as_value(), body_index,
                                                   nbytes(STATUS_RESPONSE)))
-                with m.Case(Opcode.RUN):
-                    m.d.comb += rsp_byte.eq(_byte(run_response.as_value(), body_index,
-                                                  nbytes(RUN_RESPONSE)))
+                with m.Case(Opcode.RUN, Opcode.JOB):
+                    assert JOB_RESPONSE == RUN_RESPONSE
+                    m.d.comb += rsp_byte.eq(Mux(body_index < nbytes(RUN_RESPONSE),
+                                                _byte(run_response.as_value(), body_index,
+                                                      nbytes(RUN_RESPONSE)),
+                                                pack_shift[1:]))
                 with m.Case(Opcode.READ):
                     m.d.comb += rsp_byte.eq(_byte(res_r.data, body_index, count_bytes))
-        m.d.comb += res_r.addr.eq(read_offset + (body_index >> (count_bytes - 1).bit_length()))
+        # READ steps read_offset on as its answer goes out, JOB as it packs the counts: either way
+        # below max_width, in its low bits.
+        res_index = read_offset[:len(result_count)]
+        m.d.comb += res_r.addr.eq(res_index)
+
+        # An answer is started in one place, whichever state starts it: a mux of small codes and
+        # lengths, not one of the answer registers per state.
+        answer = Signal()
+        answer_status = Signal(Status)
+        answer_len = Signal.like(body_len)
+        refused = Signal()
+        with m.If(answer):
+            m.d.sync += [status.eq(answer_status), body_len.eq(answer_len), k.eq(0)]
+        with m.If(refused):
+            m.d.sync += _count(bad_requests)
 
         def respond(m, code, length=0):
-            m.d.sync += [status.eq(code), body_len.eq(length), k.eq(0)]
+            m.d.comb += [answer.eq(1), answer_status.eq(code), answer_len.eq(length)]
             m.next = "FETCH"
 
-        def refuse(m, code, at_last):
+        def refuse(m, code, at_last, length=0):
             """Count a bad request; answer now if this was its last byte, else skip to the end."""
-            m.d.sync += [bad_requests.eq(bad_requests + (bad_requests != 0xFFFF)), status.eq(code)]
+            m.d.comb += [answer.eq(1), refused.eq(1), answer_status.eq(code),
+                         answer_len.eq(length)]
             with m.If(at_last):
-                m.d.sync += [body_len.eq(0), k.eq(0)]
                 m.next = "FETCH"
             with m.Else():
                 m.next = "DISCARD"
 
+        fit_start = Signal()
+        with m.If(fit_start):
+            m.d.sync += [fit_layer.eq(0), fit_group.eq(0), fit_words.eq(0), fit_entries.eq(0)]
+
+        def start_fit(m):
+            m.d.comb += fit_start.eq(1)
+            m.next = "FIT"
+
         with m.FSM(name="protocol"):
             with m.State("IDLE"):
-                with m.If(frame_error):
-                    m.d.sync += [frame_error.eq(0), seq.eq(UNREADABLE_SEQ), opcode.eq(0)]
+                with m.If(aborting):
+                    # Whatever is queued or pending goes; nothing else is answered before it.
+                    m.d.comb += [win.flush.eq(1), dec_reset.eq(1)]
+                    m.d.sync += [abort_pending.eq(0), frame_error.eq(0),
+                                 overflows_answered.eq(win.overflows), seq.eq(ABORT_SEQ)]
+                    respond(m, Status.ABORTED)
+                with m.Elif(frame_error):
+                    m.d.sync += [frame_error.eq(0), error_body.eq(dec.error_kind),
+                                 seq.eq(UNREADABLE_SEQ)]
                     respond(m, Status.BAD_FRAME, 1)
+                with m.Elif(win.overflows != overflows_answered):
+                    m.d.sync += [overflows_answered.eq(overflows_answered + 1),
+                                 seq.eq(UNREADABLE_SEQ)]
+                    respond(m, Status.OVERFLOW)
                 with m.Else():
                     m.d.comb += dec.o.ready.eq(1)
                     with m.If(dec.o.valid):
@@ -254,8 +372,11 @@ class ProtocolEngine(wiring.Component):
             with m.State("OPCODE"):
                 m.d.comb += dec.o.ready.eq(1)
                 with m.If(dec.o.valid):
-                    # A request starts clean: a refused WRITE leaves no element bits behind.
-                    m.d.sync += [opcode.eq(byte), count.eq(0), element_byte.eq(0), element.eq(0)]
+                    # A request starts clean: a refused WRITE leaves no element bits behind, and
+                    # a JOB writes its inputs from INPUT[0] on.
+                    m.d.sync += [opcode.eq(byte), count.eq(0), element_byte.eq(0), element.eq(0),
+                                 region.eq(Region.INPUT), addr.eq(0), value_n.eq(0),
+                                 in_bit.eq(0)]
                     with m.Switch(byte):
                         with m.Case(Opcode.IDENTIFY):
                             with m.If(last & noise_dirty):  # hash the table first
@@ -275,11 +396,14 @@ class ProtocolEngine(wiring.Component):
                                 respond(m, Status.OK)
                             with m.Else():
                                 refuse(m, Status.BAD_LENGTH, 0)
-                        with m.Case(Opcode.WRITE, Opcode.RUN, Opcode.READ):
+                        with m.Case(Opcode.WRITE, Opcode.RUN, Opcode.READ, Opcode.JOB):
                             with m.If(last):
                                 refuse(m, Status.BAD_LENGTH, 1)
                             with m.Else():
                                 m.next = "BODY"
+                        with m.Case(Opcode.ABORT):  # not ABORT_FRAME (the window caught that)
+                            m.d.sync += error_body.eq(FORMAT_VERSION)
+                            refuse(m, Status.BAD_VERSION, last, 1)
                         with m.Default():
                             refuse(m, Status.BAD_OPCODE, last)
             with m.State("BODY"):
@@ -300,6 +424,14 @@ class ProtocolEngine(wiring.Component):
                                         m.next = check
                                 with m.Elif(count == n - 1):
                                     refuse(m, Status.BAD_LENGTH, 0)
+                        with m.Case(Opcode.JOB):    # JOB_REQUEST, then the input (JOB_INPUT)
+                            n = nbytes(JOB_REQUEST)
+                            m.d.sync += _byte(run_request.as_value(), count, n).eq(byte)
+                            with m.If(count == n - 1):
+                                m.d.sync += last_taken.eq(last)
+                                m.next = "JOB_INPUT"
+                            with m.Elif(last):
+                                refuse(m, Status.BAD_LENGTH, 1)
                         with m.Case(Opcode.WRITE):  # the header, then elements
                             n = nbytes(WRITE_HEADER)
                             with m.If(count < n):
@@ -314,7 +446,7 @@ class ProtocolEngine(wiring.Component):
                                              element_byte.eq(element_byte + 1)]
 
                                 with m.If(element_byte == n_elem_bytes - 1):
-                                    m.d.sync += [element_byte.eq(0), element_last.eq(last)]
+                                    m.d.sync += [element_byte.eq(0), last_taken.eq(last)]
                                     m.next = "WRITE_CHECK"
                                 with m.Elif(last):
                                     refuse(m, Status.BAD_LENGTH, 1)
@@ -323,26 +455,56 @@ class ProtocolEngine(wiring.Component):
                 ok = (addr < depth[region[:3]]) & value_ok & (
                     (region != Region.CONFIG.value) | config_ok)
                 with m.If(~ok):
-                    refuse(m, Status.OUT_OF_RANGE, element_last)
+                    refuse(m, Status.OUT_OF_RANGE, last_taken)
                 with m.Else():
                     m.d.comb += engine.write.valid.eq(1)
                     with m.If(engine.write.ready):
                         m.d.sync += addr.eq(addr + 1)
                         with m.If(region == Region.NOISE.value):
                             m.d.sync += noise_dirty.eq(1)
-                        with m.If(element_last):
+                        with m.If(last_taken):
                             respond(m, Status.OK)
                         with m.Else():
                             m.next = "BODY"
+            with m.State("JOB_INPUT"):
+                # The checks in their order: the padding bits at the byte that holds them, a
+                # body too long at its first extra byte, too short at the frame's end.
+                with m.If(value_n == ib):
+                    m.d.comb += engine.write.valid.eq(1)    # INPUT[addr]
+                    with m.If(engine.write.ready):
+                        m.d.sync += [addr.eq(addr + 1), value_n.eq(0)]
+                with m.Elif(inputs_in & (in_bit == 0)):     # the input is in, its last byte taken
+                    with m.If(last_taken):
+                        m.next = "RUN_CHECK"
+                    with m.Else():
+                        refuse(m, Status.BAD_LENGTH, 0)     # (DISCARD takes the extra bytes)
+                with m.Elif(last_taken):                    # more input needed, the frame ended
+                    refuse(m, Status.BAD_LENGTH, 1)
+                with m.Elif(inputs_in & offered_bit):       # a padding bit set
+                    refuse(m, Status.OUT_OF_RANGE, 0)
+                with m.Elif(dec.o.valid):                   # the next bit: input or padding
+                    m.d.sync += in_bit.eq(in_bit + 1)
+                    with m.If(~inputs_in):
+                        m.d.sync += [element[:ib].eq(Cat(element[1:ib], offered_bit)),
+                                     value_n.eq(value_n + 1)]
+                    with m.If(in_bit == 7):
+                        m.d.comb += dec.o.ready.eq(1)
+                        m.d.sync += last_taken.eq(last)
             with m.State("RUN_CHECK"):
                 with m.If(network.layers == 0):
                     refuse(m, Status.NO_MODEL, 1)
                 with m.Elif(samples == 0):
                     refuse(m, Status.OUT_OF_RANGE, 1)
+                with m.Elif(opcode == Opcode.JOB):
+                    m.d.sync += fit_layer.eq(network.layers - 1)    # fit_out is N_L next
+                    m.next = "JOB_SIZE"
                 with m.Else():
-                    m.d.sync += [fit_layer.eq(0), fit_group.eq(0), fit_words.eq(0),
-                                 fit_entries.eq(0)]
-                    m.next = "FIT"
+                    start_fit(m)
+            with m.State("JOB_SIZE"):
+                with m.If(~answer_fits):
+                    refuse(m, Status.OUT_OF_RANGE, 1)
+                with m.Else():
+                    start_fit(m)
             with m.State("FIT"):
                 # One group of layer fit_layer + 1 per cycle: its N_(l-1) weight words and one
                 # parameter entry (memory_map.network_words without a multiplier).
@@ -366,11 +528,10 @@ class ProtocolEngine(wiring.Component):
                         m.d.sync += result_count.eq(0)
                         m.next = "RUNNING"
             with m.State("RUNNING"):
-                with m.If(dec.o.valid | frame_error):
-                    # A new frame while the job runs: stop it, its counts are gone, and the new
-                    # frame is handled once the RUN is answered.
+                with m.If(aborting):
+                    # Stopped: no answer, and its counts are gone. IDLE answers the ABORT.
                     m.d.sync += [abort.eq(1), result_count.eq(0)]
-                    respond(m, Status.ABORTED)
+                    m.next = "IDLE"
                 with m.Else():
                     m.d.comb += [engine.result.ready.eq(1), res_w.addr.eq(result_count),
                                  res_w.data.eq(engine.result.payload.count),
@@ -379,8 +540,12 @@ class ProtocolEngine(wiring.Component):
                         m.d.sync += result_count.eq(result_count + 1)
                         with m.If(engine.result.payload.last):
                             m.d.sync += [jobs.eq(jobs + 1),
-                                         run_response.cycles.eq(engine.cycles + 1)]
-                            respond(m, Status.OK, nbytes(RUN_RESPONSE))
+                                         run_response.cycles.eq(engine.cycles + 1),
+                                         read_offset.eq(0), pack_bit.eq(0)]
+                            # A JOB's answer ends with its packed counts (pack_last), before
+                            # this length.
+                            respond(m, Status.OK, Mux(opcode == Opcode.JOB, self.max_payload,
+                                                      nbytes(RUN_RESPONSE)))
             with m.State("READ_CHECK"):
                 fits = header_bytes + count_bytes * read_count <= self.max_payload
                 with m.If((read_count == 0) | ~fits | (read_offset + read_count > result_count)):
@@ -390,17 +555,38 @@ class ProtocolEngine(wiring.Component):
             with m.State("DISCARD"):
                 m.d.comb += dec.o.ready.eq(1)
                 with m.If(dec.o.valid & last):
-                    m.d.sync += [body_len.eq(0), k.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.next = "SEND"     # one cycle for the result memory's read
+            with m.State("PACK"):
+                # The next byte of a JOB's counts, a bit a cycle, zeros after the last count.
+                pulled = res_index == result_count
+                with m.If(pack_shift[0]):
+                    m.d.sync += pack_last.eq(pulled)
+                    m.next = "SEND"
+                with m.Elif(~pack_stale):
+                    m.d.sync += pack_shift.eq(Cat(pack_shift[1:],
+                                                  ~pulled & res_r.data.bit_select(pack_bit, 1)))
+                    with m.If(~pulled):
+                        m.d.sync += pack_bit.eq(pack_bit + 1)
+                        with m.If(pack_bit == bits - 1):
+                            m.d.sync += [pack_bit.eq(0), res_index.eq(res_index + 1),
+                                         pack_stale.eq(1)]
             with m.State("SEND"):
+                final = (k == body_len + 1) | pack_last
                 m.d.comb += [enc.i.valid.eq(1), enc.i.payload.data.eq(rsp_byte),
-                             enc.i.payload.last.eq(k == body_len + 1)]
+                             enc.i.payload.last.eq(final)]
                 with m.If(enc.i.ready):
-                    m.d.sync += k.eq(k + 1)
-                    with m.If(k == body_len + 1):
+                    m.d.sync += [k.eq(k + 1), pack_shift.eq(pack_shift.init)]
+                    with m.If((opcode == Opcode.READ) & (k >= header_bytes)
+                              & (body_index % count_bytes == count_bytes - 1)):
+                        m.d.sync += res_index.eq(res_index + 1)
+                    with m.If(final):
+                        m.d.sync += pack_last.eq(0)
                         m.next = "IDLE"
+                    with m.Elif((opcode == Opcode.JOB) & (status == Status.OK)
+                                & (k >= header_bytes + nbytes(JOB_RESPONSE) - 1)):
+                        m.next = "PACK"
                     with m.Else():
                         m.next = "FETCH"
         return m

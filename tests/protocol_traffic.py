@@ -1,5 +1,6 @@
-"""Link traffic shared by the protocol tests: a small design, and good and bad request sequences
-whose every answer byte the tests compare with the golden board."""
+"""Link traffic shared by the protocol tests: a small design, good and bad request sequences whose
+every answer byte the tests compare with the golden board, JOBs, the window's overflow rule, and a
+host that keeps a window of requests in flight (:func:`exchange_window`)."""
 
 import dataclasses
 import random
@@ -18,15 +19,19 @@ from spinemu.hdl.memory_map import (
 from spinemu.hdl.model_image import random_model
 from spinemu.hdl.noise_table import thermal
 from spinemu.hdl.protocol import (
+    WINDOW,
     Opcode,
     Status,
+    job_body,
     read_body,
     request,
     run_body,
     write_bodies,
     write_body,
 )
+from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.sim.board.model import GoldenBoard
+from spinemu.sim.streams import receive, run, send
 
 CONFIG = EngineConfig(lanes=2, max_layers=3, max_inputs=16, max_width=16, weight_depth=256,
                       param_depth=32)
@@ -211,3 +216,85 @@ def issue_traffic(config=CONFIG):
             network(sizes, status)
     send(Status.OK, Opcode.STATUS)
     return frames, statuses
+
+
+def frames_of(data):
+    """The frames in ``data`` (answers as a design sends them), each with its delimiter."""
+    return [bytes(f) + b"\0" for f in bytes(data).split(b"\0")[:-1]]
+
+
+def job_frame(seq, seed, samples, inputs, config=CONFIG, max_payload=MAX_PAYLOAD):
+    return encode_frame(request(seq, Opcode.JOB, job_body(seed, samples, inputs,
+                                                            config.input_bits)), max_payload)
+
+
+def window_model(data, room, dropping=False, lost=False):
+    """What the window's overflow rule keeps of ``data`` arriving with ``room`` bytes free and
+    nothing taken out (``hdl/rx_window.py``): the bytes kept, the frames lost, and the state
+    after, ``(room, dropping, lost)``."""
+    kept, lost_frames = [], 0
+    for byte in data:
+        if room == 0 or (dropping and byte != 0):
+            dropping = True
+            if byte != 0 and not lost:
+                lost_frames, lost = lost_frames + 1, True
+        else:
+            kept.append(byte)
+            room -= 1
+            dropping = dropping and byte != 0
+        lost = lost and byte != 0
+    return kept, lost_frames, (room, dropping, lost)
+
+
+def _parts(chunk):
+    return chunk if isinstance(chunk, list) else [chunk]
+
+
+def _bytes_of(chunk):
+    return b"".join(part for part in _parts(chunk) if not isinstance(part, int))
+
+
+def exchange_window(config, max_payload, chunks, *, window=WINDOW, counts=None, valid_p=0.7,
+                    ready_p=0.7, stall_seed=0, max_cycles=3_000_000):
+    """The answer frames of a :class:`ProtocolEngine` with a window of ``window`` bytes to
+    ``chunks`` sent back to back, with random idle cycles and back-pressure, by a host within its
+    credits. A chunk is bytes on the link, or a list of bytes and of idle cycles between them. It
+    is sent once the bytes of the chunks not yet answered and its own are at most ``window`` (one
+    longer, once none are in flight: it may overflow the window); its bytes count until its
+    ``counts[k]`` answers have come (default: as many as the golden board gives it), or those of
+    a later chunk."""
+    if counts is None:
+        board = GoldenBoard(config, max_payload, window)
+        counts = [len(frames_of(board.feed(_bytes_of(chunk)))) for chunk in chunks]
+    if not counts or counts[-1] == 0:
+        raise ValueError("the last chunk gets no answer: nothing would tell the host it is done")
+    sizes = [len(_bytes_of(chunk)) for chunk in chunks]
+    dut = ProtocolEngine(config, max_payload, window)
+    rng = random.Random(stall_seed)
+    send_rng, receive_rng = random.Random(rng.random()), random.Random(rng.random())
+    answers, in_flight = [], [0]
+
+    async def host(ctx):
+        for chunk, size in zip(chunks, sizes, strict=True):
+            while in_flight[0] and in_flight[0] + size > window:
+                await ctx.tick()
+            in_flight[0] += size
+            for part in _parts(chunk):
+                if isinstance(part, int):
+                    await ctx.tick().repeat(part)
+                else:
+                    await send(ctx, dut.i, part, send_rng, 1 - valid_p)
+
+    async def reader(ctx):
+        done = 0        # chunks whose bytes no longer count
+        for k, n in enumerate(counts):
+            for _ in range(n):
+                answer = await receive(ctx, dut.o, None, receive_rng, 1 - ready_p,
+                                       until=lambda byte: byte == 0)
+                answers.append(bytes(answer))
+            if n:
+                in_flight[0] -= sum(sizes[done:k + 1])
+                done = k + 1
+
+    run(dut, host, reader, cycles=max_cycles)
+    return answers

@@ -3,12 +3,13 @@ golden board's answer to each and a bound on the cycles the design may take to g
 
 A sequence mixes whole and partial model loads, CONFIG writes that are partial, repeated, shrunk,
 grown past the memories or out of range, writes past each region's end and of the wrong length,
-RUN and READ in every state, IDENTIFY and STATUS, damaged frames, and reconnects as a simulated
-board makes them (a partial frame cut off by the flush: a delimiter, then SYNC with seq 0xFF).
-Every value a write can leave in the weight and parameter memories keeps the held network valid
-(no pre-activation can overflow), so the golden model's results are defined in every state.
-Traffic is stop-and-wait, the only kind for which the golden board (which has no clock) and the
-design must agree.
+RUN, JOB and READ in every state (JOBs of the input size last written, or of another, some with
+bad padding), IDENTIFY and STATUS, damaged frames, ABORTs of other versions, and reconnects as a
+simulated board makes them (a partial frame cut off by the flush: a delimiter, then SYNC with seq
+0xFF). Every value a write can leave in the weight and parameter memories keeps the held network
+valid (no pre-activation can overflow), so the golden model's results are defined in every state.
+The golden board (which has no clock) and the design must agree for any traffic within the
+design's window: stop-and-wait, or a window of requests in flight.
 """
 
 import dataclasses
@@ -20,12 +21,14 @@ from spinemu.hdl.memory_map import Region, groups, job_cycles, model_writes, net
 from spinemu.hdl.model_image import random_model
 from spinemu.hdl.noise_table import gaussian, logistic, thermal
 from spinemu.hdl.protocol import (
+    FORMAT_VERSION,
     REQUEST_HEADER,
     RUN_REQUEST,
     UNREADABLE_SEQ,
     Opcode,
     Status,
     config_limits,
+    job_body,
     nbytes,
     read_body,
     request,
@@ -54,6 +57,7 @@ class _Traffic:
     def __init__(self, seed, config):
         self.rng, self.config, self.seq = random.Random(seed), config, 0
         self.requests = []
+        self.n_in = 0       # the input size last written (refused or not), for JOBs that fit
 
     def next_seq(self):
         self.seq = (self.seq + 1) % UNREADABLE_SEQ
@@ -63,6 +67,8 @@ class _Traffic:
         self.requests.append(_frame(request(self.next_seq(), opcode, body)))
 
     def write(self, region, addr, values):
+        if region == Region.CONFIG and addr <= 1 < addr + len(values):
+            self.n_in = values[1 - addr]
         self.send(Opcode.WRITE, write_body(region, addr, values, self.config))
 
     # ---- the kinds of step -----------------------------------------------------------------------
@@ -80,6 +86,7 @@ class _Traffic:
                                     noise=rng.choice(_TABLES))
         bodies = write_bodies(model_writes(model, c), c, MAX_PAYLOAD)
         keep = len(bodies) if rng.random() < 0.7 else rng.randint(1, len(bodies))
+        self.n_in = sizes[0]
         for body in bodies[:keep]:
             self.send(Opcode.WRITE, body)
 
@@ -132,6 +139,29 @@ class _Traffic:
         self.send(Opcode.RUN, run_body(self.rng.randrange(1 << 64),
                                        self.rng.randint(0, _MAX_SAMPLES)))
 
+    def job(self):
+        """A JOB of the input size last written (or another), some with a padding bit set, cut
+        short or one byte too long."""
+        c, rng = self.config, self.rng
+        n = self.n_in if rng.random() < 0.8 else rng.randint(0, c.max_inputs)
+        inputs = [rng.randrange(1 << c.input_bits) for _ in range(n)]
+        body = job_body(rng.randrange(1 << 64), rng.randint(0, _MAX_SAMPLES), inputs,
+                        c.input_bits)
+        kind = rng.random()
+        if kind < 0.06 and n * c.input_bits % 8:
+            body = body[:-1] + bytes([body[-1] | 0x80])        # a padding bit
+        elif kind < 0.12:
+            body = body[:rng.randrange(len(body))]
+        elif kind < 0.18:
+            body += bytes([rng.randrange(256)])
+        if len(body) <= MAX_PAYLOAD - nbytes(REQUEST_HEADER):
+            self.send(Opcode.JOB, body)
+
+    def abort_version(self):
+        """An ABORT that is not ABORT_FRAME: another version's, or another seq."""
+        version = self.rng.choice([FORMAT_VERSION - 1, FORMAT_VERSION, FORMAT_VERSION + 1])
+        self.send(Opcode.ABORT, bytes([version]))
+
     def read(self):
         rng = self.rng
         self.send(Opcode.READ, read_body(rng.randint(0, self.config.max_width + 2),
@@ -164,8 +194,9 @@ class _Traffic:
         self.requests.append(_frame(request(UNREADABLE_SEQ, Opcode.SYNC)))
 
 
-_STEPS = [("load", 3), ("config_write", 4), ("grow", 1), ("memory_write", 4), ("run", 5),
-          ("read", 3), ("query", 1), ("damaged", 2), ("reconnect", 1)]
+_STEPS = [("load", 3), ("config_write", 4), ("grow", 1), ("memory_write", 4), ("run", 4),
+          ("job", 4), ("read", 3), ("query", 1), ("damaged", 2), ("abort_version", 1),
+          ("reconnect", 1)]
 
 
 def fuzz_traffic(seed, count, config=CONFIG, *, reconnects=True):
@@ -182,27 +213,28 @@ def answer_limit(board, frame, answer, config=CONFIG):
     """The most cycles the design may take to answer ``frame`` (from its first byte offered to its
     answer's last byte taken), given the golden ``board`` after it answered ``answer``: the bytes
     at the fuzz's stall rates with room to spare, the decoder's and encoder's latency, the RUN
-    check, and a job's documented cycles if the RUN was accepted."""
+    check, a job's documented cycles if the RUN or JOB was accepted, and the JOB's input and
+    answer, a bit a cycle."""
     bytes_moved = (len(frame) + len(answer)) / min(VALID_P, READY_P)
     check = config.max_layers * groups(config.max_width, config.lanes)
-    limit = 4 * bytes_moved + quiet_cycles(MAX_PAYLOAD) + check
-    samples = _accepted_run(frame, answer)
+    limit = 4 * bytes_moved + quiet_cycles(MAX_PAYLOAD) + check + 10 * (len(frame) + len(answer))
+    samples = _accepted_job(frame, answer)
     if samples:
         limit += job_cycles(board.sizes[:board.layers + 1], config.lanes, samples)
     return int(limit)
 
 
-def _accepted_run(frame, answer):
-    """The samples of ``frame`` if it is a RUN that ``answer`` accepts, else 0."""
+def _accepted_job(frame, answer):
+    """The samples of ``frame`` if it is a RUN or JOB that ``answer`` accepts, else 0."""
     try:
         asked, told = decode_frame(frame[:-1], MAX_PAYLOAD), decode_frame(answer[:-1], MAX_PAYLOAD)
     except FrameDecodeError:
         return 0
     header = nbytes(REQUEST_HEADER)
-    if (asked[1] != Opcode.RUN.value or told[1] != Status.OK.value
-            or len(asked) != header + nbytes(RUN_REQUEST)):
+    if (asked[1] not in (Opcode.RUN.value, Opcode.JOB.value) or told[1] != Status.OK.value
+            or len(asked) < header + nbytes(RUN_REQUEST)):
         return 0
-    return unpack(RUN_REQUEST, asked[header:])["samples"]
+    return unpack(RUN_REQUEST, asked[header:header + nbytes(RUN_REQUEST)])["samples"]
 
 
 def golden_run(requests, config=CONFIG):

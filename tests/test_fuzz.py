@@ -1,7 +1,8 @@
 """Stateful fuzzing: random request sequences (``request_fuzz``) answered by the generated Verilog
 of the whole design exactly as by the golden board, each within its bound of cycles (liveness),
-under random idle cycles and back-pressure on both byte streams; and through the simulated boards
-themselves, with clients that leave and come back."""
+under random idle cycles and back-pressure on both byte streams; sent in a window of requests in
+flight to the Amaranth simulation; and through the simulated boards themselves, with clients that
+leave and come back."""
 
 import random
 import socket
@@ -9,17 +10,18 @@ from collections import Counter
 
 import pytest
 
-from protocol_traffic import CONFIG, MAX_PAYLOAD
+from protocol_traffic import CONFIG, MAX_PAYLOAD, exchange_window, frames_of
 from request_fuzz import READY_P, VALID_P, fuzz_traffic, golden_run
 from spinemu.hdl.framing import decode_frame
 from spinemu.hdl.protocol import Status
 from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.sim.board import start_server
+from spinemu.sim.board.model import GoldenBoard
 from spinemu.sim.rtl import run_link_bench
 
 #: What every fuzz run must reach, so that a fuzzer that lost its way fails instead of passing.
 REACHED = {Status.OK, Status.BAD_LENGTH, Status.OUT_OF_RANGE, Status.BAD_CONFIG,
-           Status.BAD_FRAME, Status.BAD_OPCODE}
+           Status.BAD_FRAME, Status.BAD_OPCODE, Status.BAD_VERSION}
 
 
 def statuses(answers):
@@ -55,6 +57,20 @@ def test_design_answers_sequences_like_the_golden_board(simulator, seeds, count)
         found, _, _ = check_against_golden(simulator, seed, count)
         seen += found
     assert REACHED <= set(seen), seen
+
+
+@pytest.mark.parametrize("seed, window", [(11, 1024), (12, 128)])
+def test_sequences_in_a_window_are_answered_like_the_golden_board(seed, window):
+    """The same kind of sequences, sent back to back within the window's credits to the Amaranth
+    simulation: every answer the golden board's, in order."""
+    requests = fuzz_traffic(seed, 150)
+    answers = exchange_window(CONFIG, MAX_PAYLOAD, requests, window=window, stall_seed=seed,
+                              max_cycles=5_000_000)
+    board = GoldenBoard(CONFIG, MAX_PAYLOAD, window)
+    expect = [a for r in requests for a in frames_of(board.feed(r))]
+    for i, (g, e) in enumerate(zip(answers, expect, strict=True)):
+        assert g == e, f"answer {i} of seed {seed}: {g.hex()} != golden {e.hex()}"
+    assert {Status.OK, Status.BAD_FRAME} <= set(statuses(expect))
 
 
 @pytest.mark.slow
