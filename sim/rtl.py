@@ -23,8 +23,9 @@ from amaranth.lib.wiring import In
 
 from .errors import SimulationError
 
-__all__ = ["SIMULATORS", "BenchError", "StreamResult", "cache_dir", "simulator_environment",
-           "run_bench", "run_stream_bench", "run_link_bench", "unpack_fields"]
+__all__ = ["SIMULATORS", "BenchError", "StreamResult", "WindowResult", "cache_dir",
+           "simulator_environment", "run_bench", "run_stream_bench", "run_link_bench",
+           "run_window_bench", "unpack_fields"]
 
 SIMULATORS = ("icarus", "verilator")
 TOPLEVEL = "top"
@@ -192,3 +193,45 @@ def run_link_bench(component, *, simulator, requests, valid_p=1.0, ready_p=1.0, 
     result = json.loads((out / "answers.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
     return [bytes.fromhex(a) for a in result["answers"]], result["cycles"]
+
+
+@dataclass
+class WindowResult:
+    """What :func:`run_window_bench` collected: every answer frame that came (delimiter included),
+    for each request the cycle its last byte was taken (``sent``), for each frame the cycle its
+    delimiter was (``ends``), whether every answer due came (``complete``; ``partial``: the bytes
+    of a frame cut off at the end), and the cycles the run took."""
+
+    frames: list
+    sent: list
+    ends: list
+    complete: bool
+    cycles: int
+    partial: bytes
+
+
+def run_window_bench(component, *, simulator, requests, frames, window, barrier=None,
+                     after_busy=None, valid_p=1.0, ready_p=1.0, stall_seed=0,
+                     max_cycles=5_000_000, stall_cycles=200_000, tail=1000):
+    """Send ``requests`` (bytes each) to a byte-stream design that answers every frame in order,
+    keeping at most ``window`` bytes of requests unanswered (:mod:`spinemu.sim.benches.window_bench`,
+    which says what ``frames``, ``barrier`` and ``after_busy`` give for each request), with random
+    idle cycles (``valid_p``) and back-pressure (``ready_p``); returns a :class:`WindowResult`.
+    A design that answers too few frames gives an incomplete result, not an error, so that the
+    caller can say which answer is missing."""
+    n = len(requests)
+    if len(frames) != n:
+        raise ValueError(f"{len(frames)} answer counts for {n} requests")
+    out = run_bench(component, simulator=simulator, test_module="spinemu.sim.benches.window_bench",
+                    config={"requests": [bytes(r).hex() for r in requests],
+                            "frames": [int(f) for f in frames], "window": int(window),
+                            "barrier": [bool(b) for b in barrier] if barrier else None,
+                            "after_busy": list(after_busy) if after_busy else None,
+                            "valid_p": valid_p, "ready_p": ready_p, "stall_seed": stall_seed,
+                            "max_cycles": max_cycles, "stall_cycles": stall_cycles,
+                            "tail": tail})
+    result = json.loads((out / "answers.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    return WindowResult([bytes.fromhex(f) for f in result["frames"]], result["sent"],
+                        result["ends"], result["complete"], result["cycles"],
+                        bytes.fromhex(result["partial"]))

@@ -5,12 +5,15 @@ one), writes ``ready.json`` (``host``, ``port``, ``pid``) into ``out_dir`` and s
 at a time (a second client is answered :data:`~spinemu.sim.board.base.BUSY_ANSWER` and closed), until
 the client leaves (``once``), SIGTERM or SIGINT arrives, or the process that started the simulator
 dies. When a client leaves, the design is flushed (:class:`~spinemu.sim.board.base.Flush`, given as
-``flush`` in the configuration) before the next one is served; a design that does not answer the
-flush in time ends the bench, with the reason in ``error.txt``. Time accounting goes to
-``stats.json``.
+``flush`` in the configuration: ABORT, then ABORTED and a silence) before the next one is served; a
+design that does not answer the flush in time ends the bench, with the reason in ``error.txt``.
+Time accounting goes to ``stats.json``.
 
 Bytes move at falling clock edges, one per cycle each way: a byte offered on ``i`` while ``ready``
-is high, and every ``o`` byte (``o.ready`` is always high, as a UART transmitter's FIFO would be).
+is high (the design's receive window keeps ``i`` always ready, so the bytes of however many
+requests the client keeps in flight go in one a cycle), and every ``o`` byte (``o.ready`` is always
+high, as a UART transmitter's FIFO would be). Answers are counted against the frames taken in, so
+the bench knows when one is still to come.
 When nothing moves, Python does not step the clock: during a job it waits in the simulator for
 ``o.valid`` to rise (or :data:`~spinemu.sim.board.base.CHUNK_CYCLES`), and when the design has
 answered everything it blocks on the socket (simulated time stands still until the client sends).
@@ -78,7 +81,7 @@ class _Stats:
 
 async def _session(dut, link, stats, stop, quiet):
     """Serve one connection until the client leaves or a stop is requested; returns the last byte
-    the design took and the last it sent."""
+    the design sent."""
     fall = FallingEdge(dut.clk)
     o_rise = RisingEdge(dut.o__valid)
     i_rise = RisingEdge(dut.i__ready)
@@ -188,38 +191,44 @@ async def _session(dut, link, stats, stop, quiet):
         stats.add(bytes_in=len(data))
     if offering:
         i_valid.value = 0
-    return last_in, last_out
+    return last_out
 
 
-async def _flush(dut, flush, last_in, last_out, stats):
-    """Flush the design after its client left, its output dropped; False if it did not answer in
-    time."""
-    fall, o_rise, i_rise = FallingEdge(dut.clk), RisingEdge(dut.o__valid), RisingEdge(dut.i__ready)
-    data, watch = bytearray(flush.feed(last_in)), flush.watch(last_out)
-    began, now = time.perf_counter(), int(get_sim_time("ns"))
-    end = now + flush.cycles * PERIOD_NS
-    found = False
-    while not found and now < end:
-        # At a falling edge, as in _session: a byte offered now is taken at the next rising edge.
+async def _flush(dut, flush, last_out, stats):
+    """Flush the design after its client left, its output dropped; False if it did not answer
+    and fall silent in time."""
+    fall, o_rise = FallingEdge(dut.clk), RisingEdge(dut.o__valid)
+    data, watch = bytearray(flush.request), flush.watch(last_out)
+    began, start = time.perf_counter(), int(get_sim_time("ns"))
+
+    def now():
+        return (int(get_sim_time("ns")) - start) // PERIOD_NS
+
+    while not watch.done(now()) and not watch.late(now()):
+        # At a falling edge, as in _session: a byte offered now is taken at the next rising edge
+        # (i is always ready; a design that is not leaves the byte offered until it is).
         if dut.o__valid.value:
-            found = watch.take(dut.o__payload.value.to_unsigned())
-        if data and dut.i__ready.value:
-            dut.i__payload.value = data.pop(0)
-            dut.i__valid.value = 1
+            watch.take(dut.o__payload.value.to_unsigned(), now())
+        if data:
+            if dut.i__ready.value:
+                dut.i__payload.value = data.pop(0)
+                dut.i__valid.value = 1
+            else:
+                dut.i__valid.value = 0
             await fall
         elif dut.o__valid.value:
             dut.i__valid.value = 0
             await fall
         else:
-            # Nothing moves: run in the simulator to the design's next byte or readiness.
+            # Nothing to feed and nothing out: run in the simulator to the design's next byte,
+            # or as long as the flush could still end or fail without one.
             dut.i__valid.value = 0
-            wait = Timer(min(end - now, CHUNK_CYCLES * PERIOD_NS), unit="ns")
-            await (First(o_rise, i_rise, wait) if data else First(o_rise, wait))
+            wait = Timer(min(watch.wait(now()), CHUNK_CYCLES) * PERIOD_NS, unit="ns")
+            await First(o_rise, wait)
             await fall
-        now = int(get_sim_time("ns"))
     dut.i__valid.value = 0
     stats.add(compute_s=time.perf_counter() - began, flushes=1)
-    return found
+    return watch.done(now())
 
 
 @cocotb.test()
@@ -244,17 +253,16 @@ async def serve(dut):
     ready.with_suffix(".tmp").replace(ready)
     given = cfg["flush"]
     flush = Flush(bytes.fromhex(given["request"]), bytes.fromhex(given["answer"]),
-                  given["cycles"])
+                  given["cycles"], given["settle"])
     try:
         while link.accept():
             stats.add(connections=1)
-            last_in, last_out = await _session(dut, link, stats, stop,
-                                               quiet_cycles(cfg["max_payload"]))
+            last_out = await _session(dut, link, stats, stop, quiet_cycles(cfg["max_payload"]))
             link.drop()
             stats.write()
             if cfg.get("once") or stop():
                 break
-            if not await _flush(dut, flush, last_in, last_out, stats):
+            if not await _flush(dut, flush, last_out, stats):
                 error = flush.failure(cfg["simulator"])
                 (out_dir / "error.txt").write_text(str(error))
                 raise error

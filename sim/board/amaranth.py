@@ -1,8 +1,10 @@
 """The ProtocolEngine in the Amaranth simulator behind the socket, in a thread (slow: for checking).
 
-Bytes move as the socket gives and takes them (``o`` always ready, no random stalls); while the
-design computes, the simulator runs to its next answer byte without a Python step per cycle. When
-a client leaves, the design is flushed (:class:`~spinemu.sim.board.base.Flush`) in the simulator.
+Bytes move as the socket gives and takes them: one a cycle into ``i`` (always ready: the design's
+receive window takes them, however many requests the client keeps in flight) and out of ``o``
+(always ready, no random stalls); while the design computes, the simulator runs to its next answer
+byte without a Python step per cycle. When a client leaves, the design is flushed
+(:class:`~spinemu.sim.board.base.Flush`: ABORT, then ABORTED) in the simulator.
 """
 
 from amaranth.hdl import Module, Signal
@@ -36,26 +38,32 @@ class AmaranthServer(ThreadServer):
         link, flush = self.link, self.flush
         quiet = quiet_cycles(self.max_payload)
 
-        async def flush_design(ctx, last_in, last_out):
-            data, watch = bytearray(flush.feed(last_in)), flush.watch(last_out)
-            end = ctx.get(cycle) + flush.cycles
+        async def flush_design(ctx, last_out):
+            # From the flush's first byte: ABORT fed one byte a cycle (i is always ready), the
+            # output dropped until ABORTED has come and the design has been silent after it.
+            data, watch = bytearray(flush.request), flush.watch(last_out)
+            start = ctx.get(cycle)
             while not self._stop.is_set():
-                remaining = end - ctx.get(cycle)
-                if remaining <= 0:
+                now = ctx.get(cycle) - start
+                if watch.done(now):
+                    break
+                if watch.late(now):
                     raise flush.failure(self.backend)
                 ctx.set(dut.i.valid, bool(data))
                 if data:
                     ctx.set(dut.i.payload, data[0])
-                if not ctx.get(dut.o.valid) and not (data and ctx.get(dut.i.ready)):
-                    await ctx.posedge(dut.o.valid).posedge(dut.i.ready).delay(
-                        min(remaining, _CHUNK_CYCLES) * PERIOD)
+                elif not ctx.get(dut.o.valid):
+                    # Nothing to feed and nothing out: run to the next byte out, or as long as
+                    # the flush could still end or fail without one.
+                    await ctx.posedge(dut.o.valid).delay(
+                        min(watch.wait(now), _CHUNK_CYCLES) * PERIOD)
                     continue
                 _, _, i_ready, o_valid, o_byte = await ctx.tick().sample(
                     dut.i.ready, dut.o.valid, dut.o.payload)
                 if data and i_ready:
                     data.pop(0)
-                if o_valid and watch.take(o_byte):
-                    break
+                if o_valid:
+                    watch.take(o_byte, ctx.get(cycle) - start)
             ctx.set(dut.i.valid, 0)
 
         async def bench(ctx):
@@ -115,7 +123,7 @@ class AmaranthServer(ThreadServer):
                 if self.once or self._stop.is_set():
                     return
                 # What the design still sends for the departed client is dropped.
-                await flush_design(ctx, last_in, last_out)
+                await flush_design(ctx, last_out)
 
         sim = Simulator(top)
         sim.add_clock(PERIOD)

@@ -17,19 +17,21 @@ from dataclasses import dataclass
 from spinemu.hdl.framing import DELIMITER, encode_frame
 from spinemu.hdl.memory_map import job_cycles
 from spinemu.hdl.protocol import (
+    ABORT_FRAME,
+    ABORT_SEQ,
     HASH_CYCLES,
     RESPONSE_HEADER,
     UNREADABLE_SEQ,
-    Opcode,
+    WINDOW,
     Status,
     pack,
-    request,
 )
 
 from ..errors import SimulationError
 
 __all__ = ["DEFAULT_HOST", "CHUNK_CYCLES", "BUSY_ANSWER", "ServeError", "quiet_cycles",
-           "flush_cycles", "Flush", "FrameWatch", "LinkSocket", "Server", "ThreadServer"]
+           "settle_cycles", "flush_cycles", "FLUSH_REQUEST", "FLUSH_ANSWER", "Flush", "FrameWatch",
+           "FlushWatch", "LinkSocket", "Server", "ThreadServer"]
 
 DEFAULT_HOST = "127.0.0.1"
 #: Longest stretch the simulator runs without Python looking at the socket and the stop request
@@ -48,57 +50,90 @@ class ServeError(SimulationError):
 
 
 def quiet_cycles(max_payload):
-    """Cycles after a request's last byte by which the design has answered or started a job, the
-    hash of its noise table for an IDENTIFY included (:data:`HASH_CYCLES`)."""
+    """Cycles after a request's last byte, or after the answer to the request before it in the
+    window, by which the design has answered it or started its job: the frame taken from the
+    window, the hash of the noise table for an IDENTIFY (:data:`HASH_CYCLES`) and an answer of up to
+    ``max_payload`` bytes, with room to spare."""
     return 4 * (max_payload + 3) + 256 + HASH_CYCLES
 
 
-def flush_cycles(config, max_payload):
-    """The cycles a design gets to answer a :class:`Flush`: four times the worst case with the
-    gateware's abort. That case answers three frames (one the departed client left in the decoder,
-    the bad frame the flush's delimiter ends, the flush's SYNC), each within
-    :func:`quiet_cycles`, and stops two jobs (the one running and one the held frame starts), each
-    within a whole one-sample job on the largest network the design holds, so that an abort taking
-    effect at the end of any phase of a job fits."""
+def settle_cycles(window=WINDOW):
+    """Cycles a flushed design must stay silent after its ABORTED answer (:class:`Flush`): room
+    for a second ABORTED, the answer to an ABORT the departed client sent itself just before the
+    flush's, after the design has emptied a full window of ``window`` bytes."""
+    return window + 256
+
+
+def flush_cycles(config, max_payload, window=WINDOW):
+    """The cycles a design gets to answer a :class:`Flush` and fall silent, from its first byte.
+
+    The ABORT (:data:`~spinemu.hdl.protocol.ABORT_FRAME`, after a delimiter) is recognised on the
+    line as its last byte arrives, whatever the window holds. Then
+
+    * the request being handled finishes and is answered as usual (a job excepted), within
+      :func:`quiet_cycles`: the rest of its frame from the window, a WRITE's elements, a RUN's or
+      JOB's configuration check, the noise table's hash for an IDENTIFY after NOISE writes
+      (:data:`HASH_CYCLES`), an answer of up to ``max_payload`` bytes one a cycle (the servers take
+      every ``o`` byte at once);
+    * a running job stops, within a whole one-sample job on the largest network the design holds
+      (``job_cycles``), so that an abort taking effect only at the end of a phase of the job fits,
+      and a job that the finishing RUN or JOB starts stops the same way;
+    * the design empties the window (at most ``window`` bytes) and answers ABORTED;
+    * it stays silent for :func:`settle_cycles`.
+
+    The bound is four times the sum of those (the flush's own bytes included), then the settle:
+    a design that needs more has lost the ABORT, or keeps answering after it.
+    """
     largest = (config.max_inputs,) + (config.max_width,) * config.max_layers
-    return 4 * (3 * quiet_cycles(max_payload) + 2 * job_cycles(largest, config.lanes, 1))
+    handled = quiet_cycles(max_payload) + job_cycles(largest, config.lanes, 1)
+    return 4 * (len(FLUSH_REQUEST) + handled + window + 256) + settle_cycles(window)
+
+
+#: What a flush feeds the design: a delimiter, which ends a frame the departed client left
+#: unfinished (an empty frame otherwise, which is no frame), then ABORT.
+FLUSH_REQUEST = bytes([DELIMITER]) + ABORT_FRAME
+#: The design's answer to the flush's ABORT.
+FLUSH_ANSWER = encode_frame(pack(RESPONSE_HEADER, seq=ABORT_SEQ, status=Status.ABORTED.value))
 
 
 @dataclass(frozen=True)
 class Flush:
     """What a server feeds the design after its client has left, so that nothing the client left
-    reaches the next one: :meth:`feed`'s bytes, then the design runs, its output dropped, until
-    :attr:`answer` has come out (:meth:`watch`), or the server fails after :attr:`cycles`.
+    reaches the next one: :attr:`request` (:data:`FLUSH_REQUEST`: ABORT, ahead of whatever the
+    window holds), then the design runs, its output dropped, until :attr:`answer` (ABORTED) has come
+    out and :attr:`settle` cycles have passed after it with no byte out (:class:`FlushWatch`); the
+    server fails if that has not happened after :attr:`cycles` (:func:`flush_cycles`).
 
-    ``request`` is a SYNC with the sequence number no client uses (0xFF): as any new frame,
-    it aborts a job the departed client started, and its answer comes after the answers to
-    everything before it.
+    The ABORT stops a job the departed client left running and drops the requests it left queued
+    in the window unanswered; what the design still sends before ABORTED (the answer to the request
+    it was handling, and any before it) is dropped. The settle drops a second ABORTED, when the
+    client sent an ABORT itself just before it left: the design answers the ABORTs that arrive
+    before it is next between requests with one ABORTED, and one that arrives later (while that
+    ABORTED goes out, say) with another.
     """
 
     request: bytes
     answer: bytes
     cycles: int
+    settle: int
 
     @classmethod
-    def of(cls, config, max_payload):
-        """The flush of a design with ``config`` and ``max_payload``."""
-        answer = pack(RESPONSE_HEADER, seq=UNREADABLE_SEQ, status=Status.OK.value)
-        return cls(encode_frame(request(UNREADABLE_SEQ, Opcode.SYNC), max_payload),
-                   encode_frame(answer, max_payload), flush_cycles(config, max_payload))
-
-    def feed(self, last_in):
-        """The bytes to feed, given the last byte the design took (:data:`DELIMITER` if none): a
-        delimiter first if that one left a frame unfinished."""
-        return (b"" if last_in == DELIMITER else bytes([DELIMITER])) + self.request
+    def of(cls, config, max_payload, window=WINDOW):
+        """The flush of a design with ``config``, ``max_payload`` and a window of ``window``
+        bytes."""
+        return cls(FLUSH_REQUEST, FLUSH_ANSWER, flush_cycles(config, max_payload, window),
+                   settle_cycles(window))
 
     def watch(self, last_out):
-        """A :class:`FrameWatch` for :attr:`answer`, given the last byte the design sent."""
-        return FrameWatch(self.answer, mid_frame=last_out != DELIMITER)
+        """A :class:`FlushWatch` for this flush, given the last byte the design sent
+        (:data:`DELIMITER` if none)."""
+        return FlushWatch(self, mid_frame=last_out != DELIMITER)
 
     def failure(self, backend):
-        """The error of a design that did not give :attr:`answer` in time."""
+        """The error of a design that did not answer in time (or kept sending after it)."""
         return ServeError(f"the {backend} board's design did not answer the flush after a client "
-                          f"left (SYNC, within {self.cycles} cycles): a job it did not abort?")
+                          f"left (ABORT, answered ABORTED and then silent for {self.settle} "
+                          f"cycles, within {self.cycles} cycles): a job it did not stop?")
 
 
 class FrameWatch:
@@ -117,6 +152,40 @@ class FrameWatch:
         self._skip = False
         self._got.clear()
         return found
+
+
+class FlushWatch:
+    """A flush in progress, told each byte the design sends and when (:meth:`take`): done
+    (:meth:`done`) once the flush's answer has come and :attr:`Flush.settle` cycles have passed
+    after the last byte out since; :meth:`wait` says how long the server may simulate without
+    looking."""
+
+    def __init__(self, flush, mid_frame):
+        self.flush = flush
+        self._frame = FrameWatch(flush.answer, mid_frame)
+        self.answered = False
+        self._last = 0              # the cycle of the last byte out, once answered
+
+    def take(self, byte, cycle):
+        """The design sent ``byte`` at ``cycle`` (cycles counted from the flush's start)."""
+        if self._frame.take(byte):
+            self.answered = True
+        self._last = cycle
+
+    def done(self, cycle):
+        return self.answered and cycle - self._last >= self.flush.settle
+
+    def wait(self, cycle):
+        """Cycles from ``cycle`` to the next moment :meth:`done` or the deadline could change,
+        if no byte comes out meanwhile (at least 1)."""
+        end = self.flush.cycles
+        if self.answered:
+            end = min(end, self._last + self.flush.settle)
+        return max(1, end - cycle)
+
+    def late(self, cycle):
+        """True once the flush's cycles have passed without it being done."""
+        return cycle >= self.flush.cycles and not self.done(cycle)
 
 
 class LinkSocket:

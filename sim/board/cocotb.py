@@ -37,7 +37,7 @@ class RTLServer(Server):
         bench_config = {"host": host, "port": port, "once": once, "max_payload": max_payload,
                         "out_dir": str(self.out_dir), "simulator": simulator,
                         "flush": {"request": flush.request.hex(), "answer": flush.answer.hex(),
-                                  "cycles": flush.cycles}}
+                                  "cycles": flush.cycles, "settle": flush.settle}}
         component = ProtocolEngine(config, max_payload)
 
         def main():

@@ -1,8 +1,6 @@
 """The golden board behind the socket: :class:`~spinemu.sim.board.model.GoldenBoard` in a thread,
 the exact answer bytes with no clock."""
 
-from spinemu.hdl.framing import DELIMITER
-
 from .base import ThreadServer
 from .model import GoldenBoard
 
@@ -12,8 +10,10 @@ __all__ = ["GoldenServer"]
 class GoldenServer(ThreadServer):
     """The golden board (:class:`~spinemu.sim.board.model.GoldenBoard`) behind the socket.
 
-    It answers every byte as it comes, so nothing is left to send when a client leaves; the
-    flush (:class:`~spinemu.sim.board.base.Flush`) ends a frame the client left unfinished."""
+    It answers every byte as it comes, so nothing is left to send or queued when a client leaves;
+    the flush (:class:`~spinemu.sim.board.base.Flush`) ends a frame the client left unfinished
+    (its delimiter: a frame error) and is answered ABORTED, as by the design. With no clock there
+    is nothing to settle: its answer must be the last of what the flush's bytes get."""
 
     backend = "golden"
 
@@ -22,19 +22,16 @@ class GoldenServer(ThreadServer):
         super().__init__(config, max_payload, host, port, once)
 
     def _serve(self):
-        last_in = DELIMITER
         while self.link.accept():
             while True:
                 data = self.link.wait_data()
                 if not data:
                     break
-                last_in = data[-1]
                 answer = self.board.feed(data)
                 if answer:
                     self.link.send(answer)
             self.link.drop()
             if self.once or self._stop.is_set():
                 break
-            if not self.board.feed(self.flush.feed(last_in)).endswith(self.flush.answer):
+            if not self.board.feed(self.flush.request).endswith(self.flush.answer):
                 raise self.flush.failure(self.backend)
-            last_in = DELIMITER

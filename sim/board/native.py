@@ -6,9 +6,10 @@ It serves the same byte stream as the other backends of :mod:`spinemu.sim.board`
 ``socket://127.0.0.1:PORT`` but runs the clock in C++ (no Python callback per edge), so it is many
 times faster than the cocotb Verilator bench. The C++ knows no protocol: the bytes that refuse a
 second client and flush the design after a client left
-(:data:`~spinemu.sim.board.base.BUSY_ANSWER`, :class:`~spinemu.sim.board.base.Flush`) are given on
-its command line. The build is cached by the hash of the Verilog and the C++ source under
-``cache_dir()/native/<hash>`` (a file lock lets parallel starts share it).
+(:data:`~spinemu.sim.board.base.BUSY_ANSWER`, :class:`~spinemu.sim.board.base.Flush`: ABORT, the
+ABORTED that answers it and the silence after) are given on its command line. The build is cached by
+the hash of the Verilog and the C++ source under ``cache_dir()/native/<hash>`` (a file lock lets
+parallel starts share it).
 """
 
 import hashlib
@@ -97,7 +98,8 @@ class NativeServer(Server):
         cmd = [str(self.exe), str(port), "--quiet", str(quiet_cycles(max_payload)),
                "--poll", str(poll), "--stats", str(self.out_dir / "stats.json"),
                "--busy", BUSY_ANSWER.hex(), "--flush", flush.request.hex(),
-               "--flush-answer", flush.answer.hex(), "--flush-cycles", str(flush.cycles)]
+               "--flush-answer", flush.answer.hex(), "--flush-cycles", str(flush.cycles),
+               "--flush-settle", str(flush.settle)]
         if once:
             cmd.append("--once")
         self._log_file = open(self.log, "w")

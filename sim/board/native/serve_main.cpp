@@ -1,18 +1,20 @@
 // Native simulated board: the ProtocolEngine's Verilog (Verilator) behind a loopback TCP socket.
 //
-// Usage: serve_main PORT --busy HEX --flush HEX --flush-answer HEX --flush-cycles N [--once]
-//                   [--quiet CYCLES] [--poll CYCLES] [--stats FILE]
+// Usage: serve_main PORT --busy HEX --flush HEX --flush-answer HEX --flush-cycles N
+//                   --flush-settle N [--once] [--quiet CYCLES] [--poll CYCLES] [--stats FILE]
 // Prints "listening PORT" on stdout once it listens. One client at a time; the design keeps its
 // state between connections. Each cycle: a pending received byte is offered on i (valid held until
-// ready), o bytes are taken (o.ready = 1) and sent. While the design is busy (or has moved a byte
+// ready; the design's receive window keeps i always ready, so a client's requests in flight go in
+// one byte a cycle), o bytes are taken (o.ready = 1) and sent. While the design is busy (or has moved a byte
 // or been busy in the last QUIET cycles) the socket is polled without blocking every POLL cycles
 // (every IDLE_POLL cycles once the design is idle); otherwise the server blocks in poll()
 // (simulated time stands still until the client sends).
 // A connection that comes while a client is served is refused: sent the --busy bytes (see Door) and
-// closed. When the client leaves (without --once), its unsent answers and unfed bytes are dropped and the design is
-// flushed: a frame delimiter if the last byte it took was not one, then the --flush bytes, and it
-// runs, its output dropped, until a frame equal to the --flush-answer bytes has come out; if none
-// has within --flush-cycles, the server exits with status 3. The bytes come from Python
+// closed. When the client leaves (without --once), its unsent answers and unfed bytes are dropped
+// and the design is flushed: it is fed the --flush bytes (a delimiter and ABORT) and runs, its
+// output dropped, until a frame equal to the --flush-answer bytes (ABORTED) has come out and no byte
+// has come out for --flush-settle cycles since; if that has not happened within --flush-cycles, the
+// server exits with status 3. The bytes come from Python
 // (spinemu.sim.board.base.Flush, BUSY_ANSWER): this program knows frames end at 0x00, no more.
 // SIGTERM/SIGINT end it cleanly; --stats FILE gets a JSON snapshot whenever the design goes idle:
 // sim_cycles, bytes_in/out, connections, refused (connections sent the busy bytes), flushes,
@@ -259,38 +261,38 @@ struct Link {
 
 struct Flush {
     Bytes request, answer;
-    long cycles = 0;
+    long cycles = 0, settle = 0;
 };
 
-// After a client has left: feeds the design a delimiter if the last byte it took (last_in) left a
-// frame unfinished, then the flush request, and runs it, its output dropped, until a frame equal to
-// the flush answer has come out. last_out: the last byte it sent (if not a delimiter, the design
-// was in the middle of a frame, and what ends first is that frame's tail). False if no answer came
-// within the flush's cycles (a stop request ends the flush too).
-static bool flush_design(Vtop* top, const Flush& f, unsigned char last_in, unsigned char last_out,
-                         Stats& st) {
-    Bytes feed, frame;
-    if (last_in != DELIMITER) feed.push_back(DELIMITER);
-    feed.insert(feed.end(), f.request.begin(), f.request.end());
+// After a client has left: feeds the design the flush request and runs it, its output dropped,
+// until a frame equal to the flush answer has come out and then no byte for the settle cycles.
+// last_out: the last byte it sent (if not a delimiter, the design was in the middle of a frame,
+// and what ends first is that frame's tail). False if that has not happened within the flush's
+// cycles (a stop request ends the flush too).
+static bool flush_design(Vtop* top, const Flush& f, unsigned char last_out, Stats& st) {
+    Bytes frame;
     bool skip = last_out != DELIMITER;
     size_t head = 0;
     Link link;
     link.reset(top);
-    bool found = false;
-    for (long c = 0; c < f.cycles && !found && !g_stop; ++c) {
-        Link::Cycle cycle = link.step(top, feed, head);
+    bool answered = false;
+    long c = 0, last = 0;     // cycles since the flush began; the last byte out, once answered
+    for (; c < f.cycles && !g_stop; ++c) {
+        if (answered && c - last >= f.settle) break;
+        Link::Cycle cycle = link.step(top, f.request, head);
         ++st.cycles;
         if (cycle.took_in) ++head;
         if (!cycle.o_valid) continue;
+        last = c;
         frame.push_back(cycle.o_byte);
         if (cycle.o_byte != DELIMITER) continue;
-        found = !skip && frame == f.answer;
+        if (!skip && frame == f.answer) answered = true;
         skip = false;
         frame.clear();
     }
     top->i___05Fvalid = 0;
     top->eval();
-    return found || g_stop;
+    return (answered && c - last >= f.settle) || g_stop;
 }
 
 int main(int argc, char** argv) {
@@ -314,12 +316,13 @@ int main(int argc, char** argv) {
         else if (arg == "--flush-answer" && a + 1 < argc)
             hex_ok &= from_hex(argv[++a], flush.answer);
         else if (arg == "--flush-cycles" && a + 1 < argc) flush.cycles = atol(argv[++a]);
+        else if (arg == "--flush-settle" && a + 1 < argc) flush.settle = atol(argv[++a]);
         else if (arg[0] != '-' && arg[0] != '+') port = atoi(arg.c_str());
     }
     if (!hex_ok || door.busy.empty() || flush.request.empty() || flush.answer.empty() ||
-        flush.cycles <= 0) {
-        fprintf(stderr, "--busy, --flush and --flush-answer (hex bytes) and --flush-cycles are "
-                        "required\n");
+        flush.cycles <= 0 || flush.settle <= 0) {
+        fprintf(stderr, "--busy, --flush and --flush-answer (hex bytes), --flush-cycles and "
+                        "--flush-settle are required\n");
         return 2;
     }
     struct sigaction sa;
@@ -387,7 +390,7 @@ int main(int argc, char** argv) {
         bool alive = true;
         int last_busy = 0;
         Link link;
-        unsigned char last_in = DELIMITER, last_out = DELIMITER;   // the last bytes moved
+        unsigned char last_out = DELIMITER;   // the last byte out
         bool answered = true;     // the design has answered every byte it took in
         bool waiting = false;     // ... and is idle with nothing received: waiting for the client
         double wait_began = 0.0;
@@ -399,7 +402,7 @@ int main(int argc, char** argv) {
             unsigned char o_byte = cycle.o_byte;
             ++st.cycles;
             bool moved = false;
-            if (took_in) { last_in = pending[head++]; moved = true; answered = false; }
+            if (took_in) { ++head; moved = true; answered = false; }
             if (o_valid) {
                 out.push_back(o_byte);
                 moved = true;
@@ -452,7 +455,7 @@ int main(int argc, char** argv) {
         close(fd);
         if (once || g_stop) break;
         // The client left: nothing the design still sends is for the next one.
-        bool flushed = flush_design(top, flush, last_in, last_out, st);
+        bool flushed = flush_design(top, flush, last_out, st);
         st.flushes++;
         st.sim_s += now_s() - t1;
         write_stats(stats_path, st);
