@@ -9,32 +9,42 @@
         dev.load_model(model)                                   # ModelError if it does not fit
         result = dev.reconstruct(images, masks, seeds, samples=32)
         result.reconstructed, result.counts                     # numpy arrays
+        for k, counts, cycles in dev.iter_run(inputs, seeds, 32):
+            ...                                                 # each job as its answer comes
 
-The link carries the frames of ``docs/framing.md`` and the commands of ``docs/protocol.md``,
-stop-and-wait: one request, then its answer. Every request has a sequence number; an answer counts
-only if its frame decodes, its sequence number is the request's and its status is OK. A timeout, an
-answer that does not decode (CRC, COBS, length), a BAD_FRAME answer (the design could not read the
-request) or a lost frame make the client send the *same* request again (every command is
-idempotent), up to ``retries`` times; then :class:`LinkError` names the request and what went wrong.
-A RUN stopped by its own resend (ABORTED) is waited for again. A refused request raises
-:class:`ProtocolError` naming the request and the status; a simulated board serving another client
-(BUSY) and a line that echoes what is sent raise :class:`LinkError`. Answers are checked further
-where the protocol allows: a RUN must report exactly the cycles the loaded model takes
-(``docs/engine.md``), counts must not exceed the samples. So a result is never silently wrong or
-missing: it is returned checked, or an exception says why not. ``docs/host.md`` has the details.
+The link carries the frames of ``docs/framing.md`` and the commands of ``docs/protocol.md`` through
+a window of requests (:mod:`spinemu.host.link`): the client keeps requests in flight up to the
+design's receive window (IDENTIFY's ``window`` bytes, at most 64 requests), so the wire is never
+idle for want of a request. Every request has a sequence number; an answer counts only if its frame
+decodes, its sequence number is an unanswered request's, its status is OK and its body is what the
+command implies. A lost request (a later one was answered first, the design could not read it, a
+timeout) is sent again (every command is idempotent), up to ``retries`` times; then
+:class:`LinkError` names the request and what went wrong. Duplicate answers of resent requests are
+recognised and dropped. A refused request raises :class:`ProtocolError` naming the request and the
+status; a simulated board serving another client (BUSY) and a line that echoes what is sent raise
+:class:`LinkError`.
+
+A job is one JOB request (seed, samples and the packed input; the answer: cycles and the packed
+counts): one round trip per job, all jobs streamed in the window. Where a JOB or its answer would
+not fit the design's frames, a job is WRITEs of its input, then RUN alone, then READs of its counts.
+:meth:`Client.connect` opens with ABORT (a clean state, whatever a previous host left in flight),
+then IDENTIFY; a design of another format version is refused with both versions named. Answers are
+checked where the protocol allows: a job must report exactly the cycles the loaded model takes
+(``docs/engine.md``), counts must not exceed the samples. So a result is never silently wrong,
+missing or duplicated: it is returned checked, or an exception says why not. ``docs/host.md`` has
+the details.
 """
 
 import time
 import warnings
 from collections import deque
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import serial
 
 from spinemu.hdl.formats import NeuronFormat
-from spinemu.hdl.framing import FrameDecodeError, FrameSplitter, decode_frame, encode_frame
 from spinemu.hdl.memory_map import (
     EngineConfig,
     check_fits,
@@ -48,87 +58,90 @@ from spinemu.hdl.protocol import (
     FORMAT_VERSION,
     HASH_CYCLES,
     IDENTIFY_RESPONSE,
+    JOB_REQUEST,
+    JOB_RESPONSE,
     READ_ELEMENT,
     READ_REQUEST,
     REQUEST_HEADER,
     RESPONSE_HEADER,
     RUN_RESPONSE,
     STATUS_RESPONSE,
-    UNREADABLE_SEQ,
     WRITE_HEADER,
     Opcode,
     Status,
     build_hash,
+    count_bits,
+    job_answer_bytes,
+    job_body,
+    job_input_bytes,
     nbytes,
     read_body,
-    request,
     run_body,
     unpack,
+    unpack_bits,
     unpack_counts,
     write_bodies,
 )
 
 from .errors import LinkError, ProtocolError, SpinemuError
 from .jobs import reconstruct_images
+from .link import MAX_IN_FLIGHT, Damaged, Link, LinkStats
 
 __all__ = ["Client", "DesignInfo", "DesignStatus", "JobResults", "Reconstruction", "LinkStats",
-           "SpinemuError", "LinkError", "ProtocolError", "ModelError", "DEFAULT_BAUD"]
+           "SpinemuError", "LinkError", "ProtocolError", "ModelError", "DEFAULT_BAUD",
+           "MAX_IN_FLIGHT"]
 
-#: The boards' UART rate (``firmware/boards.py``); ignored by ``socket://`` URLs.
-DEFAULT_BAUD = 1_000_000
-#: Answers are cut out of the byte stream with room for any design's largest frame (as large as
-#: IDENTIFY can report); they are then judged against the design's own ``max_payload``.
-_SPLIT_LIMIT = (1 << IDENTIFY_RESPONSE["max_payload"].width) - 1
+#: The boards' UART rate: 3 Mbaud, which the boards' firmware runs at (``firmware/boards.py``);
+#: ignored by ``socket://`` URLs.
+DEFAULT_BAUD = 3_000_000
 #: Bytes of an answer's header (seq, status).
 _HEADER = nbytes(RESPONSE_HEADER)
 #: The smallest payload the protocol works with: a WRITE of one byte.
 _MIN_PAYLOAD = nbytes(REQUEST_HEADER) + nbytes(WRITE_HEADER) + 1
 #: The most counts one READ asks for (what its ``count`` field holds).
 _READ_MAX = (1 << READ_REQUEST["count"].width) - 1
-_SEQ_COUNT = UNREADABLE_SEQ            # sequence numbers 0..254; 0xFF marks unreadable frames
+_VERSION_AT = IDENTIFY_RESPONSE["version"].offset // 8
 
-#: Refusals that a well-formed request gets only when damage slipped past the CRC: retried.
-_RETRIED_STATUSES = (Status.BAD_LENGTH, Status.OUT_OF_RANGE)
 
-_STATUS_MEANING = {
-    Status.BAD_OPCODE: "the design does not know the command",
-    Status.BAD_LENGTH: "the request's body has the wrong length",
-    Status.OUT_OF_RANGE: "a region, address, value, sample count or read window is out of range",
-    Status.NO_MODEL: "no model is loaded (was the design reset?)",
-    Status.BAD_FRAME: "the design could not read the request",
-    Status.BAD_CONFIG: "the configuration written is incomplete or does not fit the memories",
-    Status.ABORTED: "a later frame stopped the job",
-}
+def _versions(url, version):
+    return (f"the design at {url} speaks protocol format version {version}; this client speaks "
+            f"version {FORMAT_VERSION} (use the spinemu that built its gateware, or build the "
+            f"gateware of this one)")
 
 
 @dataclass(frozen=True)
 class DesignInfo:
-    """What IDENTIFY reports: the :class:`EngineConfig` it implies, the largest frame payload and
-    the build hash. ``hash_matches`` says whether ``build_hash`` is the hash this spinemu computes
-    for that configuration (False: the design was built from another version of the gateware).
+    """What IDENTIFY reports: the :class:`EngineConfig` it implies, the largest frame payload, the
+    receive ``window`` (bytes of requests the design buffers: the client's credits) and the build
+    hash. ``hash_matches`` says whether ``build_hash`` is the hash this spinemu computes for that
+    configuration (False: the design was built from another version of the gateware).
     ``noise_hash`` is the hash of the noise table loaded now (``config.noise`` is the default: the
     table itself is not reported)."""
 
     version: int
     config: EngineConfig
     max_payload: int
+    window: int
     build_hash: int
     hash_matches: bool
     noise_hash: int
 
     @classmethod
-    def from_body(cls, body):
-        """Decode an IDENTIFY answer body; :class:`ProtocolError` if it is not one."""
+    def from_body(cls, body, url="the link"):
+        """Decode an IDENTIFY answer body; :class:`ProtocolError` if it is not one. The version
+        (the body's first byte) is judged first: a design of another version is refused with both
+        versions named, whatever the length of its answer."""
+        if not body:
+            raise ProtocolError("IDENTIFY answered 0 bytes: not a spinemu design")
+        if body[_VERSION_AT] != FORMAT_VERSION:
+            raise ProtocolError(_versions(url, body[_VERSION_AT]))
         size = nbytes(IDENTIFY_RESPONSE)
         if len(body) != size:
-            raise ProtocolError(f"IDENTIFY answered {len(body)} bytes, not {size}: "
-                                f"not a spinemu design of format version {FORMAT_VERSION}")
+            raise ProtocolError(f"IDENTIFY answered {len(body)} bytes, not {size}: not a spinemu "
+                                f"design of format version {FORMAT_VERSION}")
         f = unpack(IDENTIFY_RESPONSE, body)
         version, max_payload, hash_ = f.pop("version"), f.pop("max_payload"), f.pop("build_hash")
-        noise_hash = f.pop("noise_hash")
-        if version != FORMAT_VERSION:
-            raise ProtocolError(f"the design speaks protocol format version {version}; this "
-                                f"client speaks version {FORMAT_VERSION}")
+        noise_hash, window = f.pop("noise_hash"), f.pop("window")
         fmt = {name: f.pop(name) for name in ("a_width", "theta_frac", "sigma_width",
                                               "sigma_frac")}
         try:
@@ -138,14 +151,14 @@ class DesignInfo:
         if max_payload < _MIN_PAYLOAD:
             raise ProtocolError(f"IDENTIFY reports frames of at most {max_payload} bytes; the "
                                 f"protocol needs at least {_MIN_PAYLOAD}")
-        return cls(version, config, max_payload, hash_, hash_ == build_hash(config, max_payload),
-                   noise_hash)
+        return cls(version, config, max_payload, window, hash_,
+                   hash_ == build_hash(config, max_payload, window), noise_hash)
 
 
 @dataclass(frozen=True)
 class DesignStatus:
     """The STATUS counters (``docs/protocol.md``): frame errors the design saw, refused requests,
-    UART errors, and jobs run since reset."""
+    UART errors, frames lost with its receive window full, and jobs run since reset."""
 
     cobs_errors: int
     length_errors: int
@@ -153,40 +166,8 @@ class DesignStatus:
     bad_requests: int
     uart_frame_errors: int
     uart_overruns: int
+    overflows: int
     jobs: int
-
-
-@dataclass
-class LinkStats:
-    """What the link has seen since the client connected (:attr:`Client.stats`).
-
-    ``requests``: requests answered; ``resends``: requests sent again; ``timeouts``: waits that
-    ended without an answer; ``damaged``: answers that did not decode (CRC, COBS, length);
-    ``unreadable``: BAD_FRAME answers (the design could not read a frame); ``stale``: answers to
-    earlier requests (duplicates after a resend), dropped; ``aborted``: RUNs stopped by their own
-    resend (ABORTED), waited for again; ``reruns``: jobs run again because the READ after a resent
-    RUN found their counts gone. ``wait_s``: time blocked reading the link, ``write_s``: time
-    writing to it.
-    """
-
-    requests: int = 0
-    resends: int = 0
-    timeouts: int = 0
-    damaged: int = 0
-    unreadable: int = 0
-    stale: int = 0
-    aborted: int = 0
-    reruns: int = 0
-    bytes_out: int = 0
-    bytes_in: int = 0
-    wait_s: float = 0.0
-    write_s: float = 0.0
-
-    def copy(self):
-        return replace(self)
-
-    def __sub__(self, other):
-        return LinkStats(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
 
 
 @dataclass
@@ -222,43 +203,59 @@ def _check_seeds(seeds, jobs):
     return np.array([int(s) for s in seeds], dtype=np.uint64)
 
 
+def _sized(size):
+    """A check that an answer body has ``size`` bytes (else it is damaged)."""
+    def check(body):
+        if len(body) != size:
+            raise Damaged(f"an answer of {len(body)} bytes, not {size}")
+        return body
+    return check
+
+
 class Client:
     """A connection to a design (see the module docstring). Use :meth:`connect`.
 
     ``port`` is an open pyserial port (or any object with its ``read``, ``write``, ``timeout`` and
-    ``close``). ``timeout``: seconds to wait for an answer, on top of a job's own time for RUN;
+    ``close``). ``timeout``: seconds to wait for an answer, on top of a job's own time;
     ``retries``: how often a request is sent again before :class:`LinkError`; ``min_clock_hz``:
-    the slowest clock the design may run at, which bounds how long a RUN may take (the simulated
-    board under Icarus or Amaranth is slow: pass 1000); ``progress``: a progress bar over jobs
-    (None: only on a terminal).
+    the slowest clock the design may run at, which bounds how long a job may take (the simulated
+    board under Icarus or Amaranth is slow: pass 1000); ``max_in_flight``: the most requests
+    unanswered at once (1..64; 1 is stop-and-wait); ``progress``: a progress bar over jobs (None:
+    only on a terminal). :attr:`stats` counts what the link has seen (:class:`LinkStats`).
     """
 
     def __init__(self, port, *, url=None, timeout=1.0, retries=3, min_clock_hz=10_000,
-                 progress=None):
+                 max_in_flight=MAX_IN_FLIGHT, progress=None):
         if timeout <= 0 or retries < 0 or min_clock_hz <= 0:
             raise ValueError("timeout and min_clock_hz must be positive, retries at least 0")
-        self.port, self.url = port, url or getattr(port, "portstr", None) or "the link"
+        self.url = url or getattr(port, "portstr", None) or "the link"
         self.timeout, self.retries, self.min_clock_hz = timeout, retries, min_clock_hz
         self.progress = progress
         self.stats = LinkStats()
+        self._link = Link(port, self.url, self.stats, timeout=timeout, retries=retries,
+                          min_clock_hz=min_clock_hz, max_in_flight=max_in_flight)
         self.info = None
         self.model = None
-        self._splitter = FrameSplitter(_SPLIT_LIMIT)
-        self._frames = deque()
-        self._seq = 0
-        self._max_payload = _SPLIT_LIMIT
-        self._input = None                  # the input vector the design holds, if known
-        self._job_rate = None               # cycles per second seen on RUNs
-        self._port_timeout = None
+        self._input = None                  # (link generation, the input vector the design holds)
+
+    @property
+    def port(self):
+        """The open port (None once closed); it may be replaced by a wrapper of it."""
+        return self._link.port
+
+    @port.setter
+    def port(self, port):
+        self._link.port = port
 
     # ---- connection -----------------------------------------------------------------------------
 
     @classmethod
     def connect(cls, url, *, baudrate=DEFAULT_BAUD, identify=True, **options):
-        """Open ``url`` (``/dev/ttyUSB1``, ``socket://127.0.0.1:PORT``, any pyserial URL) and
-        IDENTIFY the design. ``options`` go to :class:`Client`. Raises :class:`LinkError` if the
-        link cannot be opened, the design does not answer, or a simulated board serves another
-        client."""
+        """Open ``url`` (``/dev/ttyUSB1``, ``socket://127.0.0.1:PORT``, any pyserial URL), ABORT
+        whatever the design holds in flight and IDENTIFY it (``identify=False``: neither).
+        ``options`` go to :class:`Client`. Raises :class:`LinkError` if the link cannot be opened,
+        the design does not answer, or a simulated board serves another client;
+        :class:`ProtocolError` naming both versions for a design of another format version."""
         try:
             port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05,
                                          write_timeout=options.get("timeout", 1.0) + 5.0)
@@ -270,22 +267,46 @@ class Client:
         if sock is not None:
             import socket
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client = cls(port, url=url, **options)
-        if identify:
-            try:
-                client.identify()
-            except BaseException:
-                client.close()
-                raise
+        try:
+            client = cls(port, url=url, **options)
+            if identify:
+                client.open()
+        except BaseException:
+            port.close()
+            raise
         return client
+
+    def open(self):
+        """What :meth:`connect` does on a new link: :meth:`abort`, then :meth:`identify`. A design
+        of another format version is refused (:class:`ProtocolError` naming both versions): one
+        that answers ABORT with BAD_VERSION (a newer one: the body is its version), or one that
+        does not know ABORT (BAD_OPCODE: IDENTIFY then tells its version)."""
+        status, body = self._link.abort()
+        if status == Status.BAD_VERSION:
+            version = body[0] if len(body) == 1 else "unknown"
+            raise ProtocolError(f"{_versions(self.url, version)}: it refused ABORT with "
+                                f"BAD_VERSION", status)
+        # The last host may have loaded a table: the first IDENTIFY may hash it first.
+        info = self.identify(after_table=True)
+        if status != Status.ABORTED:
+            raise ProtocolError(f"the design at {self.url} refused ABORT with {status.name}, "
+                                f"though it reports format version {info.version}", status)
+        return info
+
+    def abort(self):
+        """ABORT: the design stops its job and drops every request it holds unanswered; the link is
+        then empty (:class:`ProtocolError` if the design refuses it)."""
+        self._link.resync()
+        self._input = None
 
     def close(self):
         """Close the link (the design keeps its model)."""
-        if self.port is not None:
+        port = self._link.port
+        if port is not None:
             try:
-                self.port.close()
+                port.close()
             finally:
-                self.port = None
+                self._link.port = None
 
     def __enter__(self):
         return self
@@ -295,37 +316,41 @@ class Client:
 
     def __repr__(self):
         info = self.info
-        what = (f"{info.config.lanes} lanes, max payload {info.max_payload}, build hash "
-                f"0x{info.build_hash:08x}" if info else "not identified")
+        what = (f"{info.config.lanes} lanes, max payload {info.max_payload}, window "
+                f"{info.window}, build hash 0x{info.build_hash:08x}" if info else "not identified")
         model = f", model {'-'.join(map(str, self.model.sizes))}" if self.model else ""
         return f"<Client {self.url}: {what}{model}>"
 
-    # ---- commands ---------------------------------------------------------------------------
+    # ---- commands -------------------------------------------------------------------------------
 
     def identify(self, *, after_table=False):
         """IDENTIFY the design: a :class:`DesignInfo` (also kept as :attr:`info`). ``after_table``:
-        NOISE entries were written, so the design hashes its table first (:data:`HASH_CYCLES`)."""
-        timeout = self._run_timeout(HASH_CYCLES) if after_table else None
-        for _ in range(self.retries + 1):
-            body = self._request(Opcode.IDENTIFY, b"", "IDENTIFY", size=None, timeout=timeout)
+        NOISE entries may have been written (by this host or the last), so the design may hash its
+        table first (:data:`HASH_CYCLES`): the wait allows for it."""
+        size = nbytes(IDENTIFY_RESPONSE)
+
+        def check(body):
             # A body of another length from a design of this version is a damaged answer; one of
             # another version is judged by DesignInfo.from_body.
-            if (len(body) == nbytes(IDENTIFY_RESPONSE) or not body
-                    or body[IDENTIFY_RESPONSE["version"].offset // 8] != FORMAT_VERSION):
-                break
-            self.stats.damaged += 1
-        info = DesignInfo.from_body(body)
+            if body and body[_VERSION_AT] == FORMAT_VERSION and len(body) != size:
+                raise Damaged(f"an answer of {len(body)} bytes, not {size}")
+            return body
+
+        body = self._call(Opcode.IDENTIFY, b"", "IDENTIFY", check=check,
+                          cycles=HASH_CYCLES if after_table else 0)
+        info = DesignInfo.from_body(body, self.url)
         if not info.hash_matches:
             warnings.warn(f"the design at {self.url} reports build hash 0x{info.build_hash:08x}, "
-                          f"not 0x{build_hash(info.config, info.max_payload):08x} as this spinemu "
-                          f"computes for its configuration: it was built from other gateware",
-                          stacklevel=2)
-        self.info, self._max_payload = info, info.max_payload
+                          f"not 0x{build_hash(info.config, info.max_payload, info.window):08x} as "
+                          f"this spinemu computes for its configuration: it was built from other "
+                          f"gateware", stacklevel=2)
+        self.info = info
+        self._link.window, self._link.max_payload = info.window, info.max_payload
         return info
 
     def status(self):
         """The design's STATUS counters (:class:`DesignStatus`)."""
-        body = self._request(Opcode.STATUS, b"", "STATUS", size=nbytes(STATUS_RESPONSE))
+        body = self._call(Opcode.STATUS, b"", "STATUS", check=_sized(nbytes(STATUS_RESPONSE)))
         return DesignStatus(**unpack(STATUS_RESPONSE, body))
 
     def load_model(self, model):
@@ -333,9 +358,10 @@ class Client:
 
         The model is checked against the identified design first: :class:`ModelError` says every
         reason it does not fit, and nothing is written. Then the WRITE frames of
-        :func:`~spinemu.hdl.memory_map.model_writes` go out, merged into frames as large as the
-        design takes, the model's noise table last; IDENTIFY then checks that the design holds
-        that table (:class:`ProtocolError` naming both hashes if not)."""
+        :func:`~spinemu.hdl.memory_map.model_writes` stream through the window (they write disjoint
+        addresses, so their order does not matter), merged into frames as large as the design
+        takes, the model's noise table last; once every one is answered, IDENTIFY checks that the
+        design holds that table (:class:`ProtocolError` naming both hashes if not)."""
         if isinstance(model, (str, Path)):
             path = Path(model)
             try:
@@ -351,9 +377,9 @@ class Client:
         self.model, self._input = None, None
         bar = self._bar(len(bodies), "frame", "loading the model", minimum=64)
         try:
-            for i, body in enumerate(bodies):
-                self._request(Opcode.WRITE, body, f"WRITE {i + 1} of {len(bodies)} of the model",
-                              size=0)
+            for _ in self._pipeline(
+                    (Opcode.WRITE, body, f"WRITE {i + 1} of {len(bodies)} of the model",
+                     _sized(0), 0) for i, body in enumerate(bodies)):
                 bar.update()
         finally:
             bar.close()
@@ -365,66 +391,39 @@ class Client:
         self.model = model
         return model
 
-    def run(self, inputs, seeds, samples, *, progress=None):
+    def iter_run(self, inputs, seeds, samples):
         """Run one job per row of ``inputs`` (shape ``(jobs, N_0)``, the engine's input vectors,
         see :func:`~spinemu.hdl.memory_map.job_inputs`) with its seed from ``seeds`` and
-        ``samples`` samples: a :class:`JobResults`."""
-        model = self._require_model()
-        c = self.info.config
-        inputs = np.asarray(inputs)
-        if inputs.ndim != 2 or inputs.shape[1] != model.sizes[0]:
-            raise ValueError(f"inputs must have shape (jobs, {model.sizes[0]}), not "
-                             f"{inputs.shape}")
-        if not np.issubdtype(inputs.dtype, np.integer) and inputs.size:
-            if not np.array_equal(inputs, np.round(inputs)):
-                raise ValueError("inputs must be integers")
-        inputs = inputs.astype(np.int64)
-        if inputs.size and (inputs.min() < 0 or inputs.max() >= 1 << model.input_bits):
-            raise ValueError(f"inputs must be {model.input_bits}-bit unsigned values "
-                             f"(0..{(1 << model.input_bits) - 1})")
-        jobs = len(inputs)
-        seeds = _check_seeds(seeds, jobs)
-        if not isinstance(samples, (int, np.integer)) or not 1 <= samples < 1 << 16:
-            raise ValueError(f"samples must be 1..65535, not {samples!r}")
-        samples = int(samples)
+        ``samples`` samples, streamed through the window: yields ``(index, counts, cycles)`` (the
+        job's index, its ``N_L`` int64 counts, its engine cycles) in job order, each as soon as its
+        answer has come. The arguments are checked at once (ValueError). Stopping the iteration
+        early gives up the jobs still in flight: the next request starts with ABORT, which drops
+        them. One iteration at a time per client."""
+        inputs, seeds, samples = self._check_jobs(inputs, seeds, samples)
+        return self._jobs(inputs, seeds, samples)
 
-        outputs = model.sizes[-1]
-        per_read = min(_READ_MAX, (self.info.max_payload - _HEADER) // nbytes(READ_ELEMENT))
-        reads = [(o, min(per_read, outputs - o)) for o in range(0, outputs, per_read)]
-        expected = job_cycles(model.sizes, c.lanes, samples)
+    def run(self, inputs, seeds, samples, *, progress=None):
+        """:meth:`iter_run` collected: a :class:`JobResults`, with a progress bar over the jobs
+        (``progress``, default the client's)."""
+        inputs, seeds, samples = self._check_jobs(inputs, seeds, samples)
+        jobs, outputs = len(inputs), self.model.sizes[-1]
         counts = np.zeros((jobs, outputs), np.int64)
         cycles = np.zeros(jobs, np.int64)
+        peak, self.stats.in_flight = self.stats.in_flight, 0
         before, began = self.stats.copy(), time.perf_counter()
         bar = self._bar(jobs, "job", None, progress=progress, minimum=2)
         try:
-            prepared = self._input_bodies(inputs[0]) if jobs else None
-            for k in range(jobs):
-                bodies, prepared = prepared, None
-                if bodies:
-                    self._input = None
-                    for i, body in enumerate(bodies):
-                        self._request(Opcode.WRITE, body, f"WRITE {i + 1} of {len(bodies)} of "
-                                      f"job {k}'s input", size=0)
-                    self._input = inputs[k]
-
-                def prepare_next(k=k):
-                    # Overlapped with the job: the next job's frames, built while the design runs.
-                    nonlocal prepared
-                    if k + 1 < jobs:
-                        prepared = self._input_bodies(inputs[k + 1], after=inputs[k])
-
-                cycles[k] = self._job(k, int(seeds[k]), samples, expected, reads, counts[k],
-                                      prepare_next)
-                if prepared is None and k + 1 < jobs:
-                    prepare_next()
+            for k, job_counts, job_cycles_ in self._jobs(inputs, seeds, samples):
+                counts[k], cycles[k] = job_counts, job_cycles_
                 bar.update()
         finally:
             bar.close()
-        return JobResults(counts, cycles, samples, seeds, time.perf_counter() - began,
-                          self.stats - before)
+            link = self.stats - before
+            self.stats.in_flight = max(peak, self.stats.in_flight)
+        return JobResults(counts, cycles, samples, seeds, time.perf_counter() - began, link)
 
     def reconstruct(self, images, masks, seeds, samples, *, max_value=None, progress=None):
-        """Imagine the hidden pixels of occluded ``images``: one job per image.
+        """Imagine the hidden pixels of occluded ``images``: one job per image, all streamed.
 
         ``images``: unsigned integer pixels (``(n, ...)``, below ``2^input_bits``); ``masks``: the
         same shape, 1 where a pixel is known. The model must take ``2 x pixels`` inputs (image
@@ -451,197 +450,167 @@ class Client:
         return Reconstruction(**{f.name: getattr(result, f.name) for f in fields(JobResults)},
                               reconstructed=reconstructed)
 
-    # ---- the jobs -----------------------------------------------------------------------------
+    # ---- the jobs -------------------------------------------------------------------------------
 
-    def _input_bodies(self, x, after=None):
-        """WRITE bodies that load input ``x``; none if the design already holds it (or will, once
-        the job before, with input ``after``, has been loaded)."""
-        held = self._input if after is None else after
-        if held is not None and np.array_equal(held, x):
-            return []
-        return write_bodies(input_writes(x), self.info.config, self.info.max_payload)
+    def _check_jobs(self, inputs, seeds, samples):
+        model = self._require_model()
+        inputs = np.asarray(inputs)
+        if inputs.ndim != 2 or inputs.shape[1] != model.sizes[0]:
+            raise ValueError(f"inputs must have shape (jobs, {model.sizes[0]}), not "
+                             f"{inputs.shape}")
+        if not np.issubdtype(inputs.dtype, np.integer) and inputs.size:
+            if not np.array_equal(inputs, np.round(inputs)):
+                raise ValueError("inputs must be integers")
+        inputs = inputs.astype(np.int64)
+        if inputs.size and (inputs.min() < 0 or inputs.max() >= 1 << model.input_bits):
+            raise ValueError(f"inputs must be {model.input_bits}-bit unsigned values "
+                             f"(0..{(1 << model.input_bits) - 1})")
+        seeds = _check_seeds(seeds, len(inputs))
+        if not isinstance(samples, (int, np.integer)) or not 1 <= samples < 1 << 16:
+            raise ValueError(f"samples must be 1..65535, not {samples!r}")
+        return inputs, seeds, int(samples)
 
-    def _run_timeout(self, expected):
-        limit = expected / self.min_clock_hz
-        if self._job_rate:
-            limit = min(limit, 4 * expected / self._job_rate)
-        return self.timeout + limit
+    def fits_job(self, samples):
+        """Whether a job of the loaded model with ``samples`` samples goes as one JOB request:
+        the request (header, seed, samples and the packed input) and the answer (header, cycles
+        and the packed counts) both fit the design's ``max_payload``; else it runs as WRITEs, RUN
+        and READs."""
+        model, info = self._require_model(), self._require_info()
+        asked = (nbytes(REQUEST_HEADER) + nbytes(JOB_REQUEST)
+                 + job_input_bytes(model.sizes[0], info.config.input_bits))
+        answer = _HEADER + job_answer_bytes(model.sizes[-1], samples)
+        return max(asked, answer) <= info.max_payload
 
-    def _job(self, k, seed, samples, expected, reads, counts, work):
-        """RUN job ``k`` and READ its counts into ``counts``; its cycles."""
-        for attempt in range(self.retries + 1):
-            cycles, resent = self._run_job(k, seed, samples, expected, work)
-            try:
-                for offset, count in reads:
-                    counts[offset:offset + count] = self._read_counts(k, offset, count, samples)
+    def _jobs(self, inputs, seeds, samples):
+        if self.fits_job(samples):
+            yield from self._job_stream(inputs, seeds, samples)
+        else:
+            yield from self._run_read_jobs(inputs, seeds, samples)
+
+    def _job_stream(self, inputs, seeds, samples):
+        """Every job one JOB request, streamed in the window."""
+        model, c = self.model, self.info.config
+        outputs, bits = model.sizes[-1], count_bits(samples)
+        expected = job_cycles(model.sizes, c.lanes, samples)
+        size, header = job_answer_bytes(outputs, samples), nbytes(JOB_RESPONSE)
+
+        def request(k):
+            what = f"JOB of job {k} (seed {seeds[k]}, {samples} samples)"
+
+            def check(answer):
+                if len(answer) != size:
+                    raise Damaged(f"an answer of {len(answer)} bytes, not {size}")
+                try:
+                    counts = unpack_bits(answer[header:], bits, outputs)
+                except ValueError as error:
+                    raise Damaged(f"a damaged answer ({error})") from None
+                cycles = unpack(JOB_RESPONSE, answer[:header])["cycles"]
+                self._check_cycles(what, cycles, expected)
+                self._check_counts(what, counts, samples)
+                return counts, cycles
+
+            body = job_body(int(seeds[k]), samples, inputs[k], c.input_bits)
+            return Opcode.JOB, body, what, check, expected
+
+        self._input = None                  # each JOB writes the inputs anew
+        try:
+            for k, (counts, cycles) in enumerate(self._pipeline(map(request,
+                                                                    range(len(inputs))))):
+                yield k, counts, cycles
+        except ProtocolError as error:
+            if error.status != Status.BAD_LENGTH:
+                raise
+            # A JOB's length follows the input size written to the design's CONFIG.
+            raise ProtocolError(f"{error}: the design's input size is not the loaded model's "
+                                f"{model.sizes[0]} (was it reset, or given another model?)",
+                                error.status) from None
+
+    def _run_read_jobs(self, inputs, seeds, samples):
+        """Jobs too large for JOB: per job its input's WRITEs (streamed; none if the design holds
+        that input), then RUN alone, then the READs of its counts (streamed). A READ reads the last
+        job's counts, so no other job's request is ever in flight with them."""
+        model, c, link = self.model, self.info.config, self._link
+        outputs = model.sizes[-1]
+        per_read = min(_READ_MAX, (self.info.max_payload - _HEADER) // nbytes(READ_ELEMENT))
+        reads = [(o, min(per_read, outputs - o)) for o in range(0, outputs, per_read)]
+        expected = job_cycles(model.sizes, c.lanes, samples)
+        for k, x in enumerate(inputs):
+            held = self._input
+            if held is None or held[0] != link.generation or not np.array_equal(held[1], x):
+                self._input = None
+                bodies = write_bodies(input_writes(x), c, self.info.max_payload)
+                for _ in self._pipeline(
+                        (Opcode.WRITE, body, f"WRITE {i + 1} of {len(bodies)} of job {k}'s input",
+                         _sized(0), 0) for i, body in enumerate(bodies)):
+                    pass
+                self._input = (link.generation, x)
+            what = f"RUN of job {k} (seed {seeds[k]}, {samples} samples)"
+
+            def run_check(answer, what=what):
+                if len(answer) != nbytes(RUN_RESPONSE):
+                    raise Damaged(f"an answer of {len(answer)} bytes, not "
+                                  f"{nbytes(RUN_RESPONSE)}")
+                cycles = unpack(RUN_RESPONSE, answer)["cycles"]
+                self._check_cycles(what, cycles, expected)
                 return cycles
-            except ProtocolError as error:
-                # An answer to a RUN sent more than once can be an early one's, with a duplicate
-                # job still running; the READ aborts it, and the design drops the counts with it.
-                if not resent or error.status != Status.OUT_OF_RANGE or attempt == self.retries:
-                    raise
-                self.stats.reruns += 1
 
-    def _run_job(self, k, seed, samples, expected, work):
-        """RUN job ``k``: its cycles, and whether the RUN was sent more than once."""
-        what = f"RUN of job {k} (seed {seed}, {samples} samples)"
-        began, sends = time.perf_counter(), self.stats.resends
-        body = self._request(Opcode.RUN, run_body(seed, samples), what,
-                             size=nbytes(RUN_RESPONSE), timeout=self._run_timeout(expected),
-                             work=work)
-        resent = self.stats.resends != sends
-        if not resent:
-            rate = expected / max(time.perf_counter() - began, 1e-9)
-            self._job_rate = min(self._job_rate or rate, rate)     # the slowest seen
-        cycles = unpack(RUN_RESPONSE, body)["cycles"]
+            cycles = self._call(Opcode.RUN, run_body(int(seeds[k]), samples), what,
+                                check=run_check, cycles=expected)
+
+            def read(spec, k=k):
+                offset, count = spec
+                what = f"READ of job {k}'s counts {offset}..{offset + count - 1}"
+
+                def check(answer):
+                    if len(answer) != nbytes(READ_ELEMENT) * count:
+                        raise Damaged(f"an answer of {len(answer)} bytes, not "
+                                      f"{nbytes(READ_ELEMENT) * count}")
+                    values = unpack_counts(answer)
+                    self._check_counts(what, values, samples)
+                    return values
+
+                return Opcode.READ, read_body(offset, count), what, check, 0
+
+            counts = np.concatenate(list(self._pipeline(map(read, reads))))
+            yield k, counts, cycles
+
+    @staticmethod
+    def _check_cycles(what, cycles, expected):
         if cycles != expected:
             raise ProtocolError(
                 f"{what} took {cycles} cycles, but the loaded model takes {expected}: the design "
                 f"does not hold the model this client loaded (was it reset or reloaded?)")
-        return cycles, resent
 
-    def _read_counts(self, k, offset, count, samples):
-        what = f"READ of job {k}'s counts {offset}..{offset + count - 1}"
-        body = self._request(Opcode.READ, read_body(offset, count), what,
-                             size=nbytes(READ_ELEMENT) * count)
-        values = unpack_counts(body)
-        if values.max(initial=0) > samples:
-            raise ProtocolError(f"{what}: a count of {values.max()} exceeds the {samples} "
+    @staticmethod
+    def _check_counts(what, counts, samples):
+        if counts.max(initial=0) > samples:
+            raise ProtocolError(f"{what}: a count of {counts.max()} exceeds the {samples} "
                                 f"samples")
-        return values
 
-    # ---- requests -----------------------------------------------------------------------------
+    # ---- requests -------------------------------------------------------------------------------
 
-    def _request(self, opcode, body, what, *, size, timeout=None, work=None):
-        """Send a request until an OK answer with its sequence number and a body of ``size``
-        bytes (None: any) comes; that body.
+    def _call(self, opcode, body, what, *, check=None, cycles=0):
+        """One request, answered: its checked result."""
+        link = self._link
+        return link.wait(link.submit(opcode, body, what, check=check, cycles=cycles))
 
-        The client builds only well-formed requests, so BAD_LENGTH and OUT_OF_RANGE answers, like
-        bodies of the wrong length, come from damage that passed the CRC (CRC-16/GENIBUS misses
-        about one damaged frame in 2^16, ``docs/framing.md``): they are retried too, and only a
-        refusal on every attempt is reported as one."""
-        if self.port is None:
-            raise LinkError(f"{what}: the client is closed")
-        seq = self._seq
-        self._seq = (self._seq + 1) % _SEQ_COUNT
-        encoded = encode_frame(request(seq, opcode, body), self._max_payload)
-        # A leading 0x00 ends whatever a damaged earlier frame left in the design's decoder.
-        frame = b"\x00" + encoded
-        timeout = timeout or self.timeout
-        problems, refusal = [], None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.stats.resends += 1
-            self._write(frame, what)
-            if work is not None:
-                work()
-                work = None
-            answer = self._answer(seq, timeout, what, encoded[:-1])
-            while (opcode == Opcode.RUN and isinstance(answer, tuple)
-                   and answer[0] == Status.ABORTED.value):
-                # This resend stopped the job the RUN before it started, so the wait was too
-                # short: the resent one runs now, from the start; wait longer, for it and for any
-                # later resend.
-                self.stats.aborted += 1
-                timeout *= 2
-                answer = self._answer(seq, timeout, what, encoded[:-1])
-            refusal = None
-            if isinstance(answer, str):
-                problems.append(answer)
-                continue
-            status, answer_body = answer
-            if status != Status.OK.value:
-                try:
-                    status = Status(status)
-                except ValueError:
-                    raise ProtocolError(f"{what}: the design answered unknown status "
-                                        f"{status}") from None
-                refusal = ProtocolError(f"the design refused {what}: {status.name} "
-                                        f"({_STATUS_MEANING.get(status, '')})", status)
-                if status not in _RETRIED_STATUSES:
-                    raise refusal
-                problems.append(f"refused with {status.name}")
-                continue
-            if size is not None and len(answer_body) != size:
-                self.stats.damaged += 1
-                problems.append(f"an answer of {len(answer_body)} bytes, not {size}")
-                continue
-            self.stats.requests += 1
-            return answer_body
-        if refusal is not None:
-            raise refusal
-        raise LinkError(f"no valid answer to {what} from {self.url} after "
-                        f"{self.retries + 1} attempts: {'; '.join(problems)}")
-
-    def _answer(self, seq, timeout, what, sent):
-        """(status, body) of the answer to request ``seq`` (whose frame is ``sent``, without its
-        delimiter), or why it should be sent again."""
-        deadline = time.monotonic() + timeout
-        while True:
-            while not self._frames:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.stats.timeouts += 1
-                    return f"no answer in {timeout:.3g} s"
-                self._frames.extend(self._splitter.feed(self._read(remaining, what)))
-            frame = self._frames.popleft()
-            if frame == sent:
-                raise LinkError(f"{self.url} echoes what is sent (a loopback adapter or a "
-                                f"terminal?), no spinemu design answers there")
-            try:
-                payload = decode_frame(frame, self._max_payload)
-            except FrameDecodeError as error:
-                self.stats.damaged += 1
-                return f"damaged answer ({error})"
-            if len(payload) < _HEADER:
-                self.stats.damaged += 1
-                return "answer of one byte"
-            header = unpack(RESPONSE_HEADER, payload[:_HEADER])
-            if header["seq"] == UNREADABLE_SEQ and header["status"] == Status.BUSY.value:
-                raise LinkError(f"the board at {self.url} is in use by another client")
-            if header["seq"] == UNREADABLE_SEQ and header["status"] == Status.BAD_FRAME.value:
-                self.stats.unreadable += 1
-                return "the design could not read the request (BAD_FRAME)"
-            if header["seq"] != seq:
-                self.stats.stale += 1
-                continue
-            return header["status"], bytes(payload[_HEADER:])
-
-    # ---- the link -----------------------------------------------------------------------------
-
-    def _set_timeout(self, value):
-        if value != self._port_timeout:
-            self.port.timeout = value
-            self._port_timeout = value
-
-    def _read(self, remaining, what):
-        began = time.perf_counter()
+    def _pipeline(self, requests):
+        """Send ``(opcode, body, what, check, cycles)`` requests through the window as credits
+        allow; yield their results in order, each once it has come. Stopped early (or failed),
+        it leaves the rest to be given up (the next request starts with ABORT)."""
+        link, pending = self._link, deque()
         try:
-            self._set_timeout(min(remaining, 0.25))
-            data = self.port.read(1)
-            if data:
-                self._set_timeout(0)
-                data += self.port.read(65536)
-        except serial.SerialException as error:
-            raise LinkError(f"the link to {self.url} failed while waiting for the answer to "
-                            f"{what}: {error}") from None
+            for opcode, body, what, check, cycles in requests:
+                pending.append(link.submit(opcode, body, what, check=check, cycles=cycles))
+                while pending and pending[0].done:
+                    yield pending.popleft().result
+            while pending:
+                yield link.wait(pending.popleft())
         finally:
-            self.stats.wait_s += time.perf_counter() - began
-        self.stats.bytes_in += len(data)
-        return data
+            if pending:
+                link.forget()
 
-    def _write(self, data, what):
-        began = time.perf_counter()
-        try:
-            self.port.write(data)
-        except (serial.SerialException, OSError) as error:
-            raise LinkError(f"the link to {self.url} failed while sending {what}: "
-                            f"{error}") from None
-        finally:
-            self.stats.write_s += time.perf_counter() - began
-        self.stats.bytes_out += len(data)
-
-    # ---- helpers ------------------------------------------------------------------------------
+    # ---- helpers --------------------------------------------------------------------------------
 
     def _require_info(self):
         if self.info is None:
