@@ -1,16 +1,16 @@
 """Board top levels: clock, power-on reset, UART and LEDs around the protocol engine.
 
-:class:`BoardTop` is the same on every board: the board oscillator clocks everything (no PLL: the
-engine is clocked at the oscillator frequency, below its Fmax on both boards, and 1 Mbaud
-divides both oscillators exactly); a power-on reset counter holds the design in reset for its
-first cycles; :class:`~spinemu.hdl.uart.UARTRx` and :class:`~spinemu.hdl.uart.UARTTx` connect the
-FTDI's serial lines to the :class:`~spinemu.hdl.protocol_engine.ProtocolEngine`, whose
-stop-and-wait protocol is the only flow control (neither board wires RTS/CTS to the FPGA); LEDs show
-a heartbeat, a running job and whether the UART has seen an error.
+:class:`BoardTop` is the same on every board: :class:`~spinemu.firmware.pll.BoardClock` clocks
+everything from the board's PLL (or from the oscillator where the board runs at the oscillator's
+frequency) and holds the design in reset until the PLL has locked and a power-on count has run out;
+:class:`~spinemu.hdl.uart.UARTRx` and :class:`~spinemu.hdl.uart.UARTTx` connect the FTDI's serial
+lines to the :class:`~spinemu.hdl.protocol_engine.ProtocolEngine`, whose protocol is the only flow
+control (neither board wires RTS/CTS to the FPGA); LEDs show a heartbeat, a running job and
+whether the UART has seen an error.
 
-:data:`BOARDS` names the supported boards with their platform, their default
-:class:`~spinemu.hdl.memory_map.EngineConfig` and the reference network that configuration holds
-(``docs/boards.md`` has the resources and timing measured for each).
+:data:`BOARDS` names the supported boards with their platform, their clock and UART rate, their
+default :class:`~spinemu.hdl.memory_map.EngineConfig` and the reference network that configuration
+holds (``docs/boards.md`` has the resources and timing measured for each, and why each clock).
 """
 
 from dataclasses import dataclass
@@ -26,12 +26,9 @@ from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.hdl.uart import UARTRx, UARTTx, divisor_for
 from spinemu.hdl.weight_memory import SPRAM_DEPTH
 
-__all__ = ["DEFAULT_BAUD", "LED_ROLES", "Board", "BOARDS", "board", "BoardTop"]
+from .pll import BoardClock, pll_settings
 
-#: Both oscillators (12 and 25 MHz) divide into 1 Mbaud exactly, and both FTDI chips (FT2232H on
-#: the iCEBreaker, FT231X on the ULX3S) make 1 Mbaud exactly (3 MHz / 3). The next FTDI rates,
-#: 2 and 3 Mbaud, are more than 2% off what 25 MHz can divide into.
-DEFAULT_BAUD = 1_000_000
+__all__ = ["LED_ROLES", "Board", "BOARDS", "board", "BoardTop"]
 
 #: What an LED can show: ``heartbeat`` (on and off for about 0.7 s each once out of reset),
 #: ``busy`` (a job is running, stretched to at least 0.1 s so that short jobs show),
@@ -45,11 +42,14 @@ class Board:
     """A supported board.
 
     ``platform`` is the amaranth-boards platform class and ``family`` the
-    :mod:`spinemu.firmware.synth` family. The default engine configuration (:attr:`config`) has
-    ``lanes`` lanes and is sized for ``network``, the layer sizes (N_0, ..., N_L) of the largest
-    reference network the board holds, with its weight memory rounded up to ``weight_quantum``
-    words (:func:`~spinemu.hdl.memory_map.sized_config`). ``leds`` maps ``(resource, number)`` to
-    an entry of :data:`LED_ROLES`.
+    :mod:`spinemu.firmware.synth` family. ``clock_hz`` clocks the design: the output of the PLL
+    (:attr:`pll`), or the oscillator itself where it runs at that frequency. ``baud`` is the
+    default UART rate; ``clock_hz`` must be an exact multiple of it (the UART divisor exact, 0%
+    error) and the PLL must make ``clock_hz`` exactly. The default engine configuration
+    (:attr:`config`) has ``lanes`` lanes and is sized for ``network``, the layer sizes (N_0, ...,
+    N_L) of the largest reference network the board holds, with its weight memory rounded up to
+    ``weight_quantum`` words (:func:`~spinemu.hdl.memory_map.sized_config`). ``leds`` maps
+    ``(resource, number)`` to an entry of :data:`LED_ROLES`.
     """
 
     name: str
@@ -59,12 +59,19 @@ class Board:
     network: tuple
     weight_quantum: int
     leds: tuple
+    clock_hz: int
+    baud: int
     description: str
 
     def __post_init__(self):
         for _resource, role in self.leds:
             if role not in LED_ROLES:
                 raise ValueError(f"unknown LED role {role!r}; choose from {', '.join(LED_ROLES)}")
+        if self.clock_hz % self.baud:
+            raise ValueError(f"{self.name}: a {self.clock_hz} Hz clock does not divide into "
+                             f"{self.baud} baud exactly")
+        divisor_for(self.clock_hz, self.baud)   # at least MIN_DIVISOR cycles per bit
+        pll_settings(self.family, self.oscillator_hz, self.clock_hz)   # the PLL can make it
 
     @property
     def config(self):
@@ -79,24 +86,41 @@ class Board:
                             self.lanes if lanes is None else lanes, self.weight_quantum, **tables)
 
     @property
-    def clk_hz(self):
-        """The board oscillator's frequency, which clocks the whole design."""
+    def oscillator_hz(self):
+        """The board oscillator's frequency: the PLL's input."""
         return int(self.platform().default_clk_frequency)
+
+    @property
+    def pll(self):
+        """The PLL settings (:func:`~spinemu.firmware.pll.pll_settings`) that make
+        :attr:`clock_hz` from the oscillator; ``None``: the oscillator clocks the design."""
+        return pll_settings(self.family, self.oscillator_hz, self.clock_hz)
+
+    @property
+    def uart_divisor(self):
+        """Clock cycles per bit at :attr:`baud`."""
+        return self.clock_hz // self.baud
 
 
 BOARDS = {
     # iCE40 UP5K: its 30 EBR hold the per-lane memories of 2 lanes, not 4 (docs/boards.md). Two
     # lanes of 8-bit weights make 16-bit words: one SPRAM per 16384 words, 4 SPRAMs in all.
+    # 3 Mbaud needs a multiple of 3 MHz; the next above the 12 MHz oscillator that the PLL makes
+    # (18 MHz; its output starts at 16) is above the Fmax, so the oscillator clocks the design at
+    # 4 cycles per bit.
     "icebreaker": Board(
-        name="icebreaker", platform=ICEBreakerPlatform, family="ice40", lanes=2,
-        network=(128, 256, 192, 64), weight_quantum=SPRAM_DEPTH,
+        name="icebreaker", platform=ICEBreakerPlatform, family="ice40", lanes=1,
+        network=(128, 192, 128, 64), weight_quantum=SPRAM_DEPTH,
         leds=((("led", 1), "activity"), (("led", 0), "error")),
+        clock_hz=12_000_000, baud=3_000_000,
         description="1BitSquared iCEBreaker, Lattice iCE40 UP5K"),
-    # ECP5 85F: DP16KD blocks are 1024 words deep at 18 bits.
+    # ECP5 85F: DP16KD blocks are 1024 words deep at 18 bits. 36 MHz (the PLL from 25 MHz) gives
+    # 12 cycles per bit at 3 Mbaud and leaves the Fmax (45 MHz) more than 15% above it.
     "ulx3s": Board(
         name="ulx3s", platform=ULX3S_85F_Platform, family="ecp5", lanes=16,
         network=(128, 256, 256, 64), weight_quantum=1024,
         leds=((("led", 0), "heartbeat"), (("led", 1), "busy"), (("led", 2), "error")),
+        clock_hz=36_000_000, baud=3_000_000,
         description="Radiona ULX3S, Lattice ECP5 LFE5U-85F"),
 }
 
@@ -113,40 +137,34 @@ class BoardTop(Elaboratable):
     """The design put on a board: clock, power-on reset, UART, protocol engine and LEDs.
 
     Elaborate it with the board's platform (``platform.build(BoardTop(...))``): it requests the
-    default clock, ``uart`` 0 and the LEDs of ``leds`` (see :class:`Board`), all with
-    ``dir="-"`` behind :class:`amaranth.lib.io.Buffer`. ``baud`` must divide the clock within 2%
-    (:func:`~spinemu.hdl.uart.divisor_for`); ``por_cycles`` is how long the power-on reset lasts
-    (iCE40 block RAMs read as zero for about 3 us after configuration).
+    default clock (through :class:`~spinemu.firmware.pll.BoardClock`, which feeds it to the PLL of
+    ``pll`` settings, or with ``pll=None`` clocks the design from it directly), ``uart`` 0 and the
+    LEDs of ``leds`` (see :class:`Board`), all with ``dir="-"`` behind
+    :class:`amaranth.lib.io.Buffer`. ``baud`` must divide the clock (the PLL's output, else the
+    oscillator) within 2% (:func:`~spinemu.hdl.uart.divisor_for`); ``por_cycles`` is how long the
+    power-on reset lasts after the PLL locks (iCE40 block RAMs read as zero for about 3 us after
+    configuration).
     """
 
-    def __init__(self, config, *, leds, baud=DEFAULT_BAUD, max_payload=MAX_PAYLOAD,
-                 por_cycles=1024):
-        self.config, self.leds, self.baud = config, tuple(leds), baud
+    def __init__(self, config, *, leds, baud, pll=None, max_payload=MAX_PAYLOAD, por_cycles=1024):
+        self.config, self.leds, self.baud, self.pll = config, tuple(leds), baud, pll
         self.max_payload, self.por_cycles = max_payload, por_cycles
 
     @classmethod
     def for_board(cls, board, config=None, **kwargs):
-        """The top for ``board`` with ``config`` (default: the board's) and its LED map."""
-        return cls(board.config if config is None else config, leds=board.leds, **kwargs)
+        """The top for ``board`` with ``config`` (default: the board's), its LED map, its PLL and
+        its baud rate (``baud=`` in ``kwargs`` overrides it)."""
+        kwargs.setdefault("baud", board.baud)
+        return cls(board.config if config is None else config, leds=board.leds, pll=board.pll,
+                   **kwargs)
 
     def elaborate(self, platform):
         m = Module()
-        clk_hz = int(platform.default_clk_frequency)
+        clk_hz = (int(platform.default_clk_frequency) if self.pll is None
+                  else self.pll.output_hz)
         divisor = divisor_for(clk_hz, self.baud)
-
-        # ---- clock and power-on reset ----------------------------------------------------------
-        m.submodules.clk_buf = clk_buf = io.Buffer("i", platform.request(platform.default_clk,
-                                                                         dir="-"))
-        m.domains.por = por = ClockDomain(reset_less=True)
-        m.domains.sync = sync = ClockDomain()
-        m.d.comb += [por.clk.eq(clk_buf.i), sync.clk.eq(clk_buf.i)]
-        # Counts up from the flip-flops' configuration value (iCE40 flip-flops start at 0).
-        por_count = Signal(range(self.por_cycles + 1))
-        in_reset = Signal(init=1)
-        with m.If(por_count != self.por_cycles):
-            m.d.por += por_count.eq(por_count + 1)
-        m.d.por += in_reset.eq(por_count != self.por_cycles)
-        m.d.comb += sync.rst.eq(in_reset)
+        m.domains.sync = ClockDomain()
+        m.submodules.clock = BoardClock(self.pll, por_cycles=self.por_cycles)
 
         # ---- UART and the protocol engine ------------------------------------------------------
         uart = platform.request("uart", 0, dir="-")

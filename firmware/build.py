@@ -3,8 +3,9 @@
 :func:`build_board` puts :class:`~spinemu.firmware.boards.BoardTop` through Amaranth's platform
 build (yosys, nextpnr, icepack or ecppack, the YoWASP builds chosen by
 :func:`~spinemu.firmware.toolchain.use_yowasp`) and writes ``report.json`` beside the bitstream:
-resources counted by yosys, placement and the achieved Fmax from nextpnr's report, and the
-configuration the bitstream holds. ``docs/boards.md`` lists the fields and the measured figures.
+resources counted by yosys, placement and the achieved Fmax from nextpnr's report (timed at the
+board's clock, the PLL's output), the clock, PLL and UART settings, and the configuration the
+bitstream holds. ``docs/boards.md`` lists the fields and the measured figures.
 """
 
 import json
@@ -19,7 +20,7 @@ from spinemu.hdl.protocol import build_hash
 from spinemu.hdl.uart import divisor_for
 from spinemu.hdl.weight_memory import check_spram
 
-from .boards import DEFAULT_BAUD, BoardTop
+from .boards import BoardTop
 from .boards import board as find_board
 from .errors import FirmwareError
 from .synth import classify_cells
@@ -30,7 +31,8 @@ __all__ = ["BuildError", "ConfigurationError", "DesignDoesNotFit", "build_board"
 #: Keys every ``report.json`` has (``docs/boards.md`` explains each).
 REPORT_FIELDS = (
     "board", "device", "package", "family", "bitstream", "lut", "ff", "bram", "dsp", "spram",
-    "carry", "placed", "fmax_mhz", "clock_mhz", "timing_met", "clock_net", "baud", "uart_divisor",
+    "carry", "placed", "fmax_mhz", "clock_mhz", "timing_met", "clock_net", "oscillator_mhz", "pll",
+    "baud", "uart_divisor",
     "lanes", "layer_sizes", "config", "max_payload", "build_hash", "updates_per_s",
     "updates_per_s_at_fmax", "sample_cycles", "samples_per_s", "build_seconds", "tools",
 )
@@ -99,26 +101,30 @@ def _version(text, pattern):
     return match[0] if match else text.strip()
 
 
-def build_board(name, out_dir, *, lanes=None, network=None, baud=DEFAULT_BAUD, seed=1,
-                noise=None, progress=None):
+def build_board(name, out_dir, *, lanes=None, network=None, baud=None, seed=1, noise=None,
+                progress=None):
     """Build the bitstream of board ``name`` into ``out_dir``; return the report (also written as
     ``out_dir/report.json``).
 
     The engine has ``lanes`` lanes and is sized for the layer sizes ``network`` (defaults: the
     board's; see :meth:`~spinemu.firmware.boards.Board.configure`), its noise blocks start with
     table ``noise`` (the Gaussian by default; every model load writes its own); ``baud`` is the
-    UART rate and ``seed`` nextpnr's placement seed. Raises :class:`ConfigurationError` (before
-    running any tool) for an unknown board or a configuration or baud rate the board cannot take,
-    :class:`DesignDoesNotFit` when nextpnr cannot place the design, and :class:`BuildError` when a
-    tool fails (the message names its log); nextpnr also fails when the design misses the clock's
-    frequency. The tool files stay in ``out_dir``. ``progress``, if given, is called with a line
-    that says what is being built once the configuration is accepted.
+    UART rate (default: the board's :attr:`~spinemu.firmware.boards.Board.baud`) and ``seed``
+    nextpnr's placement seed. The design runs at the board's
+    :attr:`~spinemu.firmware.boards.Board.clock_hz` (from its PLL), where nextpnr times it.
+    Raises :class:`ConfigurationError` (before running any tool) for an unknown board or a
+    configuration or baud rate the board cannot take, :class:`DesignDoesNotFit` when nextpnr
+    cannot place the design, and :class:`BuildError` when a tool fails (the message names its
+    log); nextpnr also fails when the design misses the clock's frequency. The tool files stay in
+    ``out_dir``. ``progress``, if given, is called with a line that says what is being built once
+    the configuration is accepted.
     """
     try:
         board = find_board(name)
         sizes = board.network if network is None else tuple(network)
         config = board.configure(lanes, sizes, noise)
-        divisor = divisor_for(board.clk_hz, baud)
+        baud = board.baud if baud is None else baud
+        divisor = divisor_for(board.clock_hz, baud)
         if board.family == "ice40":     # the weights must fit the UltraPlus's 4 SPRAMs
             check_spram(config.lanes * config.weight_bits, config.weight_depth)
     except (KeyError, ValueError) as error:
@@ -133,8 +139,11 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=DEFAULT_BAUD, s
         (out / product).unlink(missing_ok=True)
 
     if progress is not None:
+        source = ("the oscillator" if board.pll is None
+                  else f"the PLL from {board.oscillator_hz / 1e6:g} MHz")
         progress(f"building {board.name} ({board.description}): {config.lanes} lanes, network "
-                 f"{'-'.join(map(str, sizes))}, into {out}; this takes minutes")
+                 f"{'-'.join(map(str, sizes))}, {board.clock_hz / 1e6:g} MHz from {source}, "
+                 f"{baud} baud, into {out}; this takes minutes")
     use_yowasp()
     # platform.build() would also demand the programmer (openFPGALoader for the ULX3S) though
     # nothing is programmed, so check the build tools here and run prepare() and the build
@@ -159,9 +168,12 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=DEFAULT_BAUD, s
     cells = {t: n for t, n in stat["design"]["num_cells_by_type"].items() if t != "$scopeinfo"}
     counts = classify_cells(board.family, cells)
     nextpnr = json.loads((out / _NEXTPNR_REPORT).read_text())
-    (clock_net, timing), = nextpnr["fmax"].items()
+    clock_hz = board.clock_hz
+    # The design has one clock; take the one timed at it should the tools report another.
+    clock_net, timing = min(nextpnr["fmax"].items(),
+                            key=lambda item: abs(item[1]["constraint"] - clock_hz / 1e6))
     fmax = timing["achieved"]
-    clock_hz = board.clk_hz
+    pll = board.pll
     per_sample = job_cycles(sizes, config.lanes, 2) - job_cycles(sizes, config.lanes, 1)
     report = {
         "board": board.name,
@@ -180,6 +192,8 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=DEFAULT_BAUD, s
         "clock_mhz": clock_hz / 1e6,
         "timing_met": fmax >= clock_hz / 1e6,
         "clock_net": clock_net,
+        "oscillator_mhz": board.oscillator_hz / 1e6,
+        "pll": None if pll is None else pll.as_dict(),
         "baud": baud,
         "uart_divisor": divisor,
         "lanes": config.lanes,

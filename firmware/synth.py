@@ -24,7 +24,8 @@ __all__ = ["FAMILIES", "classify_cells", "synth_stats", "place_and_route_fmax",
            "OutOfContextHarness"]
 
 #: Per family: the yosys synthesis command, the nextpnr tool and device/package options, and the
-#: default P&R target (the board's oscillator frequency).
+#: default P&R target: the clock the family's board runs at (:attr:`Board.clock_hz
+#: <spinemu.firmware.boards.Board.clock_hz>`: the iCEBreaker's oscillator, the ULX3S's PLL).
 FAMILIES = {
     "ice40": {
         "synth": "synth_ice40 -dsp -spram",
@@ -36,7 +37,7 @@ FAMILIES = {
         "synth": "synth_ecp5",
         "nextpnr": "nextpnr-ecp5",
         "device": ["--85k", "--package", "CABGA381"],
-        "target_mhz": 25.0,
+        "target_mhz": 36.0,
     },
 }
 
@@ -187,7 +188,7 @@ def place_and_route_fmax(elaboratable, family, *, frequency_mhz=None, top_name="
     ``--85k --package CABGA381`` for ECP5). With ``harness`` (the default) the component is
     wrapped in :class:`OutOfContextHarness` first; with ``harness=False`` its ports become pins,
     which fails when they outnumber the package's I/O and leaves pin-to-register paths untimed.
-    ``frequency_mhz`` (default: the board's oscillator, 12 MHz iCEBreaker, 25 MHz ULX3S) only
+    ``frequency_mhz`` (default: the board's clock, 12 MHz iCEBreaker, 36 MHz ULX3S) only
     steers timing-driven placement; a design that misses it still reports its Fmax (``met`` is
     then ``False``). ``seed`` fixes nextpnr's placement for repeatable numbers.
 

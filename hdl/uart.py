@@ -11,9 +11,10 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = ["MIN_DIVISOR", "MAX_RATE_ERROR", "divisor_for", "UARTTx", "UARTRx"]
 
-#: Fewest clock cycles per bit. The receiver knows where the start edge fell only to within one
-#: cycle, so its sampling point is uncertain by 1/divisor of a bit; below 4 that alone would eat
-#: most of the half-bit margin that baud-rate mismatch needs.
+#: Fewest clock cycles per bit. The receiver reads each bit as the majority of three consecutive
+#: samples, a cycle either side of the middle one, and knows where the start edge fell only to
+#: within a cycle: at 4 cycles per bit the three samples cover three of the bit's four cycles, and
+#: the sender may still be 2% fast or slow (:class:`UARTRx` says what noise it then rides out).
 MIN_DIVISOR = 4
 
 #: Largest relative baud-rate error :func:`divisor_for` accepts. Over the 9.5 bit times from the
@@ -117,13 +118,21 @@ class UARTTx(wiring.Component):
 class UARTRx(wiring.Component):
     """8N1 UART receiver.
 
-    ``rx`` passes through a two-flop synchroniser. A falling edge starts a byte; the start bit must
-    then stay low (by the majority of the last three samples) until it is read half a bit later,
-    else it was a glitch and the receiver looks for the next edge at once. Every following bit is
-    read a whole bit time after the previous one, so in the middle of the bit, as the majority of
-    three samples, the middle cycle and its two neighbours: a glitch of one cycle on the line
-    changes no bit and starts no byte. A byte with a good stop bit
-    is offered on ``o``; its payload is held until accepted.
+    ``rx`` passes through a two-flop synchroniser, and the receiver only ever looks at the line as
+    the majority of its last three samples, so a glitch of one cycle neither starts a byte nor
+    changes a bit. The line reading low starts a byte; the start bit must then go on reading low
+    until it is read in its middle, else it was a glitch and the receiver looks for the next start
+    at once. Every following bit is read a whole bit time after the previous one, in the middle of
+    the bit: the three samples are its middle cycle and the cycle either side. A byte with a good
+    stop bit is offered on ``o``; its payload is held until accepted.
+
+    Taking the start from the majority rather than from the first low sample means a one-cycle
+    glitch next to the start edge moves the reads by at most one cycle (early or late), never two.
+    So every character is received with any one one-cycle glitch in it at the exact baud rate, from
+    4 cycles per bit on; with one-cycle glitches in up to a third of the bit times and the sender 2%
+    off, from 9 cycles per bit on (``tests/test_uart.py``). Below that, at 2% off, the outermost
+    sample of the last bits can fall into the next bit, and a glitch in one of the other two then
+    changes the bit.
 
     Errors drop the byte and are counted (16-bit counters that saturate at 0xFFFF):
 
@@ -163,13 +172,17 @@ class UARTRx(wiring.Component):
 
         rx = Signal(init=1)
         m.submodules.sync = cdc.FFSynchronizer(self.rx, rx, init=1)
-        # The last three samples; a read happens one cycle past a bit's middle, so they are the
-        # middle and its two neighbours, and the bit is their majority.
-        window = Signal(3, init=0b111)
-        m.d.sync += window.eq(Cat(rx, window[:2]))
-        bit = (window[0] & window[1]) | (window[0] & window[2]) | (window[1] & window[2])
+        # The line is the majority of this cycle's sample and the two before it; its middle sample
+        # is the one of the cycle before. A clean start edge makes it read low one cycle after the
+        # first low sample.
+        past = Signal(2, init=0b11)
+        m.d.sync += past.eq(Cat(rx, past[0]))
+        line = (rx & past[0]) | (rx & past[1]) | (past[0] & past[1])
+        # Cycles from the first low sample to the middle sample of a read: the middle of the bit,
+        # the edge having fallen up to a cycle before that first sample.
+        middle = (self.divisor - 1) // 2
 
-        timer = Signal(range(self.divisor))  # cycles to the next sample, minus one
+        timer = Signal(range(self.divisor))  # cycles to the next read, minus one
         bits_left = Signal(range(8))
         shreg = Signal(8)
 
@@ -178,16 +191,13 @@ class UARTRx(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(~rx):
-                    # The edge fell at most one cycle ago: the middle of the start bit is about
-                    # half a bit from now, and its read one cycle after that.
-                    m.d.sync += timer.eq(self.divisor // 2)
+                with m.If(~line):
+                    m.d.sync += timer.eq(middle - 1)
                     m.next = "START"
             with m.State("START"):
-                # From the third cycle on the window holds three samples from the edge on (it
-                # lags rx by a cycle): a high majority is a glitch, or a low pulse too short, not
-                # a start bit; a one-cycle glitch inside the start bit is outvoted.
-                with m.If(bit & (timer <= self.divisor // 2 - 2)):
+                # The start bit must read low until it is read: a high line is a glitch, or a low
+                # pulse shorter than about half a bit.
+                with m.If(line):
                     m.next = "IDLE"
                 with m.Elif(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
@@ -199,7 +209,7 @@ class UARTRx(wiring.Component):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Else():
                     m.d.sync += [
-                        shreg.eq(Cat(shreg[1:], bit)),
+                        shreg.eq(Cat(shreg[1:], line)),
                         bits_left.eq(bits_left - 1),
                         timer.eq(self.divisor - 1),
                     ]
@@ -208,7 +218,7 @@ class UARTRx(wiring.Component):
             with m.State("STOP"):
                 with m.If(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
-                with m.Elif(~bit):
+                with m.Elif(~line):
                     m.d.sync += _saturating_increment(self.frame_errors)
                     m.next = "BREAK"
                 with m.Else():
@@ -218,7 +228,7 @@ class UARTRx(wiring.Component):
                         m.d.sync += [self.o.payload.eq(shreg), self.o.valid.eq(1)]
                     m.next = "IDLE"
             with m.State("BREAK"):
-                with m.If(rx):
+                with m.If(line):
                     m.next = "IDLE"
 
         return m

@@ -7,6 +7,7 @@ build (1.5 to 2 minutes on 2 cores), the ECP5 fit test a synthesis of the ULX3S 
 minute); both are marked slow. docs/boards.md has the figures they measure.
 """
 
+import dataclasses
 import json
 import random
 import re
@@ -21,7 +22,7 @@ from amaranth.lib import io
 from amaranth.sim import Simulator
 
 from spinemu.firmware import build as build_module
-from spinemu.firmware.boards import BOARDS, LED_ROLES, Board, BoardTop
+from spinemu.firmware.boards import BOARDS, LED_ROLES, BoardTop
 from spinemu.firmware.build import (
     REPORT_FIELDS,
     BuildError,
@@ -329,10 +330,38 @@ def test_board_top_refuses_an_unreachable_baud():
         Fragment.get(top, SimPlatform(4_000_000))
 
 
+def _board(**fields):
+    """An iCEBreaker :class:`Board` with ``fields`` changed."""
+    return dataclasses.replace(BOARDS["icebreaker"], **fields)
+
+
 def test_board_refuses_unknown_led_role():
     with pytest.raises(ValueError, match="LED role"):
-        Board(name="x", platform=None, family="ice40", lanes=2, network=(8, 4), weight_quantum=1,
-              leds=((("led", 0), "disco"),), description="")
+        _board(leds=((("led", 0), "disco"),))
+
+
+def test_board_refuses_an_inexact_or_unmakeable_clock():
+    """The UART divisor must be exact, and the PLL must make the clock exactly."""
+    with pytest.raises(ValueError, match="does not divide into 3000000 baud exactly"):
+        _board(clock_hz=13_000_000)
+    with pytest.raises(ValueError, match="needs at least 12000000 Hz"):
+        _board(clock_hz=9_000_000)         # 3 cycles per bit
+    with pytest.raises(ValueError, match="cannot make exactly 16 MHz from 12 MHz"):
+        _board(clock_hz=16_000_000, baud=1_000_000)
+    assert _board(clock_hz=18_000_000).pll.output_hz == 18_000_000
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_board_clock_and_uart(name):
+    """Each board's clock is an exact multiple of its baud rate, its PLL makes that clock from the
+    oscillator (or there is none, where they are equal), and BoardTop runs the UART there."""
+    board = BOARDS[name]
+    assert board.clock_hz == board.baud * board.uart_divisor
+    assert (board.pll is None) == (board.clock_hz == board.oscillator_hz)
+    if board.pll is not None:
+        assert (board.pll.input_hz, board.pll.output_hz) == (board.oscillator_hz, board.clock_hz)
+    top = BoardTop.for_board(board)
+    assert (top.baud, top.pll) == (board.baud, board.pll)
 
 
 # --- fit, build and the command line ------------------------------------------------------------
@@ -369,7 +398,8 @@ def test_icebreaker_build(tmp_path, capsys):
     assert placed["ICESTORM_LC"]["used"] <= placed["ICESTORM_LC"]["available"]
     assert placed["ICESTORM_RAM"]["used"] == report["bram"]
     assert report["timing_met"] and report["fmax_mhz"] >= report["clock_mhz"] == 12.0
-    assert report["baud"] == 1_000_000 and report["uart_divisor"] == 12
+    assert report["oscillator_mhz"] == 12.0 and report["pll"] is None     # no PLL at 12 MHz
+    assert report["baud"] == 3_000_000 and report["uart_divisor"] == 4
     assert report["layer_sizes"] == list(board.network) and report["lanes"] == config.lanes
     assert report["build_hash"] == f"0x{build_hash(config, MAX_PAYLOAD):08x}"
     assert report["updates_per_s"] == config.lanes * 12_000_000
@@ -383,7 +413,7 @@ def test_icebreaker_build(tmp_path, capsys):
     (["--board", "icebreaker", "--network", "128"], "--network must be two or more layer sizes"),
     (["--board", "icebreaker", "--lanes", "4", "--network", "128,512,256,64"],
      "needs 8 SB_SPRAM256KA"),
-    (["--board", "ulx3s", "--baud", "3000000"], "3000000 baud from a 25000000 Hz clock"),
+    (["--board", "ulx3s", "--baud", "7000000"], "7000000 baud from a 36000000 Hz clock"),
     (["--board", "icebreaker", "--table", "weibull"], "weibull: neither a noise shape"),
 ])
 def test_build_refusals(tmp_path, capsys, argv, message):

@@ -11,7 +11,8 @@ from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from spinemu.firmware.synth import OutOfContextHarness, place_and_route_fmax, synth_stats
+from spinemu.firmware.boards import BOARDS
+from spinemu.firmware.synth import FAMILIES, OutOfContextHarness, place_and_route_fmax, synth_stats
 from spinemu.firmware.toolchain import (
     TOOLS,
     ToolError,
@@ -91,6 +92,12 @@ def test_build_dir_keeps_the_tool_files(tmp_path):
     synth_stats(Counter(4), "ecp5", top_name="counter", build_dir=tmp_path)
     for name in ["counter.il", "counter.ys", "yosys.log", "stat.json"]:
         assert (tmp_path / name).is_file(), name
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_default_target_is_the_boards_clock(name):
+    board = BOARDS[name]
+    assert FAMILIES[board.family]["target_mhz"] * 1e6 == board.clock_hz
 
 
 def test_unknown_family_is_refused():

@@ -13,7 +13,7 @@ examples:
 
 from pathlib import Path
 
-from spinemu.firmware.boards import BOARDS, DEFAULT_BAUD
+from spinemu.firmware.boards import BOARDS
 
 from ..noise_tables import SHAPES, read_table
 from .options import layer_sizes
@@ -21,7 +21,8 @@ from .options import layer_sizes
 
 def add_arguments(parser):
     boards = "; ".join(
-        f"{b.name}: {b.description}, {b.clk_hz / 1e6:g} MHz, default {b.lanes} lanes sized for "
+        f"{b.name}: {b.description}, {b.clock_hz / 1e6:g} MHz, {b.baud:,} baud, default {b.lanes} "
+        f"lanes sized for "
         f"{'-'.join(map(str, b.network))}" for b in BOARDS.values())
     parser.add_argument("--board", required=True, metavar="BOARD", help=f"the board ({boards})")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
@@ -31,8 +32,9 @@ def add_arguments(parser):
     parser.add_argument("--network", metavar="N0,N1,...",
                         help="layer sizes the engine's memories are sized for, inputs first "
                              "(default: the board's)")
-    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
-                        help=f"UART baud rate (default: {DEFAULT_BAUD})")
+    parser.add_argument("--baud", type=int,
+                        help="UART baud rate; the clock must divide it exactly (default: the "
+                             "board's)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
     parser.add_argument("--table", metavar="SHAPE|FILE",
                         help="the noise table the design starts with: a shape (" + ", ".join(SHAPES)
