@@ -1,5 +1,5 @@
-"""Images per second through the simulated board, and what each board would reach (the figures of
-`spinemu bench board`).
+"""Images per second through the simulated board, through it behind a latency, and what each board
+would reach (the figures of `spinemu bench board` and `spinemu bench link`).
 
 :func:`stream_digits` streams occluded held-out digits through the shipped model on the native
 simulated board (:mod:`spinemu.sim.board.native`, the configuration of ``spinemu demo``) with the
@@ -9,34 +9,79 @@ and clocking the design, from its ``stats.json``), the host's Python (the proces
 what it spent while the board ran a job) and the transport (the rest: loopback sockets, wake-ups,
 scheduling).
 
-:func:`board_rows` says what a board would reach: stop-and-wait, a job takes its engine time
-(``job_cycles / f``) plus its bytes on the UART (``bytes x 10 / baud``, 8N1), at the board's clock
-and, given a build's ``report.json``, at the Fmax nextpnr reported; the slower of the two is the
-bottleneck. ``docs/boards.md`` ("Throughput") describes the figures.
+:func:`stream_link` streams the same digits through the same board directly and then through a
+:class:`~spinemu.host.latency_proxy.LatencyProxy` at each round trip of :data:`LINK_RTTS_S` (half
+of it each way), in one run: images/s against the direct rate, whether the results are the direct
+run's, the wire bytes per image each way (the client's :class:`~spinemu.host.client.LinkStats`)
+and the model's load time, judged against the targets of issue #14 (:func:`link_targets`).
+
+:func:`board_rows` says what a board would reach: with a window of requests in flight and one
+round trip per job (format 4's JOB), a board runs at the slower of its engine (``job_cycles / f``
+per image) and its UART, which is full duplex, so the bound is the larger direction
+(``max(request, answer bytes) x 10 / baud``, 8N1); and, at a round-trip latency, at most the
+requests its receive window holds per round trip (:func:`throughput`). Its model load time at
+each latency is :func:`pipelined_seconds` of the load's frames. The bytes are the protocol's own
+frames (:func:`job_frame_bytes`, :func:`load_frame_bytes`; :func:`job_wire_bytes` for format 3's
+WRITE, RUN and READ). ``docs/boards.md`` ("Throughput") and ``docs/link.md`` describe the figures.
 """
 
 import json
+import statistics
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 
-from spinemu.firmware.boards import BOARDS, DEFAULT_BAUD
+from spinemu.firmware.boards import BOARDS
 from spinemu.hdl.framing import MAX_PAYLOAD, encode_frame
-from spinemu.hdl.memory_map import EngineConfig, check_fits, fitted_config, input_writes, job_cycles
+from spinemu.hdl.memory_map import (
+    EngineConfig,
+    check_fits,
+    fitted_config,
+    input_writes,
+    job_cycles,
+    model_writes,
+)
 from spinemu.hdl.model_image import ModelError
-from spinemu.hdl.protocol import Opcode, Status, read_body, request, run_body, write_bodies
+from spinemu.hdl.protocol import (
+    HASH_CYCLES,
+    JOB_RESPONSE,
+    WINDOW,
+    Opcode,
+    Status,
+    count_bits,
+    identify_body,
+    job_answer_bytes,
+    job_body,
+    nbytes,
+    pack,
+    pack_bits,
+    read_body,
+    request,
+    run_body,
+    write_bodies,
+)
 
 from .datasets import load_dataset
 from .errors import InputError, SpinemuError
 from .jobs import image_jobs
+from .latency_proxy import LatencyProxy
+from .link import MAX_IN_FLIGHT
 from .runners import open_runner
 
-__all__ = ["start_board", "stream_digits", "job_wire_bytes", "throughput", "load_reports",
-           "board_rows", "BITS_PER_BYTE", "DEMO_SEED"]
+__all__ = ["start_board", "stream_digits", "stream_link", "link_targets", "job_wire_bytes",
+           "job_frame_bytes", "load_frame_bytes", "pipelined_seconds", "throughput",
+           "load_reports", "board_rows", "BITS_PER_BYTE", "DEMO_SEED",
+           "LINK_RTTS_S", "RATIO_TARGET"]
 
 #: 8N1: a start bit, 8 data bits and a stop bit per byte on the UART.
 BITS_PER_BYTE = 10
+#: The round trips `spinemu bench link` adds (half each way) and at which `bench board` gives each
+#: board's rate and load time: an FTDI's latency timer at 4 ms, and at 8 ms, each way.
+LINK_RTTS_S = (0.008, 0.016)
+#: Issue #14: images/s through each latency at least this share of the direct rate, same run.
+RATIO_TARGET = 0.9
 # How long the board's statistics may take to cover the last answer (it writes them once idle).
 _STATS_TIMEOUT_S = 10.0
 
@@ -99,18 +144,35 @@ class _TimedPort:
     def close(self):
         self.port.close()
 
+    def __getattr__(self, name):            # anything else a client asks of its port
+        return getattr(self.port, name)
 
-def _board_stats(board, client):
-    """The board's ``stats.json`` once it covers every byte the client has sent and received."""
+
+def _board_stats(board, client, offset=(0, 0)):
+    """The board's ``stats.json`` once it covers every byte the client has sent and received
+    (``offset``: the board's ``bytes_in`` and ``bytes_out`` when the client connected)."""
     deadline = time.monotonic() + _STATS_TIMEOUT_S
     while time.monotonic() < deadline:
         stats = board.stats()
-        if (stats.get("bytes_in") == client.stats.bytes_out
-                and stats.get("bytes_out") == client.stats.bytes_in):
+        if (stats.get("bytes_in", 0) == offset[0] + client.stats.bytes_out
+                and stats.get("bytes_out", 0) == offset[1] + client.stats.bytes_in):
             return stats
         time.sleep(0.002)
     raise SpinemuError(f"the simulated board's statistics ({board.out_dir / 'stats.json'}) did not "
                     f"catch up with the link in {_STATS_TIMEOUT_S:g} s")
+
+
+def _settled_offset(board, flushes):
+    """The board's ``(bytes_in, bytes_out)`` once its statistics cover ``flushes`` departed
+    clients (it writes them after each flush)."""
+    deadline = time.monotonic() + _STATS_TIMEOUT_S
+    while time.monotonic() < deadline:
+        stats = board.stats()
+        if stats.get("flushes", 0) >= flushes:
+            return stats.get("bytes_in", 0), stats.get("bytes_out", 0)
+        time.sleep(0.002)
+    raise SpinemuError(f"the simulated board's statistics ({board.out_dir / 'stats.json'}) did not "
+                    f"count the client that left in {_STATS_TIMEOUT_S:g} s")
 
 
 def stream_digits(model, count=64, samples=32, lanes=16, *, progress=None):
@@ -158,20 +220,159 @@ def stream_digits(model, count=64, samples=32, lanes=16, *, progress=None):
         "engine_cycles_per_s": int(result.cycles.sum()) / wall,
         "bytes_in_per_image": delta["bytes_in"] / count,
         "bytes_out_per_image": delta["bytes_out"] / count,
-        # the first job's bytes as the protocol makes them: a check of job_wire_bytes
+        # the first job's bytes as the protocol makes them, with format 3's WRITE, RUN and READ
+        # and with format 4's JOB: the link's bytes must be one of them
         "job_wire_bytes": job_wire_bytes(model, config, MAX_PAYLOAD, inputs[0], int(seeds[0]),
                                          samples, golden[0]),
+        "job_frame_bytes": job_frame_bytes(model, config, MAX_PAYLOAD, inputs[0], int(seeds[0]),
+                                           samples, golden[0]),
         "python_cpu_s": cpu, "python_hidden_s": port.hidden_s,
         "python_s_per_image": cpu / count,
         "bit_exact": mismatched == 0, "mismatched_images": mismatched,
     }
 
 
+def _stream_once(url, model, jobs, top, samples, progress, board=None, offset=(0, 0)):
+    """Connect to ``url``, load ``model`` and stream ``jobs``: (load seconds, Reconstruction,
+    the board's figures over the stream or None). ``board``: a board with ``stats.json`` whose
+    ``bytes_in`` and ``bytes_out`` were ``offset`` when this client connected."""
+    from .client import Client
+
+    with Client.connect(url, min_clock_hz=1000, timeout=5.0) as dev:
+        began = time.perf_counter()
+        dev.load_model(model)
+        load_s = time.perf_counter() - began
+        before = _board_stats(board, dev, offset) if board is not None else None
+        result = dev.reconstruct(jobs.images, jobs.masks, jobs.seeds, samples, max_value=top,
+                                 progress=progress)
+        after = _board_stats(board, dev, offset) if board is not None else None
+    if board is None:
+        return load_s, result, None
+    delta = {key: after[key] - before[key] for key in ("sim_cycles", "compute_s",
+                                                        "idle_compute_s")}
+    working = delta["compute_s"] - delta["idle_compute_s"]
+    return load_s, result, {"sim_cycles_per_s": delta["sim_cycles"] / delta["compute_s"],
+                            "working_share": working / result.seconds}
+
+
+def stream_link(model, count=64, samples=32, lanes=16, *, rtts=LINK_RTTS_S, rounds=1,
+                start=start_board, progress=None):
+    """Stream ``count`` occluded digits with ``samples`` samples through ``model`` on one simulated
+    board with ``lanes`` lanes (``start(config, max_payload)``: the native board), directly and
+    through a :class:`~spinemu.host.latency_proxy.LatencyProxy` adding each round trip of
+    ``rtts`` (seconds, half each way), in turns, ``rounds`` times; each run connects, loads the
+    model and streams the same jobs. The figures as a JSON-able dict (``docs/link.md``): per
+    latency the median images/s, the median over rounds of its ratio to the direct run of the
+    same round, whether every run's counts and cycles are the direct run's, the wire bytes per
+    image each way (the client's LinkStats), the load time and, from the native board's
+    ``stats.json``, its simulator's cycles/s and the share of the stream's wall time it worked
+    (not waiting for a request: what latency the window did not hide shows there) and the ratio
+    corrected for the simulator's speed (``ratio_at_direct_sim_speed``: the machine's load
+    changes it from run to run); every other round runs the latencies in the opposite order. The
+    direct run is checked against the golden model (``bit_exact``)."""
+    if rounds < 1 or count < 1:
+        raise ValueError("rounds and count must be at least 1")
+    jobs, top = _occluded_digits(count)
+    config = fitted_config(model, lanes)
+    latencies = (0.0, *rtts)
+    runs = {rtt: [] for rtt in latencies}
+    began = time.perf_counter()
+    board = start(config, MAX_PAYLOAD)
+    started_s = time.perf_counter() - began
+    measured = board if getattr(board, "backend", None) == "native" else None
+    with board:
+        done = 0
+        for k in range(rounds):
+            # every other round in the opposite order, so that a drift in the machine's load
+            # does not favour one latency
+            for rtt in latencies if k % 2 == 0 else latencies[::-1]:
+                offset = _settled_offset(measured, done) if measured is not None else (0, 0)
+                if rtt:
+                    with LatencyProxy(board.url, rtt / 2) as url:
+                        run = _stream_once(url, model, jobs, top, samples, progress, measured,
+                                           offset)
+                else:
+                    run = _stream_once(board.url, model, jobs, top, samples, progress, measured,
+                                       offset)
+                runs[rtt].append(run)
+                done += 1
+    golden = open_runner("golden", model=model, lanes=lanes).run(jobs.inputs, jobs.seeds,
+                                                                 samples).counts
+    reference = runs[0.0][0][1]
+    direct_rates = [count / result.seconds for _, result, _ in runs[0.0]]
+    direct_speeds = [figures and figures["sim_cycles_per_s"] for _, _, figures in runs[0.0]]
+    rows = []
+    for rtt in latencies:
+        rates = [count / result.seconds for _, result, _ in runs[rtt]]
+        links = [result.link for _, result, _ in runs[rtt]]
+        boards = [figures for _, _, figures in runs[rtt] if figures is not None]
+        # the ratio were the simulator as fast as in the direct run of the same round
+        at_speed = [r / d * speed / figures["sim_cycles_per_s"]
+                    for r, d, speed, (_, _, figures) in zip(rates, direct_rates, direct_speeds,
+                                                            runs[rtt], strict=True)
+                    if figures is not None]
+        rows.append({
+            "rtt_s": rtt,
+            "images_per_s": statistics.median(rates), "images_per_s_rounds": rates,
+            "ratio": statistics.median(r / d for r, d in zip(rates, direct_rates, strict=True)),
+            "ratio_at_direct_sim_speed": statistics.median(at_speed) if at_speed else None,
+            "identical": all(np.array_equal(result.counts, reference.counts)
+                             and np.array_equal(result.cycles, reference.cycles)
+                             for _, result, _ in runs[rtt]),
+            "load_s": statistics.median(load for load, _, _ in runs[rtt]),
+            "load_s_rounds": [load for load, _, _ in runs[rtt]],
+            # the largest over the rounds: a target on bytes must hold in every run
+            "bytes_out_per_image": max(link.bytes_out for link in links) / count,
+            "bytes_in_per_image": max(link.bytes_in for link in links) / count,
+            "resends": sum(link.resends for link in links),
+            # the most requests unanswered at once (a client without a window: 1)
+            "in_flight": max(getattr(link, "in_flight", 1) for link in links),
+            "board": {key: statistics.median(b[key] for b in boards)
+                      for key in ("sim_cycles_per_s", "working_share")} if boards else None,
+            "timeouts": sum(link.timeouts for link in links),
+        })
+    x, seed = jobs.inputs[0], int(jobs.seeds[0])
+    return {
+        "images": count, "samples": samples, "lanes": lanes, "config": str(config),
+        "rounds": rounds, "start_s": started_s,
+        "bit_exact": bool(np.array_equal(golden, reference.counts)),
+        "stop_and_wait_bytes": list(job_wire_bytes(model, config, MAX_PAYLOAD, x, seed, samples,
+                                                   golden[0])),
+        "job_frame_bytes": list(job_frame_bytes(model, config, MAX_PAYLOAD, x, seed, samples,
+                                                golden[0])),
+        "runs": rows,
+    }
+
+
+def link_targets(figures):
+    """The targets of issue #14 for :func:`stream_link`'s ``figures``: a list of dicts with
+    ``target`` (what), ``value`` and ``met``. Wire bytes per image (both ways) at most half of
+    format 3's (:func:`job_wire_bytes` of the same job), in every run; at each latency images/s
+    at least :data:`RATIO_TARGET` of the direct rate; every run's results the direct run's, and
+    the direct run's the golden model's."""
+    today = sum(figures["stop_and_wait_bytes"])
+    limit = today // 2
+    targets = []
+    for run in figures["runs"]:
+        if run["rtt_s"]:
+            targets.append({"target": f"images/s at {run['rtt_s'] * 1e3:g} ms >= {RATIO_TARGET:g}"
+                                      f" x direct", "value": run["ratio"],
+                            "met": run["ratio"] >= RATIO_TARGET})
+    worst = max(run["bytes_out_per_image"] + run["bytes_in_per_image"] for run in figures["runs"])
+    targets.append({"target": f"wire bytes per image <= {limit} (half of format 3's {today})",
+                    "value": worst, "met": worst <= limit})
+    identical = figures["bit_exact"] and all(run["identical"] for run in figures["runs"])
+    targets.append({"target": "results identical to the direct run (bit-exact against the "
+                              "golden model)", "value": identical, "met": identical})
+    return targets
+
+
 def job_wire_bytes(model, config, max_payload, x, seed, samples, counts):
     """Bytes on the wire of one job of ``model`` with input ``x`` whose results are ``counts``, as
-    the client sends it to a design with ``config``: ``(requests, answers)``, each frame counted
-    with its COBS overhead, CRC and delimiter, each request with the 0x00 the client sends before
-    it (``docs/host.md``). Frames: the input WRITE(s), RUN, the READ(s) of the counts."""
+    a format-3 client sends it to a design with ``config``, stop-and-wait: ``(requests,
+    answers)``, each frame counted with its COBS overhead, CRC and delimiter, each request with
+    the 0x00 the client sends before it (``docs/host.md``). Frames: the input WRITE(s), RUN, the
+    READ(s) of the counts. (RUN and READ stay in format 4 for answers too large for JOB.)"""
     counts = np.asarray(counts, dtype="<u2")
     cycles = job_cycles(model.sizes, config.lanes, samples).to_bytes(4, "little")
     per_read = min(255, (max_payload - 2) // 2)         # the client's READ size
@@ -187,15 +388,119 @@ def job_wire_bytes(model, config, max_payload, x, seed, samples, counts):
     return sent, answered
 
 
-def throughput(cycles, wire_bytes, clock_hz, baud):
-    """Stop-and-wait throughput of a board: per job ``cycles`` of engine time at ``clock_hz`` and
-    ``wire_bytes`` on a UART at ``baud`` (8N1). Images per second of the engine alone, the UART
-    alone and both in series, and the bottleneck (the slower one)."""
-    engine_s, uart_s = cycles / clock_hz, wire_bytes * BITS_PER_BYTE / baud
-    return {"clock_hz": clock_hz, "engine_s": engine_s, "uart_s": uart_s,
-            "images_per_s": {"engine": 1 / engine_s, "uart": 1 / uart_s,
-                             "combined": 1 / (engine_s + uart_s)},
-            "bottleneck": "engine" if engine_s >= uart_s else "UART"}
+def job_frame_bytes(model, config, max_payload, x, seed, samples, counts):
+    """Bytes on the wire of one job as one JOB request and its answer (format 4,
+    ``docs/protocol.md``): ``(request, answer)``, each frame with its COBS overhead, CRC and
+    delimiter; a request goes out alone, its predecessor's delimiter ending what came before
+    (:mod:`spinemu.host.link`: only a resend gets a 0x00 before it). The inputs are packed at
+    the design's ``input_bits``, the counts at :func:`~spinemu.hdl.protocol.count_bits` of
+    ``samples``. ValueError if the JOB or its answer
+    does not fit ``max_payload`` (RUN and READ are then the way: :func:`job_wire_bytes`)."""
+    counts = np.asarray(counts)
+    header = nbytes(JOB_RESPONSE)
+    answer_body = (pack(JOB_RESPONSE, cycles=job_cycles(model.sizes, config.lanes, samples))
+                   + pack_bits(counts, count_bits(samples)))
+    assert len(answer_body) == job_answer_bytes(len(counts), samples)
+    payload = request(0, Opcode.JOB, job_body(seed, samples, x, config.input_bits))
+    answer = bytes([0, Status.OK.value]) + answer_body
+    if max(len(payload), len(answer)) > max_payload:
+        raise ValueError(f"a JOB of {len(x)} inputs and {len(counts)} outputs at S = {samples} "
+                         f"takes {len(payload)} bytes and its answer {len(answer)} (answer body "
+                         f"{header} + counts), over the design's {max_payload}")
+    return len(encode_frame(payload, max_payload)), len(encode_frame(answer, max_payload))
+
+
+def load_frame_bytes(model, config, max_payload):
+    """The exchanges of a model load as a client makes them (``Client.load_model``): a list of
+    ``(request bytes, answer bytes, cycles)``, one per WRITE of
+    :func:`~spinemu.hdl.memory_map.model_writes` merged into frames of ``max_payload`` and the
+    IDENTIFY after them, whose answer waits for the noise table's hash
+    (:data:`~spinemu.hdl.protocol.HASH_CYCLES`); the design handles a WRITE as its bytes arrive
+    (a few cycles after its last one, counted as 0). Bytes as :func:`job_frame_bytes` counts
+    them."""
+    key = (model.to_bytes(), config, max_payload)
+    if key not in _LOAD_FRAMES:             # seconds of CRCs: kept for the next board_rows
+        if len(_LOAD_FRAMES) >= 8:
+            _LOAD_FRAMES.clear()
+        _LOAD_FRAMES[key] = _load_frame_bytes(model, config, max_payload)
+    return list(_LOAD_FRAMES[key])
+
+
+_LOAD_FRAMES = {}
+
+
+def _load_frame_bytes(model, config, max_payload):
+    bodies = write_bodies(model_writes(model, config), config, max_payload)
+    exchanges = []
+    for k, body in enumerate(bodies):
+        seq = k % 255
+        exchanges.append((len(encode_frame(request(seq, Opcode.WRITE, body), max_payload)),
+                          len(encode_frame(bytes([seq, Status.OK.value]), max_payload)), 0))
+    seq = len(bodies) % 255
+    identify = bytes([seq, Status.OK.value]) + identify_body(config, max_payload)
+    exchanges.append((len(encode_frame(request(seq, Opcode.IDENTIFY), max_payload)),
+                      len(encode_frame(identify, max_payload)), HASH_CYCLES))
+    return exchanges
+
+
+def pipelined_seconds(exchanges, clock_hz, baud, window, rtt_s, *, max_in_flight=MAX_IN_FLIGHT):
+    """Seconds from the first request byte sent to the last answer received, for ``exchanges``
+    (``(request bytes, answer bytes, cycles)`` each, in order) on a full-duplex UART of ``baud``
+    (8N1) with ``rtt_s`` of round-trip latency (half each way), a design at ``clock_hz`` that
+    handles requests in order once each has arrived, and a host that keeps at most ``window``
+    request bytes and ``max_in_flight`` requests unanswered (the credits of ``docs/protocol.md``,
+    the client's limit of :mod:`spinemu.host.link`) and sends each request as soon as they and the
+    line allow."""
+    byte_s = BITS_PER_BYTE / baud
+    up_free = board_free = down_free = finished = 0.0
+    unanswered, credit = deque(), 0
+    for sent, answered, cycles in exchanges:
+        if sent > window:
+            raise ValueError(f"a request of {sent} bytes does not fit a window of {window}")
+        start = up_free
+        while credit + sent > window or len(unanswered) >= max_in_flight:
+            # answers come in order: the oldest first
+            at, size = unanswered.popleft()
+            credit -= size
+            start = max(start, at)
+        credit += sent
+        up_free = start + sent * byte_s
+        board_free = max(up_free + rtt_s / 2, board_free) + cycles / clock_hz
+        down_free = max(board_free, down_free) + answered * byte_s
+        finished = down_free + rtt_s / 2
+        unanswered.append((finished, sent))
+    return finished
+
+
+def throughput(cycles, request_bytes, answer_bytes, clock_hz, baud, *, window=WINDOW,
+               rtts=(0.0, *LINK_RTTS_S), max_in_flight=MAX_IN_FLIGHT):
+    """A board's images/s with requests in flight and one round trip per job: per job ``cycles``
+    of engine time at ``clock_hz``, ``request_bytes`` to the board and ``answer_bytes`` back on
+    a full-duplex UART at ``baud`` (8N1). The engine and the link work at once, so the rate is
+    the slower of the two (the link's time being its larger direction), not their sum; at a
+    round trip ``rtt`` the window (``window`` bytes of requests: ``window // request_bytes``
+    requests in flight, at most the client's ``max_in_flight``) also bounds it:
+    ``in_flight / (rtt + request + engine + answer time)`` (Little's law, each job taking at
+    least that long from its send to its answer)."""
+    byte_s = BITS_PER_BYTE / baud
+    engine_s, up_s, down_s = cycles / clock_hz, request_bytes * byte_s, answer_bytes * byte_s
+    link_s = max(up_s, down_s)
+    engine, link = 1 / engine_s, 1 / link_s
+    both = min(engine, link)
+    in_flight = min(window // request_bytes, max_in_flight)
+    at_rtt = []
+    for rtt in rtts:
+        bound = in_flight / (rtt + up_s + engine_s + down_s)
+        rate = min(both, bound)
+        at_rtt.append({"rtt_s": rtt, "window_bound": bound, "images_per_s": rate,
+                       "ratio": rate / both,
+                       "bottleneck": "window" if bound < both else
+                       ("engine" if engine_s >= link_s else "link")})
+    return {"clock_hz": clock_hz, "baud": baud, "window": window, "in_flight": in_flight,
+            "engine_s": engine_s, "link_s": link_s, "up_s": up_s, "down_s": down_s,
+            "images_per_s": {"engine": engine, "link": link, "both": both},
+            "engine_to_link": engine / link,
+            "bottleneck": "engine" if engine_s >= link_s else "link", "at_rtt": at_rtt}
 
 
 def _report_spec(spec):
@@ -235,23 +540,37 @@ def _report_config(report):
     return EngineConfig.from_dict(report["config"])
 
 
-def board_rows(model, samples, reports):
+def _link_point(cycles, sent, answered, load, clock_hz, baud, window, rtts):
+    point = throughput(cycles, sent, answered, clock_hz, baud, window=window, rtts=rtts)
+    point["load_s"] = [{"rtt_s": rtt, "seconds": pipelined_seconds(load, clock_hz, baud, window,
+                                                                   rtt)} for rtt in rtts]
+    return point
+
+
+def board_rows(model, samples, reports, *, rtts=(0.0, *LINK_RTTS_S)):
     """What each board reaches on ``model`` with ``samples`` samples: one dict per board, with
-    its throughput at its clock and, where ``reports`` (see :func:`load_reports`) has a build of
-    it, at that build's Fmax. The bytes are those of the first occluded digit's job; a board
-    whose build cannot hold the model gets ``fits: False`` and the reason."""
+    its :func:`throughput` and model load time (:func:`pipelined_seconds` of
+    :func:`load_frame_bytes`) at each round trip of ``rtts``, at its clock and baud
+    (:attr:`~spinemu.firmware.boards.Board.clock_hz` and ``baud``, or a build's ``clock_mhz``
+    and ``baud`` where ``reports``, see :func:`load_reports`, has one) and, with a build, at its
+    Fmax. The bytes are those of the first
+    occluded digit's job as one JOB (``frames: "JOB"``), or as WRITE, RUN and READ where a JOB's
+    answer would not fit the frames (``frames: "RUN+READ"``); ``stop_and_wait_bytes`` are format
+    3's. A board whose build cannot hold the model gets ``fits: False`` and the reason."""
     jobs, _ = _occluded_digits(1)
     x, seed = jobs.inputs[0], int(jobs.seeds[0])
     rows = []
     for name, board in BOARDS.items():
         path, report = reports.get(name, (None, None))
         if report is None:
-            config, clock_hz, baud, max_payload = board.config, board.clk_hz, DEFAULT_BAUD, MAX_PAYLOAD
+            config, max_payload, window = board.config, MAX_PAYLOAD, WINDOW
+            clock_hz, baud = board.clock_hz, board.baud
         else:
             config, clock_hz = _report_config(report), report["clock_mhz"] * 1e6
             baud, max_payload = report["baud"], report["max_payload"]
+            window = report.get("window", WINDOW)
         row = {"board": name, "report": str(path) if path else None, "lanes": config.lanes,
-               "baud": baud}
+               "baud": baud, "window": window}
         try:
             check_fits(model, config)
         except ModelError as error:
@@ -259,11 +578,21 @@ def board_rows(model, samples, reports):
             continue
         golden = open_runner("golden", model=model, lanes=config.lanes)
         counts = golden.run([x], [seed], samples).counts[0]
-        sent, answered = job_wire_bytes(model, config, max_payload, x, seed, samples, counts)
+        old = job_wire_bytes(model, config, max_payload, x, seed, samples, counts)
+        try:
+            (sent, answered), frames = job_frame_bytes(model, config, max_payload, x, seed,
+                                                       samples, counts), "JOB"
+        except ValueError:
+            (sent, answered), frames = old, "RUN+READ"
         cycles = job_cycles(model.sizes, config.lanes, samples)
-        row.update(fits=True, cycles=cycles, request_bytes=sent, answer_bytes=answered,
-                   at_clock=throughput(cycles, sent + answered, clock_hz, baud))
+        load = load_frame_bytes(model, config, max_payload)
+        row.update(fits=True, cycles=cycles, frames=frames, request_bytes=sent,
+                   answer_bytes=answered, stop_and_wait_bytes=list(old),
+                   load_bytes=sum(r for r, _, _ in load), load_frames=len(load),
+                   at_clock=_link_point(cycles, sent, answered, load, clock_hz, baud, window,
+                                        rtts))
         if report is not None:
-            row["at_fmax"] = throughput(cycles, sent + answered, report["fmax_mhz"] * 1e6, baud)
+            row["at_fmax"] = _link_point(cycles, sent, answered, load, report["fmax_mhz"] * 1e6,
+                                         baud, window, rtts)
         rows.append(row)
     return rows

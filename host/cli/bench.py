@@ -11,7 +11,13 @@ jobs, same run), and the engine's cycles per image on Verilator against multiply
 
 `spinemu bench board` measures the images per second of the shipped digits model through the
 simulated board and the shares of the simulator, the transport and Python in that time, and
-computes what each board would reach against its UART.
+computes what each board would reach: the slower of its engine and its UART, with requests in
+flight, at each round-trip latency, and its model load time.
+
+`spinemu bench link` streams the same digits through the simulated board directly and through a
+loopback proxy adding 8 and 16 ms per round trip (`spinemu.host.latency_proxy`), in one run, and
+judges the link against issue #14's targets: images/s at each latency >= 0.9 of the direct rate,
+identical results, wire bytes per image at most half of format 3's; then the boards' table.
 
 `spinemu bench shapes` calibrates four SYNTHETIC devices of known shape (probit, logistic, thermal
 activation, a two-population mixture; 16 currents x 4000 trials), and reports the model their data
@@ -33,7 +39,15 @@ from spinemu.hdl.memory_map import EngineConfig
 from spinemu.hdl.model_image import ModelImage, random_model
 from spinemu.sim.backends import BACKENDS
 
-from ..board_bench import BITS_PER_BYTE, board_rows, load_reports, stream_digits
+from ..board_bench import (
+    BITS_PER_BYTE,
+    LINK_RTTS_S,
+    board_rows,
+    link_targets,
+    load_reports,
+    stream_digits,
+    stream_link,
+)
 from ..models import DEFAULT_MODEL, resolve_model
 from ..shape_bench import BENCH_TRIALS, shape_bench, shape_statistics
 from ..speed import engine_speed, noise_speed, noise_synthesis
@@ -41,7 +55,7 @@ from . import UserError
 from .files import write_text
 from .options import layer_sizes
 
-TARGETS = ("noise", "engine", "board", "shapes")
+TARGETS = ("noise", "engine", "board", "link", "shapes")
 
 
 def add_arguments(parser):
@@ -60,21 +74,24 @@ def add_arguments(parser):
     parser.add_argument("--jobs", type=int, default=540,
                         help="engine: golden/torch jobs (default: 540, the digits test split)")
     parser.add_argument("--job-samples", type=int, default=32,
-                        help="engine, board: samples per job (default: 32)")
-    parser.add_argument("--rounds", type=int, default=7,
+                        help="engine, board, link: samples per job (default: 32)")
+    parser.add_argument("--rounds", type=int,
                         help="engine: timed rounds of the golden model and torch, taking turns "
-                             "(default: 7)")
+                             "(default: 7); link: rounds of the direct and proxied streams, "
+                             "taking turns (default: 3)")
     parser.add_argument("--no-rtl", action="store_true", help="engine: skip the Verilator run")
     parser.add_argument("--count", type=int, default=64,
-                        help="board: occluded digits streamed through the simulated board "
+                        help="board, link: occluded digits streamed through the simulated board "
                              "(default: 64)")
     parser.add_argument("--board", default="ulx3s",
-                        help="board: the simulated board has this board's lanes (default: ulx3s)")
+                        help="board, link: the simulated board has this board's lanes "
+                             "(default: ulx3s)")
     parser.add_argument("--report", action="append", metavar="[BOARD=]PATH",
-                        help="board: a build's report.json (or its folder) whose Fmax to use; "
+                        help="board, link: a build's report.json (or its folder) whose clock, "
+                             "Fmax and baud to use; "
                              "repeat for each board")
     parser.add_argument("--json", type=Path, metavar="PATH",
-                        help="board, shapes: write the figures here")
+                        help="board, link, shapes: write the figures here")
     parser.add_argument("--backend", choices=BACKENDS, default="golden",
                         help="shapes: where the emulated neurons are swept (default: golden)")
     parser.add_argument("--trials", type=int,
@@ -122,6 +139,8 @@ def _engine(args):
                                  fmt=EngineConfig().fmt)
         except ValueError as error:
             raise UserError(f"--shape {args.shape}: {error}") from None
+    if args.rounds is None:
+        args.rounds = 7
     if args.rounds < 1 or args.jobs < 1:
         raise UserError("--rounds and --jobs must be >= 1")
     f = engine_speed(model, args.lanes, args.jobs, args.job_samples, args.rounds,
@@ -162,74 +181,175 @@ def _print_simulated(sim, sizes, board):
           f"compute_s - idle_compute_s); Python: the host process's CPU time "
           f"({sim['python_cpu_s']:.2f} s) less the {sim['python_hidden_s']:.2f} s it spent while "
           f"the board ran a job; transport: the rest (sockets, wake-ups, scheduling)")
-    print(f"  cycles per image: engine {sim['engine_cycles_per_image']:,} (the RUN answers: "
+    print(f"  cycles per image: engine {sim['engine_cycles_per_image']:,} (the jobs' answers: "
           f"{'as documented' if sim['cycles_match_model'] else 'NOT as documented'}), simulated "
           f"{sim['sim_cycles_per_image']:,.0f} (with the bytes and the idle cycles between "
           f"requests)")
     print(f"  simulator speed {sim['sim_cycles_per_s']:,.0f} cycles/s; engine cycles through the "
           f"link {sim['engine_cycles_per_s']:,.0f}/s")
-    sent, answered = sim["job_wire_bytes"]
+    sent, answered = sim["job_frame_bytes"]
+    old = sim["job_wire_bytes"]
     print(f"  bytes per image on the link: {sim['bytes_in_per_image']:.0f} to the board, "
-          f"{sim['bytes_out_per_image']:.0f} back (the protocol's frames of the first job: "
-          f"{sent} + {answered})")
+          f"{sim['bytes_out_per_image']:.0f} back (the protocol's frames of the first job: one "
+          f"JOB {sent} + {answered}; format 3's WRITE, RUN and READ {old[0]} + {old[1]})")
 
 
-def _print_boards(rows, sim):
-    print(f"boards: per image the engine's cycles at the clock, then the job's bytes on the UART "
-          f"(8N1, {BITS_PER_BYTE} bits per byte), one after the other (stop-and-wait); images/s "
-          f"of the engine alone, the UART alone, and both")
-    print(f"  {'board':<11} {'lanes':>5} {'clock':<30} {'cycles':>9} {'bytes':>9} "
-          f"{'engine ms':>9} {'UART ms':>8} {'engine/s':>9} {'UART/s':>9} {'both/s':>9}  "
-          f"bottleneck")
+def _ms(seconds):
+    return f"{seconds * 1e3:g} ms"
+
+
+def _print_boards(rows, python_s_per_image=None):
+    window = sorted({row["window"] for row in rows})
+    print(f"boards: one JOB per image with requests in flight (a receive window of "
+          f"{', '.join(map(str, window))} bytes); the engine and the UART (full duplex, 8N1, "
+          f"{BITS_PER_BYTE} bits per byte) work at once, so a board runs at the slower of the "
+          f"two: images/s = min(engine-bound, link-bound), link-bound = baud / ({BITS_PER_BYTE} "
+          f"x the bytes of the larger direction); at a round-trip latency at most the window's "
+          f"requests per round trip")
+    first = next((row for row in rows if row["fits"]), None)
+    rtts = [p["rtt_s"] for p in first["at_clock"]["at_rtt"] if p["rtt_s"]] if first else []
+    latency = "".join(f" {'at ' + _ms(rtt):>15}" for rtt in rtts)
+    print(f"  {'board':<11} {'lanes':>5} {'clock':<29} {'baud':>9} {'cycles':>9} {'bytes':>7} "
+          f"{'engine/s':>9} {'link/s':>8} {'engine:link':>11} {'images/s':>9}  {'bottleneck':<10}"
+          + latency)
+    loads = []
     for row in rows:
         if not row["fits"]:
             print(f"  {row['board']:<11} {row['lanes']:>5} the model does not fit the build of "
                   f"{row['report']}: {row['reason']}")
             continue
-        points = [("at_clock", "nominal board clock" if row["report"] is None else "board clock")]
+        points = [("at_clock", "board clock")]
         if "at_fmax" in row:
             points.append(("at_fmax", "Fmax of the build"))
         for key, label in points:
             t, rate = row[key], row[key]["images_per_s"]
             clock = f"{t['clock_hz'] / 1e6:.1f} MHz ({label})"
             wire = f"{row['request_bytes']}+{row['answer_bytes']}"
-            print(f"  {row['board']:<11} {row['lanes']:>5} {clock:<30} {row['cycles']:>9,} "
-                  f"{wire:>9} {t['engine_s'] * 1e3:>9.2f} {t['uart_s'] * 1e3:>8.2f} "
-                  f"{rate['engine']:>9.1f} {rate['uart']:>9.1f} {rate['combined']:>9.1f}  "
-                  f"{t['bottleneck']}")
+            at = "".join(f" {p['images_per_s']:>8.1f} ({p['ratio']:.2f})"
+                         + ("w" if p["bottleneck"] == "window" else " ")
+                         for p in t["at_rtt"] if p["rtt_s"])
+            print(f"  {row['board']:<11} {row['lanes']:>5} {clock:<29} {t['baud']:>9,} "
+                  f"{row['cycles']:>9,} {wire:>7} {rate['engine']:>9.1f} {rate['link']:>8.1f} "
+                  f"{t['engine_to_link']:>11.3f} {rate['both']:>9.1f}  {t['bottleneck']:<10}"
+                  + at)
+            loads.append((row, key, label))
+    print("  at a latency: images/s (the share of the rate without latency); w: bound by the "
+          "window (in flight / (round trip + the job's bytes and engine time))")
     for row in rows:
-        if row["report"] is not None and row["fits"]:
-            print(f"  {row['board']}: clock, Fmax, lanes and baud rate from {row['report']}")
-    bauds = ", ".join(f"{b:,}" for b in sorted({row["baud"] for row in rows}))
-    print(f"  UART {bauds} baud; bytes: requests + answers of one job, frames with their COBS, "
-          f"CRC and delimiter, and the 0x00 the client sends before each request")
-    print(f"  not modelled: the host's time per job (its Python took "
-          f"{sim['python_s_per_image'] * 1e3:.2f} ms of CPU per image above) and the USB-serial "
-          f"adapter's latency on each of the job's round trips")
+        if row["fits"]:
+            sw = row["stop_and_wait_bytes"]
+            print(f"  {row['board']}: bytes per image {row['request_bytes']} + "
+                  f"{row['answer_bytes']} = {row['request_bytes'] + row['answer_bytes']} "
+                  f"({row['frames']} frames), against format 3's WRITE, RUN and READ "
+                  f"{sw[0]} + {sw[1]} = {sum(sw)}"
+                  + (f"; clock, Fmax, baud from {row['report']}" if row["report"] else ""))
+    print("  model load (the WRITE frames of the model and the IDENTIFY after them, through the "
+          "window), seconds:")
+    for row, key, label in loads:
+        times = ", ".join(f"{p['seconds']:.2f} s " + ("direct" if not p["rtt_s"] else
+                                                      f"at {_ms(p['rtt_s'])}")
+                          for p in row[key]["load_s"])
+        print(f"    {row['board']:<11} {label:<17} {row['load_frames']} frames, "
+              f"{row['load_bytes']:,} bytes: {times}")
+    if python_s_per_image is not None:
+        print(f"  not modelled: the host's time per job (its Python took "
+              f"{python_s_per_image * 1e3:.2f} ms of CPU per image on the simulated board) and a "
+              f"USB-serial adapter's own limits beyond its latency")
 
 
-def _board(args):
+def _model_and_lanes(args):
     from spinemu.firmware.boards import board as find_board
 
     if not 1 <= args.job_samples < 1 << 16:
         raise UserError(f"--job-samples must be 1..65535, not {args.job_samples}")
-    reports = load_reports(args.report)
-    path = DEFAULT_MODEL
-    model = ModelImage.read(path)
+    if args.count < 1:
+        raise UserError(f"--count must be at least 1, not {args.count}")
     try:
         lanes = find_board(args.board).lanes
     except KeyError as error:
         raise UserError(f"--board: {error.args[0]}") from None
+    return DEFAULT_MODEL, ModelImage.read(DEFAULT_MODEL), lanes
+
+
+def _board(args):
+    reports = load_reports(args.report)
+    path, model, lanes = _model_and_lanes(args)
     sim = stream_digits(model, args.count, args.job_samples, lanes)
     rows = board_rows(model, args.job_samples, reports)
     _print_simulated(sim, model.sizes, args.board)
-    _print_boards(rows, sim)
+    _print_boards(rows, sim["python_s_per_image"])
     if args.json is not None:
         figures = {"model": str(path), "sizes": list(model.sizes), "simulated": sim,
                    "boards": rows}
         write_text(args.json, json.dumps(figures, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0 if sim["bit_exact"] and sim["cycles_match_model"] else 1
+
+
+def _print_link(f, sizes, board):
+    print(f"link: the shipped model {'-'.join(map(str, sizes))} on the native simulated board "
+          f"({f['lanes']} lanes as on the {board}), {f['images']} occluded digits, "
+          f"S = {f['samples']}, the same seeds in every run; directly and through a loopback "
+          f"proxy adding each round trip (half each way; spinemu.host.latency_proxy), "
+          f"{f['rounds']} round{'s' if f['rounds'] > 1 else ''} taking turns (medians); board "
+          f"started in {f['start_s']:.1f} s")
+    print("  the simulated board has no UART (its bytes come at socket speed) and runs far "
+          "slower than a board's engine, so these ratios test the client's window against the "
+          "latency, not a board's UART: the boards' table below has that")
+    print(f"  {'round trip':<10} {'images/s':>9} {'ratio':>6} {'identical':>11} "
+          f"{'bytes out+in per image':>23} {'load s':>7} {'in flight':>9} {'resends':>7} "
+          f"{'board working':>13} {'sim cycles/s':>12} {'ratio at sim speed':>18}")
+    for run in f["runs"]:
+        out, back = run["bytes_out_per_image"], run["bytes_in_per_image"]
+        same = ("golden: " + ("yes" if f["bit_exact"] else "NO")) if not run["rtt_s"] else (
+            "yes" if run["identical"] else "NO")
+        sim = run["board"]
+        corrected = run["ratio_at_direct_sim_speed"]
+        working = (f"{sim['working_share']:>13.1%} {sim['sim_cycles_per_s']:>12,.0f} "
+                   f"{corrected:>18.3f}" if sim else f"{'-':>13} {'-':>12} {'-':>18}")
+        print(f"  {'direct' if not run['rtt_s'] else _ms(run['rtt_s']):<10} "
+              f"{run['images_per_s']:>9.2f} {run['ratio']:>6.3f} {same:>11} "
+              f"{f'{out:.1f}+{back:.1f} = {out + back:.1f}':>23} {run['load_s']:>7.2f} "
+              f"{run['in_flight']:>9} {run['resends']:>7} {working}")
+    print("  in flight: the most requests unanswered at once; board working: the share of the "
+          "stream's wall time the simulated board spent simulating the design other than idle "
+          "for want of a request (its stats.json); a lower one through the proxy is latency the "
+          "window did not hide, a lower simulator speed is the machine's load; ratio at sim "
+          "speed: the ratio were the simulator as fast as in the direct run (the targets take "
+          "the plain ratio)")
+    sw, job = f["stop_and_wait_bytes"], f["job_frame_bytes"]
+    print(f"  the protocol's frames of the first digit: format 3's WRITE, RUN and READ "
+          f"{sw[0]} + {sw[1]} = {sum(sw)} bytes, format 4's JOB {job[0]} + {job[1]} = "
+          f"{sum(job)}")
+
+
+def _link(args):
+    if args.rounds is None:
+        args.rounds = 3
+    if args.rounds < 1:
+        raise UserError(f"--rounds must be at least 1, not {args.rounds}")
+    reports = load_reports(args.report)
+    path, model, lanes = _model_and_lanes(args)
+    figures = stream_link(model, args.count, args.job_samples, lanes, rtts=LINK_RTTS_S,
+                          rounds=args.rounds)
+    rows = board_rows(model, args.job_samples, reports)
+    targets = link_targets(figures)
+    _print_link(figures, model.sizes, args.board)
+    print("targets (issue #14):")
+    for t in targets:
+        value = t["value"]
+        shown = (f"{value:.3f}" if isinstance(value, float) and value < 10 else
+                 f"{value:.1f}" if isinstance(value, float) else
+                 ("yes" if value else "no"))
+        print(f"  {t['target']}: {shown}: {'met' if t['met'] else 'MISSED'}")
+    _print_boards(rows)
+    if args.json is not None:
+        out = {"model": str(path), "sizes": list(model.sizes), "link": figures,
+               "targets": targets, "boards": rows}
+        write_text(args.json, json.dumps(out, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if all(t["met"] for t in targets) else 1
+
 
 def _shape_statistics(args):
     if args.data_sets < 1:
@@ -297,6 +417,8 @@ def run(args):
         return _shapes(args)
     if args.target == "board":
         return _board(args)
+    if args.target == "link":
+        return _link(args)
     if args.target == "engine":
         return 0 if _engine(args) else 1
     if args.blocks < 1 or args.samples < 1 or args.sim_samples < 10:
