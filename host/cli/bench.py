@@ -215,8 +215,9 @@ def _print_boards(rows, python_s_per_image=None):
     loads = []
     for row in rows:
         if not row["fits"]:
-            print(f"  {row['board']:<11} {row['lanes']:>5} the model does not fit the build of "
-                  f"{row['report']}: {row['reason']}")
+            build = "its default build" if row["report"] is None else f"the build of {row['report']}"
+            reason = row["reason"].replace("this design", build)
+            print(f"  {row['board']:<11} {row['lanes']:>5} {reason}")
             continue
         points = [("at_clock", "board clock")]
         if "at_fmax" in row:
