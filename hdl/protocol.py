@@ -36,6 +36,7 @@ __all__ = ["HASH_CYCLES", "Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ"
            "WRITE_HEADER", "RUN_REQUEST", "JOB_REQUEST", "READ_REQUEST", "IDENTIFY_RESPONSE",
            "RUN_RESPONSE", "JOB_RESPONSE", "READ_ELEMENT", "STATUS_RESPONSE", "nbytes", "pack",
            "unpack", "pack_counts", "unpack_counts", "count_bits", "pack_bits", "unpack_bits",
+           "packed_bytes", "leading_values",
            "job_input_bytes", "job_answer_bytes", "element_bytes", "config_limits",
            "identify_body", "build_hash", "request", "write_body", "run_body", "read_body",
            "job_body", "write_bodies"]
@@ -176,27 +177,39 @@ def pack_bits(values, bits):
     return np.packbits(stream, bitorder="little").tobytes()
 
 
-def unpack_bits(body, bits, count):
-    """The ``count`` values (int64) of ``bits`` each in ``body``, as :func:`pack_bits` makes it:
-    ValueError unless ``body`` is exactly their bytes with zero padding."""
-    if len(body) != math.ceil(count * bits / 8):
-        raise ValueError(f"{len(body)} bytes, not the {math.ceil(count * bits / 8)} of {count} "
-                         f"values of {bits} bits")
-    stream = np.unpackbits(np.frombuffer(body, np.uint8), bitorder="little")
-    if stream[count * bits:].any():
-        raise ValueError("the padding bits after the last value are not zero")
+def packed_bytes(count, bits):
+    """Bytes of ``count`` values of ``bits`` each, as :func:`pack_bits` packs them."""
+    return math.ceil(count * bits / 8)
+
+
+def leading_values(body, bits, most):
+    """The values (int64) of ``bits`` each that ``body`` holds whole, at most ``most`` of them:
+    what a design that takes a packed stream a byte at a time has by the end of ``body``."""
+    stream = np.unpackbits(np.frombuffer(bytes(body), np.uint8), bitorder="little")
+    count = min(most, len(stream) // bits)
     weights = np.int64(1) << np.arange(bits, dtype=np.int64)
     return stream[:count * bits].reshape(count, bits).astype(np.int64) @ weights
 
 
+def unpack_bits(body, bits, count):
+    """The ``count`` values (int64) of ``bits`` each in ``body``, as :func:`pack_bits` makes it:
+    ValueError unless ``body`` is exactly their bytes with zero padding."""
+    if len(body) != packed_bytes(count, bits):
+        raise ValueError(f"{len(body)} bytes, not the {packed_bytes(count, bits)} of {count} "
+                         f"values of {bits} bits")
+    if count * bits % 8 and body[-1] >> (count * bits % 8):
+        raise ValueError("the padding bits after the last value are not zero")
+    return leading_values(body, bits, count)
+
+
 def job_input_bytes(inputs, input_bits):
     """Bytes of a JOB's packed input of ``inputs`` values."""
-    return math.ceil(inputs * input_bits / 8)
+    return packed_bytes(inputs, input_bits)
 
 
 def job_answer_bytes(outputs, samples):
     """Bytes of a JOB's answer body (without its header) for ``outputs`` counts."""
-    return nbytes(JOB_RESPONSE) + math.ceil(outputs * count_bits(samples) / 8)
+    return nbytes(JOB_RESPONSE) + packed_bytes(outputs, count_bits(samples))
 
 
 @functools.cache    # WRITEs ask once per element

@@ -51,11 +51,13 @@ from spinemu.hdl.protocol import (
     identify_body,
     job_answer_bytes,
     job_input_bytes,
+    leading_values,
     nbytes,
     pack,
     pack_bits,
     pack_counts,
     unpack,
+    unpack_bits,
 )
 
 from ..engine_model import run_network
@@ -233,13 +235,13 @@ class GoldenBoard:
         bits, n_in = c.input_bits, self.sizes[0]
         need = job_input_bytes(n_in, bits)
         given = body[header:header + need] if len(body) > header else b""
-        stream = np.unpackbits(np.frombuffer(given, np.uint8), bitorder="little")
-        whole = min(n_in, len(stream) // bits)
-        weights = np.int64(1) << np.arange(bits, dtype=np.int64)
-        self.memory[Region.INPUT][:whole] = (
-            stream[:whole * bits].reshape(whole, bits).astype(np.int64) @ weights)
-        if len(given) == need and stream[n_in * bits:].any():
-            raise _Refused(Status.OUT_OF_RANGE)     # padding bits that are not zero
+        values = leading_values(given, bits, n_in)
+        self.memory[Region.INPUT][:len(values)] = values
+        if len(given) == need:
+            try:
+                unpack_bits(given, bits, n_in)
+            except ValueError:
+                raise _Refused(Status.OUT_OF_RANGE) from None   # padding bits that are not zero
         if len(body) != header + need:
             raise _Refused(Status.BAD_LENGTH)
         job = unpack(JOB_REQUEST, body[:header])
