@@ -432,6 +432,10 @@ class Link:
         req.queued = True
         self._resend.append(req)
 
+    def _echo_error(self):
+        return LinkError(f"{self.url} echoes what is sent (a loopback adapter or a terminal?), no "
+                         f"spinemu design answers there")
+
     def _echo(self, frame):
         return any(len(frame) + 1 == len(c.request.frame) and frame == c.request.frame[:-1]
                    for c in self._copies)
@@ -444,8 +448,7 @@ class Link:
     def _frame(self, frame, now):
         previous, self._event = self._event, now
         if self._echo(frame):
-            raise LinkError(f"{self.url} echoes what is sent (a loopback adapter or a terminal?), "
-                            f"no spinemu design answers there")
+            raise self._echo_error()
         try:
             payload = decode_frame(frame, self.max_payload)
         except FrameDecodeError as error:
@@ -520,8 +523,7 @@ class Link:
     def _abort_answer(self, frame):
         """The answer to ABORT in ``frame`` (see :meth:`abort`), or None for one to drop."""
         if frame == ABORT_FRAME[:-1]:
-            raise LinkError(f"{self.url} echoes what is sent (a loopback adapter or a terminal?), "
-                            f"no spinemu design answers there")
+            raise self._echo_error()
         try:
             payload = decode_frame(frame, self.max_payload)
         except FrameDecodeError:
