@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from .polynomials import MAXIMAL_TAPS, is_primitive
 
-__all__ = ["LFSR", "check_lfsr", "lfsr_step"]
+__all__ = ["LFSR", "check_lfsr", "lfsr_step", "lfsr_next"]
 
 
 @functools.cache
@@ -55,6 +55,13 @@ def lfsr_step(state, width, taps, step):
     for e in taps:
         new ^= state >> e
     return (state >> step) | ((new & mask) << (width - step))
+
+
+def lfsr_next(state, taps, step):
+    """The state after one cycle of :class:`LFSR`, as an Amaranth value of the value ``state``;
+    ``taps`` from :func:`check_lfsr`."""
+    new = Cat(*[_xor([state[e + i] for e in taps]) for i in range(step)])
+    return Cat(state[step:], new)
 
 
 class LFSR(wiring.Component):
@@ -100,13 +107,11 @@ class LFSR(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        k = self.step
-        new = Cat(*[_xor([self.state[e + i] for e in self.taps]) for i in range(k)])
         with m.If(self.load):
             m.d.sync += self.state.eq(self.seed)
         with m.Elif(self.en):
-            m.d.sync += self.state.eq(Cat(self.state[k:], new))
-        m.d.comb += self.bits.eq(self.state[:k])
+            m.d.sync += self.state.eq(lfsr_next(self.state, self.taps, self.step))
+        m.d.comb += self.bits.eq(self.state[:self.step])
         return m
 
 

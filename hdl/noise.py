@@ -39,7 +39,7 @@ from .noise_table import (
 from .polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_MAX_TAP, NOISE_TAPS
 from .seeding import seed_state
 
-__all__ = ["WORD_BITS", "TABLE_WRITE", "TABLE_READ", "AliasNoise", "NoiseBank"]
+__all__ = ["WORD_BITS", "TABLE_WRITE", "TABLE_READ", "AliasCoder", "AliasNoise", "NoiseBank"]
 
 WORD_BITS = NOISE_MAX_TAP  # uniform bits per cycle: 32 (every tap <= 64 - 32)
 # One entry written into a noise block's table (the memory word of NoiseTable.entries).
@@ -66,6 +66,93 @@ def _check_block(index):
                          f"each, see spinemu.hdl.polynomials.NOISE_TAPS), not {index!r}")
 
 
+class AliasCoder(wiring.Component):
+    """Uniform words to noise codes: the alias method's two pipeline stages over a noise table.
+
+    Parameters
+    ----------
+    table : NoiseTable
+        The table's initial content.
+
+    Ports
+    -----
+    i : In(stream.Signature(WORD_BITS))
+        Uniform words, one taken per code.
+    o : Out(stream.Signature(signed(12)))
+        The codes, two cycles after their words; back-pressure holds both stages.
+    clear : In(1)
+        Empties both stages: the words in them give no code.
+    table_write : In(TABLE_WRITE)
+        ``en``: write entry ``addr`` with ``data`` (``q | alias << 18``); for use while no codes
+        are taken, since a write does not reach a read in flight.
+    table_read, table_data : In(TABLE_READ), Out(26)
+        ``en``: read entry ``addr``; its word is on ``table_data`` the next cycle. The read takes
+        the first stage's port, so the codes after it are undefined until the next ``clear``.
+    """
+
+    i: In(stream.Signature(WORD_BITS))
+    o: Out(stream.Signature(signed(CODE_WIDTH)))
+    clear: In(1)
+    table_write: In(TABLE_WRITE)
+    table_read: In(TABLE_READ)
+    table_data: Out(ENTRY_BITS)
+
+    def __init__(self, table):
+        _check_table(table)
+        self.table = table
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        entry = data.StructLayout({"q": THRESHOLD_BITS, "alias": BIN_BITS + 1})
+        m.submodules.table = table = memory.Memory(
+            shape=entry, depth=ENTRIES, init=[{"q": q, "alias": a} for q, a in
+                                              zip(self.table.q, self.table.alias, strict=True)])
+        wr = table.write_port()
+        rd = table.read_port()
+        m.d.comb += [wr.en.eq(self.table_write.en), wr.addr.eq(self.table_write.addr),
+                     wr.data.eq(self.table_write.data)]
+
+        # Stage 1: the table entry of (bin, sign) and the other fields of u. Stage 2: the output.
+        u = self.i.payload
+        j1 = Signal(BIN_BITS + 1)
+        v1 = Signal(THRESHOLD_BITS)
+        offset1 = Signal(OFFSET_BITS)
+        valid1 = Signal(1)
+        advance2 = ~self.o.valid | self.o.ready
+        advance1 = ~valid1 | advance2
+        j = Cat(u[:BIN_BITS], u[_SHIFT_SIGN])
+
+        m.d.comb += [
+            self.i.ready.eq(advance1 & ~self.clear),
+            rd.addr.eq(Mux(self.table_read.en, self.table_read.addr, j)),
+            rd.en.eq(advance1 | self.table_read.en),
+            self.table_data.eq(rd.data),
+        ]
+        with m.If(self.clear):
+            m.d.sync += [valid1.eq(0), self.o.valid.eq(0)]
+        with m.Else():
+            with m.If(advance1):
+                m.d.sync += [
+                    j1.eq(j),
+                    v1.eq(u[_SHIFT_V:_SHIFT_OFFSET]),
+                    offset1.eq(u[_SHIFT_OFFSET:_SHIFT_SIGN]),
+                    valid1.eq(self.i.valid),
+                ]
+            with m.If(advance2):
+                chosen = Mux(v1 < rd.data.q, j1, rd.data.alias)
+                sign = chosen[BIN_BITS]
+                # code = +-(2m + 1) with m = 8 * bin + offset. Since -(2m + 1) == ~(2m), the sign
+                # is applied by XOR alone: no adder after the comparison.
+                m_bits = Cat(offset1, chosen[:BIN_BITS])
+                code = Cat(Const(1, 1), m_bits ^ sign.replicate(len(m_bits)), sign)
+                m.d.sync += [
+                    self.o.payload.eq(code),
+                    self.o.valid.eq(valid1),
+                ]
+        return m
+
+
 class AliasNoise(wiring.Component):
     """One noise source: a stream of signed 12-bit codes ``z = code / 256`` drawn from a table.
 
@@ -84,12 +171,8 @@ class AliasNoise(wiring.Component):
     load, seed : In(1), In(64)
         Restart from LFSR state ``seed`` (normally ``seed_state(job_seed, index)``); clears the
         two-stage pipeline, so the first code after a load comes from ``seed`` itself.
-    table_write : In(TABLE_WRITE)
-        ``en``: write entry ``addr`` with ``data`` (``q | alias << 18``); for use while no codes
-        are taken, since a write does not reach a read in flight.
-    table_read, table_data : In(TABLE_READ), Out(26)
-        ``en``: read entry ``addr``; its word is on ``table_data`` the next cycle. The read takes
-        the generator's port, so the codes after it are undefined until the next ``load``.
+    table_write, table_read, table_data
+        Those of :class:`AliasCoder`.
     """
 
     o: Out(stream.Signature(signed(CODE_WIDTH)))
@@ -110,54 +193,19 @@ class AliasNoise(wiring.Component):
         m = Module()
         m.submodules.lfsr = lfsr = LFSR(NOISE_DEGREE, taps=NOISE_TAPS[self.index], step=WORD_BITS,
                                         init=seed_state(0, self.index))
-        entry = data.StructLayout({"q": THRESHOLD_BITS, "alias": BIN_BITS + 1})
-        m.submodules.table = table = memory.Memory(
-            shape=entry, depth=ENTRIES, init=[{"q": q, "alias": a} for q, a in
-                                              zip(self.table.q, self.table.alias, strict=True)])
-        wr = table.write_port()
-        rd = table.read_port()
-        m.d.comb += [wr.en.eq(self.table_write.en), wr.addr.eq(self.table_write.addr),
-                     wr.data.eq(self.table_write.data)]
-
-        # Stage 1: the table entry of (bin, sign) and the other fields of u. Stage 2: the output.
-        u = lfsr.bits
-        j1 = Signal(BIN_BITS + 1)
-        v1 = Signal(THRESHOLD_BITS)
-        offset1 = Signal(OFFSET_BITS)
-        valid1 = Signal(1)
-        advance2 = ~self.o.valid | self.o.ready
-        advance1 = ~valid1 | advance2
-        j = Cat(u[:BIN_BITS], u[_SHIFT_SIGN])
-
+        m.submodules.coder = coder = AliasCoder(self.table)
+        wiring.connect(m, coder.o, wiring.flipped(self.o))
         m.d.comb += [
             lfsr.load.eq(self.load),
             lfsr.seed.eq(self.seed),
-            lfsr.en.eq(advance1),
-            rd.addr.eq(Mux(self.table_read.en, self.table_read.addr, j)),
-            rd.en.eq(advance1 | self.table_read.en),
-            self.table_data.eq(rd.data),
+            lfsr.en.eq(coder.i.ready),
+            coder.i.payload.eq(lfsr.bits),
+            coder.i.valid.eq(1),
+            coder.clear.eq(self.load),
+            coder.table_write.eq(self.table_write),
+            coder.table_read.eq(self.table_read),
+            self.table_data.eq(coder.table_data),
         ]
-        with m.If(self.load):
-            m.d.sync += [valid1.eq(0), self.o.valid.eq(0)]
-        with m.Else():
-            with m.If(advance1):
-                m.d.sync += [
-                    j1.eq(j),
-                    v1.eq(u[_SHIFT_V:_SHIFT_OFFSET]),
-                    offset1.eq(u[_SHIFT_OFFSET:_SHIFT_SIGN]),
-                    valid1.eq(1),
-                ]
-            with m.If(advance2):
-                chosen = Mux(v1 < rd.data.q, j1, rd.data.alias)
-                sign = chosen[BIN_BITS]
-                # code = +-(2m + 1) with m = 8 * bin + offset. Since -(2m + 1) == ~(2m), the sign
-                # is applied by XOR alone: no adder after the comparison.
-                m_bits = Cat(offset1, chosen[:BIN_BITS])
-                code = Cat(Const(1, 1), m_bits ^ sign.replicate(len(m_bits)), sign)
-                m.d.sync += [
-                    self.o.payload.eq(code),
-                    self.o.valid.eq(valid1),
-                ]
         return m
 
 

@@ -1,0 +1,140 @@
+"""Noise for a whole layer engine: V streams drawn by U generators, P codes at a time.
+
+The codes of a layer's neurons come in *neuron order*: after the streams are loaded and the unit
+released, code ``n`` (``n = 0, 1, ...``) is the ``n // V``-th code of stream ``n mod V``, and the
+unit delivers them ``P`` at a time, vector ``m`` holding codes ``m P .. m P + P - 1``. The codes a
+neuron gets therefore depend on the number of streams ``V`` alone, not on how many neurons the
+engine computes at once (``P``) or how many generators draw them (``U``).
+
+Every stream is the 64-bit LFSR of :data:`STREAM_TAPS` (one polynomial: a generator steps several
+streams and has one step function) from its own loaded state, read 32 bits a code and turned into a
+code by an :class:`~spinemu.hdl.noise.AliasCoder`. Generator ``u`` serves streams ``u, u + U, ...``:
+it holds their ``V / U`` states in a small memory, and per code reads one, steps it and writes it
+back, in stream order. ``docs/noise.md`` has the schedule and why one polynomial suffices.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .formats import CODE_WIDTH
+from .lfsr import check_lfsr, lfsr_next
+from .noise import TABLE_READ, TABLE_WRITE, WORD_BITS, AliasCoder
+from .noise_table import ENTRY_BITS, gaussian
+from .polynomials import NOISE_DEGREE, NOISE_TAPS
+
+__all__ = ["STREAM_TAPS", "NoiseUnit"]
+
+#: The polynomial of every stream of a noise unit.
+STREAM_TAPS = NOISE_TAPS[0]
+
+
+def _power_of_two(value):
+    return isinstance(value, int) and value >= 1 and not value & (value - 1)
+
+
+class NoiseUnit(wiring.Component):
+    """``streams`` (V) noise streams drawn by ``generators`` (U), delivered ``width`` (P) at a time.
+
+    V, U and P are powers of two with ``U <= P <= V``. See the module docstring for the order of
+    the codes.
+
+    Ports
+    -----
+    o : Out(stream.Signature(ArrayLayout(signed(12), P)))
+        Vectors of P codes in neuron order; one a cycle while U = P, else one every P / U cycles.
+    hold : In(1)
+        While high the unit draws nothing: its pipelines are empty and every generator is back at
+        its first stream. Load the streams then; on release, vector 0 follows from the loaded states.
+    load : In(StructLayout({"en", "stream", "state"}))
+        ``en``: stream ``stream``'s LFSR state becomes ``state`` (``seed_state(seed, stream)`` for a
+        job); only while ``hold`` is high.
+    table_write : In(TABLE_WRITE)
+        Writes an entry of every generator's noise table.
+    table_read, table_data : In(TABLE_READ), Out(26)
+        Reads an entry of generator 0's table (:class:`~spinemu.hdl.noise.AliasCoder`).
+    """
+
+    def __init__(self, streams, generators, width, table=None):
+        if not all(_power_of_two(v) for v in (streams, generators, width)) or not (
+                generators <= width <= streams):
+            raise ValueError(f"a noise unit needs powers of two generators <= width <= streams, "
+                             f"not {generators}, {width}, {streams}")
+        self.streams, self.generators, self.width = streams, generators, width
+        self.table = gaussian() if table is None else table
+        self._taps = check_lfsr(NOISE_DEGREE, STREAM_TAPS, WORD_BITS)
+        super().__init__({
+            "o": Out(stream.Signature(data.ArrayLayout(signed(CODE_WIDTH), width))),
+            "hold": In(1),
+            "load": In(data.StructLayout({"en": 1, "stream": range(streams),
+                                          "state": NOISE_DEGREE})),
+            "table_write": In(TABLE_WRITE),
+            "table_read": In(TABLE_READ),
+            "table_data": Out(ENTRY_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        U, P = self.generators, self.width
+        coders = []
+        for u in range(U):
+            m.submodules[f"coder{u}"] = coder = AliasCoder(self.table)
+            m.d.comb += [coder.clear.eq(self.hold), coder.table_write.eq(self.table_write)]
+            self._generator(m, u, coder)
+            coders.append(coder)
+        m.d.comb += [coders[0].table_read.eq(self.table_read),
+                     self.table_data.eq(coders[0].table_data)]
+
+        # The coders run in lockstep (the same clear and ready), so all are valid together.
+        codes = Cat(coder.o.payload for coder in coders)
+        if U == P:
+            m.d.comb += [self.o.valid.eq(coders[0].o.valid), self.o.payload.eq(codes)]
+            take = self.o.ready
+        else:
+            # P / U rounds of U codes fill the vector; the coders wait while it is full.
+            slot = Signal(range(P // U))
+            vector = Signal(P * CODE_WIDTH)
+            m.d.comb += self.o.payload.eq(vector)
+            take = coders[0].o.valid & ~(self.o.valid & ~self.o.ready)
+            with m.If(self.hold):
+                m.d.sync += [slot.eq(0), self.o.valid.eq(0)]
+            with m.Else():
+                with m.If(self.o.ready):
+                    m.d.sync += self.o.valid.eq(0)
+                with m.If(take):
+                    width = U * CODE_WIDTH
+                    m.d.sync += [vector.word_select(slot, width).eq(codes), slot.eq(slot + 1)]
+                    with m.If(slot == P // U - 1):
+                        m.d.sync += self.o.valid.eq(1)
+        for coder in coders:
+            m.d.comb += coder.o.ready.eq(take)
+        return m
+
+    def _generator(self, m, u, coder):
+        """Generator ``u``: the states of streams ``u, u + U, ...`` and their read-step-write."""
+        depth = self.streams // self.generators
+        states = memory.Memory(shape=NOISE_DEGREE, depth=depth, init=[])
+        m.submodules[f"states{u}"] = states
+        wr = states.write_port()
+        # With one state per generator the next read is of the word being written back.
+        rd = states.read_port(transparent_for=(wr,))
+        ptr = Signal(range(depth), name=f"ptr{u}")        # the next state to read
+        at = Signal(range(depth), name=f"at{u}")          # the state on rd.data
+        held = Signal(name=f"held{u}")                    # rd.data holds a state not yet drawn
+        draw = coder.i.valid & coder.i.ready
+        fetch = ~self.hold & (~held | draw)
+        lb = (self.generators - 1).bit_length()
+        mine = self.load.stream[:lb] == u if lb else 1
+        m.d.comb += [
+            coder.i.valid.eq(held & ~self.hold),
+            coder.i.payload.eq(rd.data[:WORD_BITS]),
+            rd.addr.eq(ptr), rd.en.eq(fetch),
+            wr.addr.eq(Mux(self.hold, self.load.stream[lb:], at)),
+            wr.data.eq(Mux(self.hold, self.load.state,
+                           lfsr_next(rd.data, self._taps, WORD_BITS))),
+            wr.en.eq(Mux(self.hold, self.load.en & mine, draw)),
+        ]
+        with m.If(self.hold):
+            m.d.sync += [ptr.eq(0), held.eq(0)]
+        with m.Elif(fetch):
+            m.d.sync += [at.eq(ptr), ptr.eq(Mux(ptr == depth - 1, 0, ptr + 1)), held.eq(1)]
