@@ -183,10 +183,17 @@ class BoardTop(Elaboratable):
         # The top bit of a counter as wide as clk_hz toggles every 2^(width - 1) cycles: 0.5 to 1 s.
         blink = Signal(max(clk_hz.bit_length(), 4))
         m.d.sync += blink.eq(blink + 1)
-        busy_hold = Signal(range(clk_hz // 10 + 1))
+        # busy is held for 2 to 3 ticks of the counter's bit `tick` after the job (each tick at
+        # least 0.05 s apart): at least 0.1 s, with a 2-bit count instead of one of 0.1 s.
+        tick_bit = max(1, (clk_hz // 20 - 1).bit_length())     # 2^tick_bit >= clk_hz / 20
+        assert tick_bit < len(blink)
+        ticked = Signal()
+        m.d.sync += ticked.eq(blink[tick_bit])
+        tick = ticked & ~blink[tick_bit]                        # that bit fell
+        busy_hold = Signal(2)
         with m.If(engine.busy):
-            m.d.sync += busy_hold.eq(clk_hz // 10)
-        with m.Elif(busy_hold != 0):
+            m.d.sync += busy_hold.eq(3)
+        with m.Elif(tick & (busy_hold != 0)):
             m.d.sync += busy_hold.eq(busy_hold - 1)
         busy = engine.busy | (busy_hold != 0)
         roles = {

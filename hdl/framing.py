@@ -451,50 +451,49 @@ class FrameEncoder(wiring.Component):
         def emit(byte):
             m.d.sync += [self.o.valid.eq(1), out_byte.eq(byte), out_from_buffer.eq(0)]
 
-        def encode(byte, valid):
-            # Take one byte of payload or CRC into the open block.
-            with m.If(valid):
-                with m.If(byte == 0):
-                    m.d.sync += code.eq(n + 1)
-                    m.next = "CODE"
-                with m.Else():
-                    m.d.comb += [wr.addr.eq(n), wr.data.eq(byte), wr.en.eq(1)]
-                    m.d.sync += n.eq(n + 1)
-                    if depth == _COBS_MAX_RUN:
-                        with m.If(n == _COBS_MAX_RUN - 1):
-                            m.d.sync += code.eq(0xFF)
-                            m.next = "CODE"
+        # One byte a cycle into the open block: a payload byte, a CRC byte, or (CLOSE) the end
+        # of the frame, which closes the block as a zero byte would.
+        byte = Signal(8)
+        valid = Signal()
+        with m.Switch(phase):
+            with m.Case(_Phase.PAYLOAD):
+                m.d.comb += [byte.eq(self.i.payload.data),
+                             valid.eq(self.i.valid & (taken != self.max_payload))]
+            with m.Case(_Phase.CRC_HIGH):
+                m.d.comb += [byte.eq(generator.crc[8:16]), valid.eq(1)]
+            with m.Case(_Phase.CRC_LOW):
+                m.d.comb += [byte.eq(generator.crc[0:8]), valid.eq(1)]
+            with m.Case(_Phase.CLOSE):
+                m.d.comb += valid.eq(1)     # byte 0: close the block
+        closing = (phase == _Phase.PAYLOAD) & self.i.payload.last
 
         with m.FSM():
             with m.State("FILL"):
-                with m.Switch(phase):
-                    with m.Case(_Phase.PAYLOAD):
-                        m.d.comb += self.i.ready.eq(1)
-                        with m.If(self.i.valid):
-                            with m.If(taken == self.max_payload):
-                                m.d.sync += [
-                                    _saturating_increment(self.length_errors),
-                                    drain.eq(~self.i.payload.last),
-                                ]
-                                m.next = "ABORT"
-                            with m.Else():
-                                m.d.sync += taken.eq(taken + 1)
-                                m.d.comb += [
-                                    generator.data.eq(self.i.payload.data),
-                                    generator.valid.eq(1),
-                                ]
-                                encode(self.i.payload.data, 1)
-                                with m.If(self.i.payload.last):
-                                    m.d.sync += phase.eq(_Phase.CRC_HIGH)
-                    with m.Case(_Phase.CRC_HIGH):
-                        encode(generator.crc[8:16], 1)
-                        m.d.sync += phase.eq(_Phase.CRC_LOW)
-                    with m.Case(_Phase.CRC_LOW):
-                        encode(generator.crc[0:8], 1)
-                        m.d.sync += phase.eq(_Phase.CLOSE)
-                    with m.Case(_Phase.CLOSE):
-                        m.d.sync += [code.eq(n + 1), phase.eq(_Phase.DONE)]
+                with m.If(phase == _Phase.PAYLOAD):
+                    m.d.comb += self.i.ready.eq(1)
+                    with m.If(self.i.valid & (taken == self.max_payload)):
+                        m.d.sync += [
+                            _saturating_increment(self.length_errors),
+                            drain.eq(~self.i.payload.last),
+                        ]
+                        m.next = "ABORT"
+                    with m.If(valid):
+                        m.d.sync += taken.eq(taken + 1)
+                        m.d.comb += [generator.data.eq(byte), generator.valid.eq(1)]
+                with m.If(valid):
+                    # PAYLOAD's last byte, the CRC bytes and CLOSE each move the phase on.
+                    with m.If(closing | (phase != _Phase.PAYLOAD)):
+                        m.d.sync += phase.as_value().eq(phase.as_value() + 1)
+                    with m.If(byte == 0):
+                        m.d.sync += code.eq(n + 1)
                         m.next = "CODE"
+                    with m.Else():
+                        m.d.comb += [wr.addr.eq(n), wr.data.eq(byte), wr.en.eq(1)]
+                        m.d.sync += n.eq(n + 1)
+                        if depth == _COBS_MAX_RUN:
+                            with m.If(n == _COBS_MAX_RUN - 1):
+                                m.d.sync += code.eq(0xFF)
+                                m.next = "CODE"
             with m.State("CODE"):
                 with m.If(load):
                     emit(code)

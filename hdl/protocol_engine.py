@@ -60,6 +60,7 @@ from .protocol import (
     nbytes,
 )
 from .rx_window import ReceiveWindow
+from .seeding import SEED_BITS
 
 __all__ = ["ProtocolEngine"]
 
@@ -67,6 +68,21 @@ __all__ = ["ProtocolEngine"]
 def _byte(value, index, count):
     """Byte ``index`` of the ``count`` bytes of ``value``, selected by the low bits of ``index``."""
     return value.word_select(index[:max(1, (count - 1).bit_length())], 8)
+
+
+def _at(values, index, offset):
+    """``values[index - offset]``, selected by the low bits of ``index`` alone: the table is
+    rotated by ``offset``, so no subtraction (``index - offset`` must be in range)."""
+    bits = max(1, (len(values) - 1).bit_length())
+    table = [Const(0, 8)] * (1 << bits)
+    for j, value in enumerate(values):
+        table[(j + offset) % (1 << bits)] = value
+    return Array(table)[index[:bits]]
+
+
+def _bytes(value):
+    """The bytes of ``value``, least significant first."""
+    return [value.word_select(j, 8) for j in range(len(value) // 8)]
 
 
 def _count(counter):
@@ -84,6 +100,12 @@ class ProtocolEngine(wiring.Component):
     most ``max_layers * max_groups + 2``) from its last byte to the job's start. A JOB's takes one
     more (the size of its answer), once its input is unpacked: a bit a cycle, and a cycle for each
     value written. ``docs/protocol.md`` has the order of the checks and the ABORT.
+
+    For the clock (``docs/boards.md``, what limits Fmax), the long comparisons end in registers:
+    each response byte is chosen in the cycle before it is offered to the encoder (FETCH, which
+    also reads the results memory), a READ's check and a WRITE element's check take a cycle of
+    their own before the answer or the write, the bad-request count follows a cycle after the
+    refusal, and the answer's end is a down-counter reaching 0.
     """
 
     i: In(stream.Signature(8))
@@ -170,7 +192,9 @@ class ProtocolEngine(wiring.Component):
         noise_dirty = Signal()            # NOISE entries written since the hash was computed
         hash_entry = Signal(range(ENTRIES))
         hash_bit = Signal(5)
-        hash_word = Signal(32)
+        # The entry being hashed, as 32 bits: the table's read port reads it again every cycle
+        # while its en is held (each entry is read for 34 cycles), so no copy is kept.
+        hash_word = Cat(engine.table_data, Const(0, 32 - len(engine.table_data)))
         m.d.comb += engine.table_read.addr.eq(hash_entry)
 
         # ---- request state ---------------------------------------------------------------------
@@ -178,19 +202,28 @@ class ProtocolEngine(wiring.Component):
         seq, status = response.seq, response.status
         opcode = Signal(8)
         count = Signal(range(self.max_payload + 1))    # body bytes seen
-        write_header = Signal(WRITE_HEADER)
-        region, addr = write_header.region, write_header.addr
+        # WRITE's header, as it arrives: the region's low bits (a region above the last is
+        # refused at its byte), and the address in as many bits as the deepest region needs,
+        # with a sticky bit above them for any address beyond (none is in range).
+        region = Signal(3)
+        addr_bits = max((max(c.depth(r) for r in Region) - 1).bit_length(),
+                        max(c.max_inputs, c.max_width).bit_length())
+        addr = Signal(addr_bits + 1)
         widest = max(element_bytes(r, c) for r in Region)
         element = Signal(8 * widest)
         element_byte = Signal(range(widest))
         last_taken = Signal()       # the byte taken last ended the frame (a WRITE's or a JOB's)
-        run_request = Signal(RUN_REQUEST)
+        # RUN's (JOB's) and READ's bodies in one register: a RUN or JOB writes its whole body,
+        # and a READ has no use for the seed.
+        request_body = Signal(8 * nbytes(RUN_REQUEST))
+        run_request = RUN_REQUEST(request_body)
         assert JOB_REQUEST == RUN_REQUEST
         seed, samples = run_request.seed, run_request.samples
-        read_request = Signal(READ_REQUEST)
+        read_request = READ_REQUEST(request_body[:READ_REQUEST.size])
+        assert READ_REQUEST.size <= RUN_REQUEST["seed"].offset + SEED_BITS
         read_offset, read_count = read_request.offset, read_request.count
         error_body = Signal(8)      # the one body byte of BAD_FRAME (the kind), BAD_VERSION
-        body_len = Signal(range(self.max_payload + 1))  # response body bytes
+        left = Signal(range(self.max_payload + 2))      # response bytes after the one at k
         k = Signal(range(self.max_payload + 3))         # response byte index
 
         byte = dec.o.payload.data
@@ -223,8 +256,11 @@ class ProtocolEngine(wiring.Component):
                 if fitting(b):
                     with m.Case(b):
                         m.d.comb += most_counts.eq(max(fitting(b)))
+        # In a register (samples is in place cycles before JOB_SIZE reads it).
+        most_r = Signal.like(most_counts)
+        m.d.sync += most_r.eq(most_counts)
         # (with under 6 bytes of payload, no JOB answer fits, whatever its width)
-        answer_fits = (fit_out <= most_counts) if fitting(SAMPLE_BITS) else Const(0)
+        answer_fits = (fit_out <= most_r) if fitting(SAMPLE_BITS) else Const(0)
         # A byte of packed counts fills pack_shift from the top (bit 8), a bit a cycle: it is whole
         # when the marker bit set at its start has reached bit 0, below it.
         pack_shift = Signal(9, init=1 << 8)
@@ -235,11 +271,21 @@ class ProtocolEngine(wiring.Component):
 
         # Elements of a WRITE: width and depth of each region.
         elem_bytes = Array(Const(element_bytes(r, c), range(widest + 1)) for r in Region)
-        elem_bits = Array(Const(c.word_bits(r), 16) for r in Region)
-        depth = Array(Const(c.depth(r), len(addr)) for r in Region)
-        n_elem_bytes = elem_bytes[region[:3]]
-        value_ok = (element >> elem_bits[region[:3]]) == 0
+        n_elem_bytes = elem_bytes[region]
+        # An element has no bits above its region's word: the bytes past its own are still 0
+        # (element is cleared at the opcode and a WRITE has one region), so only the bits of its
+        # last byte above the word need a look. The address against the region's depth, a
+        # constant: one small comparison per region.
+        value_ok, in_range = Signal(), Signal()
+        with m.Switch(region):
+            for r in Region:
+                with m.Case(r):
+                    w, top = c.word_bits(r), 8 * element_bytes(r, c)
+                    m.d.comb += [value_ok.eq(~element[w:top].any() if w < top else 1),
+                                 in_range.eq(addr < c.depth(r))]
         config_ok = Signal()
+        step = addr[:addr_bits] + 1     # the next address; beyond addr_bits it sticks
+        next_addr = addr.eq(Cat(step[:addr_bits], addr[addr_bits] | step[addr_bits]))
         limit = Signal(CONFIG_BITS)
         limits = config_limits(c)      # CONFIG address a takes 1 .. limits[min(a, 2)]
         with m.Switch(addr):
@@ -248,43 +294,47 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += limit.eq(value)
             with m.Default():
                 m.d.comb += limit.eq(limits[-1])
-        m.d.comb += config_ok.eq((element != 0) & (element <= limit))
-        m.d.comb += [engine.write.payload.region.eq(region[:3]),
-                     engine.write.payload.addr.eq(addr),
+        config_value = element[:CONFIG_BITS]       # (a CONFIG element's bytes)
+        assert 8 * element_bytes(Region.CONFIG, c) == CONFIG_BITS
+        m.d.comb += config_ok.eq((config_value != 0) & (config_value <= limit))
+        m.d.comb += [engine.write.payload.region.eq(region),
+                     engine.write.payload.addr.eq(addr[:addr_bits]),
                      engine.write.payload.data.eq(element)]
 
         # Response bytes: the header (seq, status), then the body of the command.
         count_bytes = nbytes(READ_ELEMENT)
         assert count_bytes & (count_bytes - 1) == 0     # a count's bytes: low bits of the index
+        # The byte at k is chosen in FETCH, the cycle before SEND offers it, into a register
+        # (rsp_reg); the counts of READ and JOB come from registers of their own: the results
+        # memory's read port, read in FETCH, and pack_shift.
         rsp_byte = Signal(8)
-        body_index = Signal(range(self.max_payload + 1))
-        m.d.comb += body_index.eq(k - header_bytes)
+        rsp_reg = Signal(8)
+        from_memory = Signal()      # a READ's body byte: a byte of the count res_r reads
+        from_pack = Signal()        # a JOB's packed byte, made in PACK
+        cycles_byte = _at(_bytes(run_response.as_value()), k, header_bytes)
+        carry = Signal()            # adding 1 to the job's cycles: the carry into byte k
         with m.If(k < header_bytes):
             m.d.comb += rsp_byte.eq(_byte(response.as_value(), k, header_bytes))
         with m.Elif(status != Status.OK):
             m.d.comb += rsp_byte.eq(error_body)
         with m.Else():
+            # Body byte j is response byte k = header_bytes + j: each table is indexed by k.
             with m.Switch(opcode):
                 with m.Case(Opcode.IDENTIFY):
                     # the build's bytes, but the live hash of the noise table
                     at = IDENTIFY_RESPONSE["noise_hash"].offset // 8
                     assert at + 4 == len(self.identify)
-                    rom = Array(Const(b, 8) for b in self.identify[:at])
-                    with m.If(body_index < at):
-                        m.d.comb += rsp_byte.eq(rom[body_index])
-                    with m.Else():
-                        m.d.comb += rsp_byte.eq(_byte(noise_hash, body_index - at, 4))
+                    body = [Const(b, 8) for b in self.identify[:at]] + _bytes(noise_hash)
+                    m.d.comb += rsp_byte.eq(_at(body, k, header_bytes))
                 with m.Case(Opcode.STATUS):
-                    m.d.comb += rsp_byte.eq(_byte(status_response.as_value(), body_index,
-                                                  nbytes(STATUS_RESPONSE)))
+                    m.d.comb += rsp_byte.eq(_at(_bytes(status_response.as_value()), k,
+                                                header_bytes))
                 with m.Case(Opcode.RUN, Opcode.JOB):
+                    # The job's cycles: the engine's count + 1, added a byte at a time as they
+                    # go out, least significant first (a JOB's packed counts come from PACK).
                     assert JOB_RESPONSE == RUN_RESPONSE
-                    m.d.comb += rsp_byte.eq(Mux(body_index < nbytes(RUN_RESPONSE),
-                                                _byte(run_response.as_value(), body_index,
-                                                      nbytes(RUN_RESPONSE)),
-                                                pack_shift[1:]))
-                with m.Case(Opcode.READ):
-                    m.d.comb += rsp_byte.eq(_byte(res_r.data, body_index, count_bytes))
+                    m.d.comb += rsp_byte.eq(cycles_byte + carry)
+                # (READ: from the results memory, read in FETCH)
         # READ steps read_offset on as its answer goes out, JOB as it packs the counts: either way
         # below max_width, in its low bits.
         res_index = read_offset[:len(result_count)]
@@ -294,29 +344,35 @@ class ProtocolEngine(wiring.Component):
         # lengths, not one of the answer registers per state.
         answer = Signal()
         answer_status = Signal(Status)
-        answer_len = Signal.like(body_len)
+        answer_len = Signal.like(left)     # the body's bytes + 1: the bytes after the first
         refused = Signal()
+        refused_r = Signal()        # counted a cycle later: no path from the checks to the count
+        read_bad = Signal()
+        write_ok = Signal()
+        m.d.sync += refused_r.eq(refused)
         with m.If(answer):
-            m.d.sync += [status.eq(answer_status), body_len.eq(answer_len), k.eq(0)]
-        with m.If(refused):
+            m.d.sync += [status.eq(answer_status), left.eq(answer_len), k.eq(0), carry.eq(1)]
+        with m.If(refused_r):
             m.d.sync += _count(bad_requests)
 
         def respond(m, code, length=0):
-            m.d.comb += [answer.eq(1), answer_status.eq(code), answer_len.eq(length)]
+            m.d.comb += [answer.eq(1), answer_status.eq(code), answer_len.eq(length + 1)]
             m.next = "FETCH"
 
         def refuse(m, code, at_last, length=0):
             """Count a bad request; answer now if this was its last byte, else skip to the end."""
             m.d.comb += [answer.eq(1), refused.eq(1), answer_status.eq(code),
-                         answer_len.eq(length)]
+                         answer_len.eq(length + 1)]
             with m.If(at_last):
                 m.next = "FETCH"
             with m.Else():
                 m.next = "DISCARD"
 
         fit_start = Signal()
+        fit_unset = Signal()        # the walk met a size never written: refused at START
         with m.If(fit_start):
-            m.d.sync += [fit_layer.eq(0), fit_group.eq(0), fit_words.eq(0), fit_entries.eq(0)]
+            m.d.sync += [fit_layer.eq(0), fit_group.eq(0), fit_words.eq(0), fit_entries.eq(0),
+                         fit_unset.eq(0)]
 
         def start_fit(m):
             m.d.comb += fit_start.eq(1)
@@ -346,15 +402,19 @@ class ProtocolEngine(wiring.Component):
                             refuse(m, Status.BAD_LENGTH, 1)
                         with m.Else():
                             m.next = "OPCODE"
-            # The hash: each entry read (a cycle), latched (a cycle), its 32 bits into the CRC, least
-            # significant first (the little-endian bytes' bits in CRC-32/ISO-HDLC's order).
+            # The hash: each entry read (a cycle), a cycle more, its 32 bits into the CRC, least
+            # significant first (the little-endian bytes' bits in CRC-32/ISO-HDLC's order). The
+            # entry is read on every cycle of its 34, at the same address, so its word stays on
+            # table_data (the read port is the noise generator's, whose codes it leaves undefined).
             with m.State("HASH_READ"):
                 m.d.comb += engine.table_read.en.eq(1)
                 m.next = "HASH_LATCH"
             with m.State("HASH_LATCH"):
-                m.d.sync += [hash_word.eq(engine.table_data), hash_bit.eq(0)]
+                m.d.comb += engine.table_read.en.eq(1)
+                m.d.sync += hash_bit.eq(0)
                 m.next = "HASH_FEED"
             with m.State("HASH_FEED"):
+                m.d.comb += engine.table_read.en.eq(1)
                 m.d.comb += [noise_crc.valid.eq(1), noise_crc.data.eq(hash_word.bit_select(
                                  hash_bit, 1)),
                              noise_crc.start.eq((hash_entry == 0) & (hash_bit == 0))]
@@ -435,7 +495,19 @@ class ProtocolEngine(wiring.Component):
                         with m.Case(Opcode.WRITE):  # the header, then elements
                             n = nbytes(WRITE_HEADER)
                             with m.If(count < n):
-                                m.d.sync += _byte(write_header.as_value(), count, n).eq(byte)
+                                assert WRITE_HEADER["region"].offset == 0
+                                assert WRITE_HEADER["addr"].offset == 8
+                                with m.Switch(count):
+                                    with m.Case(0):
+                                        m.d.sync += region.eq(byte)
+                                    for b in range(n - 1):
+                                        with m.Case(1 + b):     # address bits 8b .. 8b + 7
+                                            low = min(8, max(0, addr_bits - 8 * b))
+                                            if low:
+                                                m.d.sync += addr[8 * b:8 * b + low].eq(byte)
+                                            if low < 8:
+                                                with m.If(byte[low:].any()):
+                                                    m.d.sync += addr[addr_bits].eq(1)
                                 with m.If((count == WRITE_HEADER["region"].offset // 8)
                                           & (byte > max(r.value for r in Region))):
                                     refuse(m, Status.OUT_OF_RANGE, last)
@@ -451,15 +523,17 @@ class ProtocolEngine(wiring.Component):
                                 with m.Elif(last):
                                     refuse(m, Status.BAD_LENGTH, 1)
             with m.State("WRITE_CHECK"):
-                # The element is complete: is it in range, then write it.
-                ok = (addr < depth[region[:3]]) & value_ok & (
-                    (region != Region.CONFIG.value) | config_ok)
-                with m.If(~ok):
+                # The element is complete: is it in range (into a register), then write it.
+                m.d.sync += write_ok.eq(in_range & value_ok
+                                        & ((region != Region.CONFIG.value) | config_ok))
+                m.next = "WRITE_ELEMENT"
+            with m.State("WRITE_ELEMENT"):
+                with m.If(~write_ok):
                     refuse(m, Status.OUT_OF_RANGE, last_taken)
                 with m.Else():
                     m.d.comb += engine.write.valid.eq(1)
                     with m.If(engine.write.ready):
-                        m.d.sync += addr.eq(addr + 1)
+                        m.d.sync += next_addr
                         with m.If(region == Region.NOISE.value):
                             m.d.sync += noise_dirty.eq(1)
                         with m.If(last_taken):
@@ -472,7 +546,7 @@ class ProtocolEngine(wiring.Component):
                 with m.If(value_n == ib):
                     m.d.comb += engine.write.valid.eq(1)    # INPUT[addr]
                     with m.If(engine.write.ready):
-                        m.d.sync += [addr.eq(addr + 1), value_n.eq(0)]
+                        m.d.sync += [next_addr, value_n.eq(0)]
                 with m.Elif(inputs_in & (in_bit == 0)):     # the input is in, its last byte taken
                     with m.If(last_taken):
                         m.next = "RUN_CHECK"
@@ -507,18 +581,20 @@ class ProtocolEngine(wiring.Component):
                     start_fit(m)
             with m.State("FIT"):
                 # One group of layer fit_layer + 1 per cycle: its N_(l-1) weight words and one
-                # parameter entry (memory_map.network_words without a multiplier).
+                # parameter entry (memory_map.network_words without a multiplier). A size never
+                # written (0) is noted and refused at START: the walk still ends (a layer of
+                # size 0 takes a cycle), and no answer leaves from here.
                 with m.If((fit_in == 0) | (fit_out == 0)):
-                    refuse(m, Status.BAD_CONFIG, 1)     # a size of the network never written
-                with m.Else():
-                    m.d.sync += [fit_words.eq(fit_words + fit_in),
-                                 fit_entries.eq(fit_entries + 1), fit_group.eq(fit_group + 1)]
-                    with m.If(((fit_group + 1) << c.lane_bits) >= fit_out):
-                        m.d.sync += [fit_layer.eq(fit_layer + 1), fit_group.eq(0)]
-                        with m.If(fit_layer + 1 == network.layers):
-                            m.next = "START"
+                    m.d.sync += fit_unset.eq(1)
+                m.d.sync += [fit_words.eq(fit_words + fit_in),
+                             fit_entries.eq(fit_entries + 1), fit_group.eq(fit_group + 1)]
+                with m.If(((fit_group + 1) << c.lane_bits) >= fit_out):
+                    m.d.sync += [fit_layer.eq(fit_layer + 1), fit_group.eq(0)]
+                    with m.If(fit_layer + 1 == network.layers):
+                        m.next = "START"
             with m.State("START"):
-                with m.If((fit_words > c.weight_depth) | (fit_entries > c.param_depth)):
+                with m.If(fit_unset | (fit_words > c.weight_depth)
+                          | (fit_entries > c.param_depth)):
                     refuse(m, Status.BAD_CONFIG, 1)
                 with m.Else():
                     m.d.comb += [engine.start.valid.eq(1),
@@ -540,15 +616,20 @@ class ProtocolEngine(wiring.Component):
                         m.d.sync += result_count.eq(result_count + 1)
                         with m.If(engine.result.payload.last):
                             m.d.sync += [jobs.eq(jobs + 1),
-                                         run_response.cycles.eq(engine.cycles + 1),
+                                         run_response.cycles.eq(engine.cycles),
                                          read_offset.eq(0), pack_bit.eq(0)]
                             # A JOB's answer ends with its packed counts (pack_last), before
                             # this length.
                             respond(m, Status.OK, Mux(opcode == Opcode.JOB, self.max_payload,
                                                       nbytes(RUN_RESPONSE)))
             with m.State("READ_CHECK"):
+                # The check into a register (its adder and comparisons are long), then the answer.
                 fits = header_bytes + count_bytes * read_count <= self.max_payload
-                with m.If((read_count == 0) | ~fits | (read_offset + read_count > result_count)):
+                m.d.sync += read_bad.eq((read_count == 0) | ~fits
+                                        | (read_offset + read_count > result_count))
+                m.next = "READ_ANSWER"
+            with m.State("READ_ANSWER"):
+                with m.If(read_bad):
                     refuse(m, Status.OUT_OF_RANGE, 1)
                 with m.Else():
                     respond(m, Status.OK, count_bytes * read_count)
@@ -557,12 +638,18 @@ class ProtocolEngine(wiring.Component):
                 with m.If(dec.o.valid & last):
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.next = "SEND"     # one cycle for the result memory's read
+                # One cycle for the result memory's read, and the byte's choice.
+                m.d.sync += [rsp_reg.eq(rsp_byte), from_pack.eq(0),
+                             from_memory.eq((opcode == Opcode.READ) & (status == Status.OK)
+                                            & (k >= header_bytes))]
+                with m.If(k >= header_bytes):
+                    m.d.sync += carry.eq(carry & cycles_byte.all())
+                m.next = "SEND"
             with m.State("PACK"):
                 # The next byte of a JOB's counts, a bit a cycle, zeros after the last count.
                 pulled = res_index == result_count
                 with m.If(pack_shift[0]):
-                    m.d.sync += pack_last.eq(pulled)
+                    m.d.sync += [pack_last.eq(pulled), from_pack.eq(1)]
                     m.next = "SEND"
                 with m.Elif(~pack_stale):
                     m.d.sync += pack_shift.eq(Cat(pack_shift[1:],
@@ -573,13 +660,17 @@ class ProtocolEngine(wiring.Component):
                             m.d.sync += [pack_bit.eq(0), res_index.eq(res_index + 1),
                                          pack_stale.eq(1)]
             with m.State("SEND"):
-                final = (k == body_len + 1) | pack_last
-                m.d.comb += [enc.i.valid.eq(1), enc.i.payload.data.eq(rsp_byte),
+                final = (left == 0) | pack_last
+                send_byte = Mux(from_memory, _at(_bytes(res_r.data), k, header_bytes),
+                                Mux(from_pack, pack_shift[1:], rsp_reg))
+                m.d.comb += [enc.i.valid.eq(1), enc.i.payload.data.eq(send_byte),
                              enc.i.payload.last.eq(final)]
                 with m.If(enc.i.ready):
-                    m.d.sync += [k.eq(k + 1), pack_shift.eq(pack_shift.init)]
+                    m.d.sync += [k.eq(k + 1), left.eq(left - 1), pack_shift.eq(pack_shift.init)]
+                    cb = (count_bytes - 1).bit_length()     # the last byte of a count:
+                    count_end = (count_bytes - 1 + header_bytes) % count_bytes
                     with m.If((opcode == Opcode.READ) & (k >= header_bytes)
-                              & (body_index % count_bytes == count_bytes - 1)):
+                              & ((k[:cb] == count_end) if cb else Const(1))):
                         m.d.sync += res_index.eq(res_index + 1)
                     with m.If(final):
                         m.d.sync += pack_last.eq(0)
