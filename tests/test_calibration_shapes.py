@@ -61,6 +61,43 @@ def test_nonparametric_fit_rises_and_reports_its_curve(devices):
     assert np.all(lo < fit.probability(curve.current)) and np.all(fit.probability(curve.current) < hi)
 
 
+def _skewed(current):
+    """A smooth monotone curve that is none of the models (a skew-normal threshold distribution)."""
+    return stats.skewnorm.cdf((np.asarray(current) - 1.1) / 0.1, 4)
+
+
+def _skewed_curve(seed, trials=4000):
+    """16 currents from the skewed curve's 0.5% to its 99.5% point, ``trials`` pulses each."""
+    ends = 1.1 + 0.1 * stats.skewnorm.ppf([0.005, 0.995], 4)
+    current = np.round(np.linspace(*ends, 16), 4)
+    switched = np.random.default_rng(seed).binomial(trials, _skewed(current))
+    return cal.Curve.from_counts(current, np.full(16, trials), switched)
+
+
+def test_nonparametric_fit_recovers_a_smooth_curve_it_was_not_built_for():
+    """Within 2 binomial sds at P = 1/2 of one current's count (0.0158 for 4000 trials) over the
+    whole measured range; measured over 200 seeds the largest distance has median 0.0078 and its
+    99% point at 0.0145."""
+    trials = 4000
+    curve = _skewed_curve(seed=7, trials=trials)
+    fit = cal.fit_nonparametric(curve)
+    grid = np.linspace(curve.current.min(), curve.current.max(), 201)
+    assert np.max(np.abs(fit.probability(grid) - _skewed(grid))) <= 2 * math.sqrt(0.25 / trials)
+    assert np.all(np.diff(fit.probability(grid)) > 0)
+
+
+def test_nonparametric_band_covers_the_true_curve():
+    """The pointwise 95% band holds the true curve at the measured currents about 95% of the time
+    (measured: 93% over 200 data sets, the fit's small bias included)."""
+    covered = []
+    for seed in range(40):
+        curve = _skewed_curve(seed)
+        lo, hi = cal.fit_nonparametric(curve).band(curve.current)
+        truth = _skewed(curve.current)
+        covered.append(np.mean((lo <= truth) & (truth <= hi)))
+    assert 0.88 <= np.mean(covered) <= 0.99
+
+
 def _write(path, currents, probabilities, trials=1000):
     rng = np.random.default_rng(0)
     lines = ["current,trials,switched"] + [f"{c},{trials},{rng.binomial(trials, p)}"
