@@ -4,8 +4,12 @@ Vectorised over a batch of jobs and over samples. The noise schedule is the engi
 takes one code per group it evaluates, in the order sample, layer, group (``docs/engine.md``), from
 its noise block seeded with ``seed_state(seed, p)``, every block with the model's noise table.
 Lanes beyond a layer's last neuron still take their code.
+
+For speed the model holds a layer's neurons in lane order and its values by feature (:class:`_Network`),
+so that each lane's codes, stepped by cycle for all jobs at once, are read in place.
 """
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,20 +23,12 @@ from . import golden
 __all__ = ["run_jobs", "run_network"]
 
 
-def _exact_weights(w, x_bound):
-    """``w.T`` in a type in which ``x @ w.T`` is exact for integer ``|x| <= x_bound``: float32 while
-    every partial sum stays below 2^24 (integers are exact there, and BLAS is fast), float64 below
-    2^53, Python integers beyond."""
-    w = np.asarray(w)
+def _exact_dtype(w, x_bound):
+    """A type in which ``x @ w.T`` is exact for integer ``|x| <= x_bound``: float32 while every
+    partial sum stays below 2^24 (integers are exact there, and BLAS is fast), float64 below 2^53,
+    Python integers beyond."""
     bound = x_bound * int(np.abs(w).sum(axis=1).max(initial=0))
-    dtype = np.float32 if bound < 2 ** 24 else np.float64 if bound < 2 ** 53 else object
-    return w.T.astype(dtype)
-
-
-def _dot(x, wt):
-    """Integer ``x @ w.T`` with ``wt`` from :func:`_exact_weights`: int64, or Python integers."""
-    product = x.astype(wt.dtype) @ wt
-    return product if wt.dtype == object else product.astype(np.int64)
+    return np.float32 if bound < 2 ** 24 else np.float64 if bound < 2 ** 53 else object
 
 
 def run_jobs(model, inputs, seeds, samples, lanes):
@@ -57,41 +53,154 @@ def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples,
         raise ValueError(f"inputs must have shape (jobs, {sizes[0]}) with one seed per job")
     if not 1 <= samples < 1 << 16:
         raise ValueError(f"samples must be 1..65535, not {samples}")
-    x_bounds = [int(np.abs(inputs).max(initial=0))] + [1] * (len(sizes) - 2)   # later: spins
-    weights = [_exact_weights(w, x) for w, x in zip(weights, x_bounds, strict=True)]
-    network = (sizes, weights, bias, theta, sigma, fmt, table)
-    # Batches of jobs: wide numpy operations whose temporaries stay in the cache; in threads, as
-    # numpy releases the GIL in its loops, each with one BLAS thread (more only contend).
-    # Equal batches of at most _BATCH jobs, as many as a multiple of the threads.
+    x_bound = int(np.abs(inputs).max(initial=0))
+    network = _Network(sizes, weights, bias, theta, sigma, fmt, table, lanes, x_bound)
+    # Batches of jobs, in threads, as numpy releases the GIL in its loops, each with one BLAS thread
+    # (more only contend): equal batches of at most _BATCH jobs, as many as a multiple of the
+    # threads. Within a batch, _COLUMNS samples x jobs at a time go through the layers, so that
+    # their values stay in the cache.
     workers = os.cpu_count() or 1
     batches = workers * max(1, -(-jobs // (workers * _BATCH)))
     size = max(1, -(-jobs // batches))
     with threadpool_limits(1, "blas"), ThreadPoolExecutor(workers) as pool:
-        counts = pool.map(lambda at: _run_batch(network, inputs[at:at + size],
-                                                seeds[at:at + size], samples, lanes),
+        counts = pool.map(lambda at: network.run(inputs[at:at + size], seeds[at:at + size],
+                                                 samples),
                           range(0, jobs, size))
         return np.concatenate([np.zeros((0, sizes[-1]), dtype=np.int64), *counts])
 
 
 _BATCH = 256
+_COLUMNS = 1024
+_REPEATS = 8        # layer 1's limits repeated over up to this many samples: long inner loops
 
 
-def _run_batch(network, inputs, seeds, samples, lanes):
-    sizes, weights, bias, theta, sigma, fmt, table = network
-    jobs = len(inputs)
-    layers = len(sizes) - 1
-    per_sample = [groups(n, lanes) for n in sizes[1:]]
-    offsets = np.cumsum([0] + per_sample) * lanes
-    codes = golden.job_noise_codes(seeds, lanes, samples * sum(per_sample), table=table)
-    # A sample's codes are its groups' in order, each group's lanes in order: neuron j of layer l
-    # takes code offsets[l] + j of the sample.
-    codes = codes.reshape(jobs, samples, offsets[-1])
-    a = _dot(inputs, weights[0]) + bias[0]                              # layer 1, once
-    x = None
-    for l in range(layers):
-        if l:
-            a = _dot(x.reshape(-1, sizes[l]), weights[l]).reshape(jobs, samples, -1) + bias[l]
-        noise = codes[:, :, offsets[l]:offsets[l] + sizes[l + 1]]          # (jobs, S, N_l)
-        x = golden.spins(a if l else a[:, None, :], theta[l], sigma[l], noise, fmt)
-    return x.sum(axis=1, dtype=np.int64)
+class _Network:
+    """The network rearranged for the model (all for speed: the counts are the design's).
 
+    * Neurons in lane order: layer ``l``'s neuron ``j = g P + p`` (lane ``p``, group ``g``) is row
+      ``p G_l + g``, and the rows are padded to ``P G_l`` with neurons of zero weights (the lanes
+      past the last neuron, which take their codes as the design's do); the next layer's weight
+      columns follow, zero for the padding. Then the codes of lane ``p`` for layer ``l`` are one
+      slab of its codes.
+    * Values by feature: a layer's spins are ``(P G_l, samples, jobs)`` (a matrix product per layer
+      for all of them), and lane ``p``'s codes ``(T, samples, jobs)``, ``T = sum_l G_l`` codes a
+      sample, as :func:`~spinemu.sim.golden.period_codes` gives them.
+    """
+
+    def __init__(self, sizes, weights, bias, theta, sigma, fmt, table, lanes, x_bound):
+        self.sizes, self.fmt, self.table, self.lanes = sizes, fmt, table, lanes
+        self.groups = [groups(n, lanes) for n in sizes[1:]]
+        self.offsets = np.cumsum([0] + self.groups)
+        self.layers = []
+        order = np.arange(sizes[0])                       # the inputs keep their order
+        for l, (n, g) in enumerate(zip(sizes[1:], self.groups, strict=True)):
+            rows = (np.arange(lanes)[:, None] + lanes * np.arange(g)).reshape(-1)  # j of row p G + g
+            real = rows < n
+            # a zero column for the padded rows of the layer before
+            w = np.c_[np.asarray(weights[l], dtype=np.int64), np.zeros(n, dtype=np.int64)]
+            w = np.where(real[:, None], w[np.minimum(rows, n - 1)][:, order], 0)
+            b, t, s = (self._padded(v, n, rows, real) for v in (bias[l], theta[l], sigma[l]))
+            dtype = _exact_dtype(w, x_bound if l == 0 else 1)    # later layers take spins
+            self.layers.append(_Layer(w.astype(dtype), b, t, s, rows, real, fmt, lanes))
+            order = np.minimum(rows, n)          # padded rows: past every real neuron
+
+    @staticmethod
+    def _padded(values, n, rows, real):
+        out = np.zeros(len(rows), dtype=np.int64)
+        out[real] = np.broadcast_to(np.asarray(values, dtype=np.int64), (n,))[rows[real]]
+        return out
+
+    def run(self, inputs, seeds, samples):
+        """The counts ``(jobs, N_L)`` of a batch."""
+        jobs, lanes, offsets, space = len(inputs), self.lanes, self.offsets, _Space()
+        codes = space.get("codes", (lanes, offsets[-1], samples, jobs), np.int16)
+        words = space.get("words", (offsets[-1] * samples, jobs), np.uint32)
+        for p in range(lanes):
+            golden.period_codes(seeds, p, offsets[-1], samples, table=self.table, out=codes[p],
+                                words=words)
+        first, last = self.layers[0], self.layers[-1]
+        limit = first.code_limit(inputs)
+        counts = np.zeros((len(last.rows), jobs), dtype=np.int64)
+        step = 1 << (max(1, _COLUMNS // jobs).bit_length() - 1)        # samples at a time
+        for s in range(0, samples, step):
+            noise = codes[:, :, s:s + step]
+            x = limit
+            for l, layer in enumerate(self.layers):
+                after = self.layers[l + 1].w.dtype if l + 1 < len(self.layers) else np.uint8
+                x = layer.spins(x, noise[:, offsets[l]:offsets[l + 1]], after, space, l)
+            counts += x.sum(axis=1, dtype=np.int64)
+        out = np.empty((jobs, self.sizes[-1]), dtype=np.int64)
+        out[:, last.rows[last.real]] = counts[last.real].T
+        return out
+
+
+class _Space:
+    """A batch's arrays, kept for its next samples (fresh memory costs page faults)."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def get(self, name, shape, dtype):
+        size = math.prod(shape)
+        a = self.arrays.get(name)
+        if a is None or a.dtype != dtype or a.size < size:
+            a = self.arrays[name] = np.empty(size, dtype=dtype)
+        return a[:size].reshape(shape)
+
+
+class _Layer:
+    """One layer of a :class:`_Network`: weights ``w`` (rows in lane order, in an exact type) and
+    the rows' parameters."""
+
+    def __init__(self, w, bias, theta, sigma, rows, real, fmt, lanes):
+        self.w, self.bias, self.sigma, self.rows, self.real = w, bias, sigma, rows, real
+        self.frac = frac = fmt.value.frac
+        self.threshold = threshold = theta << (frac - fmt.theta_frac)
+        # With a = w x (no bias) the spin is a 2^F + bias 2^F + sigma code > threshold, that is
+        # a > floor((level - sigma code) / 2^F) with level = threshold - bias 2^F (a is an integer):
+        # no division, in int32 when the values fit (a from float32 is below 2^24), else int64
+        # (which the design's formats always fit).
+        self.level = threshold - (bias << frac)
+        fits = (w.dtype == np.float32 and np.abs(self.level).max(initial=0)
+                + np.abs(sigma).max(initial=0) * golden._CODE_BOUND < 2 ** 31)
+        self.int = np.int32 if fits else np.int64
+        column = (lanes, -1, 1, 1)                       # (P, G, samples, jobs)
+        self.sigma_column, self.level_column = (v.astype(self.int).reshape(column)
+                                                for v in (sigma, self.level))
+
+    def code_limit(self, inputs):
+        """Layer 1's pre-activations are shared by all samples: a spin is ``code > limit``, with
+        ``limit`` of shape ``(P G, jobs)``."""
+        a = np.asarray(_dot(inputs, self.w.T) + self.bias, dtype=np.int64)
+        return golden._code_limit(self.threshold - (a << self.frac), self.sigma).T
+
+    def spins(self, x, noise, dtype, space, l):
+        """The spins ``(P G, samples, jobs)`` in ``dtype`` for layer 1's :meth:`code_limit` or the
+        spins ``x`` of the layer before; ``noise`` is ``(P, G, samples, jobs)``."""
+        lanes, g, samples, jobs = noise.shape
+        into = dtype if dtype in (np.float32, np.float64) else np.uint8
+        out = space.get(f"spins{l}", noise.shape, into)
+        if l == 0:
+            reps = math.gcd(samples, _REPEATS)       # the limits repeated: long inner loops
+            limit = np.tile(x.reshape(lanes, g, 1, jobs), reps)
+            np.greater(noise.reshape(lanes, g, -1, reps * jobs), limit,
+                       out=out.reshape(lanes, g, -1, reps * jobs))
+        else:
+            a = space.get(f"a{l}", (len(self.w), samples * jobs), self.w.dtype)
+            np.matmul(self.w, x.reshape(len(x), -1), out=a)
+            a = a.reshape(noise.shape)
+            left, right = (space.get(name, noise.shape, self.int) for name in "lr")
+            np.copyto(left, a, casting="unsafe")         # exact integers
+            np.multiply(noise, self.sigma_column, out=right)
+            np.subtract(self.level_column, right, out=right)
+            right >>= self.frac
+            np.greater(left, right, out=out)
+        out = out.reshape(lanes * g, samples, jobs)
+        return out if into == dtype else out.astype(dtype)
+
+
+def _dot(x, wt):
+    """Integer ``x @ w.T`` with ``wt`` in an exact type (:func:`_exact_dtype`): int64, or Python
+    integers."""
+    product = x.astype(wt.dtype) @ wt
+    return product if wt.dtype == object else product.astype(np.int64)

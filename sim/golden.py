@@ -3,9 +3,10 @@
 An LFSR is sequential, so to vectorise it in time the model cuts a run of ``cycles`` into segments,
 computes each segment's starting state with a jump-ahead (the LFSR transition is linear over GF(2), so
 ``T^L`` is a 64x64 bit matrix, applied with a table look-up per byte), and steps all segments at once
-with word operations. A noise block's 64-bit LFSR, which emits 32 bits a cycle, is stepped as a
-recurrence on 32-bit words, and its words become codes in cache-sized blocks with a few table
-look-ups (``docs/noise.md`` has the word's fields).
+with word operations. A noise block's 64-bit LFSR, which emits 32 bits a cycle, needs no shifts at
+all: its first 64 words come from the state's bytes by table, and each later word is the XOR of
+four earlier ones (:func:`_words`). The words are stepped with their fields rearranged so that one
+shift and one table look-up give a word's code (``docs/noise.md`` has the word's fields).
 """
 
 import functools
@@ -19,8 +20,8 @@ from spinemu.hdl.lfsr import check_lfsr, lfsr_step
 from spinemu.hdl.polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_TAPS
 from spinemu.hdl.seeding import seed_state
 
-__all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "words_to_codes", "neuron", "spins",
-           "switch_probability"]
+__all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "period_codes", "words_to_codes",
+           "neuron", "spins", "switch_probability"]
 
 _WIDE = 1 << 15  # elements per numpy operation worth aiming for: fewer, longer operations (and
                  # less time holding the GIL per element, when threads share the work)
@@ -82,12 +83,12 @@ def _jump(width, taps, step, cycles):
     return _Linear.lfsr(width, taps, step).power(cycles)
 
 
-def _segments(count, cycles):
+def _segments(count, cycles, shortest=32):
     """How ``count`` runs of ``cycles`` cycles are cut into segments, stepped at once: ``(length,
     segments)`` per run, so that all segments together fill wide numpy operations; the length is a
-    power of two, which keeps the jump tables few and cached."""
+    power of two of at least ``shortest``, which keeps the jump tables few and cached."""
     wanted = max(1, -(-_WIDE // count))
-    length = 1 << max(5, (max(1, cycles // wanted)).bit_length() - 1)
+    length = max(shortest, 1 << max(0, (max(1, cycles // wanted)).bit_length() - 1))
     return length, max(1, -(-cycles // length))
 
 
@@ -134,33 +135,84 @@ def lfsr_outputs(state, cycles, *, width, taps, step):
     return out[0] if np.ndim(state) == 0 else out
 
 
-def _noise_words(states, length, segments, taps):
-    """:func:`lfsr_outputs` of a noise block's LFSR (64 bits, 32 per cycle), faster: its state is
-    two output words, ``(w[t], w[t+1])``, so ``w[t+2]`` is the XOR over the taps ``e`` of the 32
-    bits at ``e`` of that pair, and the model steps uint32 words with no state to shift. Returns
-    the words by cycle, shape ``(length, len(states) * segments)`` (see :func:`_runs`)."""
-    assert NOISE_DEGREE == 2 * hw.WORD_BITS == 64 and max(taps) <= hw.WORD_BITS
-    starts = _starts(states, length, segments, width=NOISE_DEGREE, taps=taps, step=hw.WORD_BITS)
-    w = np.empty((length + 2, len(starts)), dtype=np.uint32)
-    w[0], w[1] = starts & np.uint64(0xFFFF_FFFF), starts >> np.uint64(hw.WORD_BITS)
-    part = np.empty_like(w[0])
-    for t in range(length):
-        low, high, new = w[t], w[t + 1], w[t + 2]
-        new[:] = 0
-        for e in taps:
-            if e in (0, hw.WORD_BITS):
-                new ^= high if e else low
-            else:
-                np.right_shift(low, np.uint32(e), out=part)
-                new ^= part
-                np.left_shift(high, np.uint32(hw.WORD_BITS - e), out=part)
-                new ^= part
-    return w[:length]
-
-
+# A noise block's word, low bits first: bin i (7 bits), threshold v (18), offset (3), sign (1), 3
+# unused bits. The model steps words with the fields rearranged (a fixed permutation of the bits
+# commutes with XOR): the unused bits, v's low _LOW bits, then i, v's top _TOP bits, the offset and
+# the sign, so that a shift gives a table index, and the table decides the alias draw of every word
+# but those whose top bits of v equal those of the entry's threshold (1 in 2^_TOP).
+_TOP = 7
+_LOW = nt.THRESHOLD_BITS - _TOP
 _OFFSET_AT = nt.BIN_BITS + nt.THRESHOLD_BITS     # a word: bin, threshold, offset, sign
 _SIGN_AT = _OFFSET_AT + nt.OFFSET_BITS
 _SIGNED_BIN_BITS = nt.BIN_BITS + 1
+_UNUSED = hw.WORD_BITS - _SIGN_AT - 1
+_FIELDS = (  # (position in the word, width, position in the rearranged word)
+    (_SIGN_AT + 1, _UNUSED, 0),
+    (nt.BIN_BITS, _LOW, _UNUSED),
+    (0, nt.BIN_BITS, _UNUSED + _LOW),
+    (nt.BIN_BITS + _LOW, _TOP + nt.OFFSET_BITS + 1, _UNUSED + _LOW + nt.BIN_BITS),
+)
+_INDEX_AT = _UNUSED + _LOW      # the rearranged word's index: i, v's top bits, offset, sign
+assert _INDEX_AT + nt.BIN_BITS + _TOP + nt.OFFSET_BITS + 1 == hw.WORD_BITS
+_HEAD = NOISE_DEGREE            # the words from a state by table; the rest by the recurrence
+_MAX_LAG_LOG = 5                # the recurrence's longest lag: 64 * 2^5 words
+
+
+def _permute(words, inverse=False):
+    """Words (uint32 or uint64) with their fields rearranged as the model steps them, or back."""
+    words = np.asarray(words)
+    kind = words.dtype.type
+    out = np.zeros_like(words)
+    for at, width, to in _FIELDS:
+        if inverse:
+            at, to = to, at
+        out |= ((words >> kind(at)) & kind((1 << width) - 1)) << kind(to)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _head_tables(taps):
+    """The first 64 rearranged words from a state are the XOR over its bytes ``b`` of ``tables[b,
+    byte]``: shape ``(8, 256, 64)``, uint32."""
+    basis = [1 << bit for bit in range(NOISE_DEGREE)]
+    words = lfsr_outputs(basis, _HEAD, width=NOISE_DEGREE, taps=taps, step=hw.WORD_BITS)
+    columns = _permute(words.astype(np.uint32))                       # (bit, word)
+    tables = np.zeros((NOISE_DEGREE // 8, 256, _HEAD), dtype=np.uint32)
+    for bit in range(8):    # values with top bit `bit`: those below it, plus its column
+        tables[:, 1 << bit:2 << bit] = tables[:, :1 << bit] ^ columns[bit::8, None]
+    return tables
+
+
+def _words(starts, length, taps, out=None):
+    """The rearranged words of a noise block's LFSR for ``length`` cycles from each of ``starts``
+    (states), by cycle: shape ``(length, len(starts))``, uint32, into ``out`` if given.
+
+    The LFSR emits the bits of a sequence ``b[n + 64] = XOR_e b[n + e]`` over its taps ``e``, 32 a
+    cycle, so the bits also follow the multiple ``p(x)^(32 M) = p(x^(32 M))`` of its polynomial
+    ``p(x) = x^64 + sum_e x^e`` (over GF(2), ``M`` a power of two), and the words ``w[t + 64 M] =
+    XOR_e w[t + e M]``. Once the first 64 words are known (from the state's bytes,
+    :func:`_head_tables`), each next ``32 M`` words are three XORs of words already computed, for
+    all runs at once, and ``M`` doubles as the run grows.
+    """
+    assert NOISE_DEGREE == 2 * hw.WORD_BITS and max(taps) <= hw.WORD_BITS and len(taps) > 1
+    starts = np.asarray(starts, dtype=np.uint64)
+    w = np.empty((length, len(starts)), dtype=np.uint32) if out is None else out
+    tables = _head_tables(tuple(taps))
+    state_bytes = starts.astype("<u8").view(np.uint8).reshape(-1, len(tables))
+    head = np.bitwise_xor.reduce(tables[np.arange(len(tables)), state_bytes], axis=1)
+    w[:_HEAD] = head.T[:length]
+    t = _HEAD
+    first, second, *rest = taps
+    while t < length:
+        m = 1 << min((t // _HEAD).bit_length() - 1, _MAX_LAG_LOG)   # 64 m <= t: words known
+        n = min((_HEAD - max(taps)) * m, length - t)                 # they reach t - 1 at most
+        at = t - _HEAD * m
+        block = w[t:t + n]
+        np.bitwise_xor(w[at + first * m:][:n], w[at + second * m:][:n], out=block)
+        for e in rest:
+            block ^= w[at + e * m:][:n]
+        t += n
+    return w
 
 
 @functools.cache
@@ -176,6 +228,22 @@ def _code_tables(table):
     magnitude = 2 * ((bin_ << nt.OFFSET_BITS) + offset) + 1
     codes = np.where(index >> nt.BIN_BITS & 1, -magnitude, magnitude)
     return key, np.array(table.alias, dtype=np.uint32), codes.astype(np.int16)
+
+
+@functools.cache
+def _index_codes(table):
+    """The code of each index ``i | v_top << 7 | offset << 14 | sign << 17`` of a rearranged word
+    (:data:`_FIELDS`), or 0 (no code is even) where ``v_top`` equals the top bits of ``q[j]`` and
+    the low bits decide."""
+    _, alias, codes = _code_tables(table)
+    index = np.arange(1 << (hw.WORD_BITS - _INDEX_AT))
+    j = index & (nt.ENTRIES // 2 - 1) | (index >> (nt.BIN_BITS + _TOP + nt.OFFSET_BITS)) << nt.BIN_BITS
+    top = index >> nt.BIN_BITS & ((1 << _TOP) - 1)
+    q = np.array(table.q)[j]
+    chosen = np.where(top < q >> _LOW, j, alias[j])
+    decided = (top != q >> _LOW) | (q & ((1 << _LOW) - 1) == 0)
+    offset = index >> (nt.BIN_BITS + _TOP) & ((1 << nt.OFFSET_BITS) - 1)
+    return np.where(decided, codes[chosen | offset << _SIGNED_BIN_BITS], 0).astype(np.int16)
 
 
 _CODE_BOUND = (1 << (CODE_WIDTH - 1)) - 1   # the largest |code| of the format
@@ -207,6 +275,30 @@ def _block_codes(words, table):
     return codes.take(chosen)
 
 
+_INDEX_BLOCK = 1 << 16     # rearranged words converted at a time
+
+
+def _permuted_codes(words, table, out):
+    """:func:`words_to_codes` of rearranged words (any strides) into ``out`` (int16, C-contiguous,
+    the same shape): a shift and a table look-up per word, in blocks along the first axis; the few
+    words the table leaves undecided go through :func:`_block_codes` at the end."""
+    codes = _index_codes(table)
+    rows = max(1, _INDEX_BLOCK // max(1, words[0].size))
+    index = np.empty((min(rows, len(words)),) + words.shape[1:], dtype=np.intp)
+    for at in range(0, len(words), rows):
+        block = words[at:at + rows]
+        np.right_shift(block, _INDEX_AT, out=index[:len(block)])
+        codes.take(index[:len(block)], out=out[at:at + rows], mode="wrap")   # all in range
+    undecided = np.unravel_index(np.flatnonzero(out == 0), out.shape)
+    out[undecided] = _block_codes(_permute(words[undecided], inverse=True), table)
+    return out
+
+
+def _check_block(index):
+    if not 0 <= index < MAX_BLOCKS:
+        raise ValueError(f"noise block index must be 0..{MAX_BLOCKS - 1}, not {index}")
+
+
 def noise_codes(seed, blocks, samples, *, first=0, table=None):
     """Codes of noise blocks ``first .. first+blocks-1`` after loading job seed ``seed``.
 
@@ -218,17 +310,37 @@ def noise_codes(seed, blocks, samples, *, first=0, table=None):
 
 def job_noise_codes(seeds, blocks, samples, *, first=0, table=None):
     """:func:`noise_codes` for many job seeds at once: shape ``(len(seeds), samples, blocks)``."""
-    length, segments = _segments(len(seeds), samples)
+    table = nt.gaussian() if table is None else table
+    # segments long next to their first 64 words, which cost the most (see _words)
+    length, segments = _segments(len(seeds), samples, shortest=4 * _HEAD)
     out = np.empty((len(seeds), segments, length, blocks), dtype=np.int16)
     for j in range(blocks):
         index = first + j
-        if not 0 <= index < MAX_BLOCKS:
-            raise ValueError(f"noise block index must be 0..{MAX_BLOCKS - 1}, not {index}")
+        _check_block(index)
         states = [seed_state(int(seed), index) for seed in seeds]
+        starts = _starts(states, length, segments, width=NOISE_DEGREE, taps=NOISE_TAPS[index],
+                         step=hw.WORD_BITS)
+        words = _words(starts, length, NOISE_TAPS[index])
         # codes before the transpose to runs: a quarter of the words' bytes to move
-        words = _noise_words(states, length, segments, NOISE_TAPS[index])
-        out[:, :, :, j] = _runs(words_to_codes(words, table), len(seeds))
+        codes = _permuted_codes(words, table, np.empty(words.shape, dtype=np.int16))
+        out[:, :, :, j] = _runs(codes, len(seeds))
     return out.reshape(len(seeds), -1, blocks)[:, :samples]
+
+
+def period_codes(seeds, index, period, periods, *, table=None, out=None, words=None):
+    """The codes of noise block ``index`` for ``period * periods`` cycles after loading each job
+    seed, cycle ``n * period + t`` at ``[t, n, job]``: shape ``(period, periods, len(seeds))``,
+    into ``out`` if given (int16, C-contiguous). (A lane of the layer engine takes ``period``
+    codes a sample.) ``words``: a uint32 array ``(period * periods, len(seeds))`` to step the LFSR
+    in, or None."""
+    table = nt.gaussian() if table is None else table
+    _check_block(index)
+    words = _words([seed_state(int(seed), index) for seed in seeds], period * periods,
+                   NOISE_TAPS[index], words)
+    words = words.reshape(periods, period, len(seeds)).transpose(1, 0, 2)
+    if out is None:
+        out = np.empty(words.shape, dtype=np.int16)
+    return _permuted_codes(words, table, out)
 
 
 def neuron(a, theta, sigma, codes, fmt):
@@ -276,7 +388,7 @@ def _code_limit(deficit, sigma):
     positive = sigma > 0
     # Float division is exact enough here: |deficit| < 2^53 and the quotient's distance to the next
     # integer (>= 1/sigma) is far above float64's relative precision for |deficit * sigma| < 2^53.
-    if np.abs(deficit).max(initial=0) * max(int(sigma.max(initial=1)), 1) < 2 ** 52:
+    if int(np.abs(deficit).max(initial=0)) * max(int(sigma.max(initial=1)), 1) < 2 ** 52:
         limit = np.floor(deficit / np.where(positive, sigma, 1))
     else:
         limit = np.floor_divide(deficit, np.where(positive, sigma, 1))
