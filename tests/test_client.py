@@ -9,6 +9,7 @@ result."""
 
 import dataclasses
 import random
+import re
 import select
 import socket
 import threading
@@ -314,10 +315,10 @@ def test_identify_body_errors():
     assert DesignInfo.from_body(body).config == CONFIG
     with pytest.raises(ProtocolError, match="bytes, not"):
         DesignInfo.from_body(body[:-1])
-    with pytest.raises(ProtocolError, match="format version 9; this client speaks version 4"):
+    with pytest.raises(ProtocolError, match="format version 9; this client speaks version 5"):
         DesignInfo.from_body(bytes([9]) + body[1:])
     # The version is judged before the length: a version-3 body is shorter (no window).
-    with pytest.raises(ProtocolError, match="format version 3; this client speaks version 4"):
+    with pytest.raises(ProtocolError, match="format version 3; this client speaks version 5"):
         DesignInfo.from_body(bytes([3]) + body[1:-6])
     fields = unpack(IDENTIFY_RESPONSE, body)
     fields["lanes"] = 3                              # 3 lanes: not a power of two
@@ -338,7 +339,7 @@ def test_jobs_equal_the_golden_model(server):
         status = dev.status()
     np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
     assert result.counts.dtype == np.int64 and result.counts.shape == (12, 4)
-    assert (result.cycles == job_cycles(MODEL.sizes, CONFIG.lanes, SAMPLES)).all()
+    assert (result.cycles == job_cycles(MODEL.sizes, CONFIG, SAMPLES)).all()
     assert result.link.requests == 12 and result.link.resends == 0      # one JOB per job
     assert status.jobs >= 12 and status.crc_errors == status.overflows == 0
 
@@ -357,7 +358,7 @@ def test_iter_run_yields_each_job_in_order_as_it_comes():
     assert 1 < first < 60
     np.testing.assert_array_equal(np.array([c for _, c, _ in results]),
                                   run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
-    assert {c for _, _, c in results} == {job_cycles(MODEL.sizes, CONFIG.lanes, SAMPLES)}
+    assert {c for _, _, c in results} == {job_cycles(MODEL.sizes, CONFIG, SAMPLES)}
     # Stopped early, the rest is left to the design; the next request starts with ABORT.
     jobs = dev.iter_run(x, seeds, SAMPLES)
     assert next(jobs)[0] == 0
@@ -585,7 +586,7 @@ def pack_config_layers(layers):
 
 class _OtherVersion:
     """A design of format ``version``: 3 does not know ABORT (BAD_OPCODE) and answers IDENTIFY
-    without ``window``; a later one refuses this client's ABORT (BAD_VERSION, its version)."""
+    without ``window``; 4 and later refuse this client's ABORT (BAD_VERSION, their version)."""
 
     def __init__(self, version):
         self.version = version
@@ -593,19 +594,19 @@ class _OtherVersion:
     def feed(self, data):
         seq, opcode = decode_frame(data[:-1], MAX_PAYLOAD)[:2]
         if opcode == Opcode.ABORT.value:
-            if self.version < FORMAT_VERSION:
+            if self.version < 4:
                 return _answer(seq, Status.BAD_OPCODE)
             return _answer(seq, Status.BAD_VERSION, bytes([self.version]))
         body = identify_body(CONFIG, MAX_PAYLOAD)
         return _answer(seq, Status.OK, bytes([self.version]) + body[1:-6])
 
 
-@pytest.mark.parametrize("version", [3, 5])
+@pytest.mark.parametrize("version", [3, 4, 6])
 def test_a_design_of_another_version_is_refused_with_both_versions(version):
     port = FakePort(_OtherVersion(version), sees_abort=False)
     dev = Client(port, url="fake://old", timeout=0.1)
     with pytest.raises(ProtocolError, match=f"the design at fake://old speaks protocol format "
-                                            f"version {version}; this client speaks version 4"):
+                                            f"version {version}; this client speaks version 5"):
         dev.open()
     assert dev.info is None
 
@@ -653,7 +654,7 @@ def test_random_frame_faults_with_many_jobs_in_flight(seed, wide):
     result = dev.run(x, seeds, samples)
     np.testing.assert_array_equal(result.counts,
                                   run_jobs(model, x, seeds, samples, config.lanes))
-    assert (result.cycles == job_cycles(model.sizes, config.lanes, samples)).all()
+    assert (result.cycles == job_cycles(model.sizes, config, samples)).all()
     s = dev.stats
     assert s.resends > 0 and s.stale > 0 and s.damaged + s.unreadable > 0
     assert wide or result.link.in_flight > 10
@@ -672,14 +673,20 @@ def test_duplicated_frames_are_dropped():
 
 
 def test_delayed_answers_are_waited_for_or_resent(server):
-    # Every fifth chunk of answers comes late (the first: IDENTIFY's), delaying those after it.
-    chunks = {"down": 0}
+    # Every fifth answer comes late (the second: IDENTIFY's), delaying those after it; counted by
+    # frame, not by chunk, so that however the answers are cut into chunks the same ones are late.
+    frames = {"down": 0}
 
     def delay(direction, chunk, now):
         if direction == "up":
             return [(0.0, chunk)]
-        chunks["down"] += 1
-        return [(0.5 if chunks["down"] % 5 == 2 else 0.0, chunk)]
+        pieces = []
+        for piece in re.split(b"(?<=\x00)", chunk):
+            if piece.endswith(b"\x00"):
+                frames["down"] += 1
+            pieces.append((0.5 if frames["down"] % 5 == 2 and piece.endswith(b"\x00") else 0.0,
+                           piece))
+        return [(d, piece) for d, piece in pieces if piece]
 
     proxy = Proxy((server.host, server.port), delay)
     try:
