@@ -46,7 +46,8 @@ class Board:
     (:attr:`pll`), or the oscillator itself where it runs at that frequency. ``baud`` is the
     default UART rate; ``clock_hz`` must be an exact multiple of it (the UART divisor exact, 0%
     error) and the PLL must make ``clock_hz`` exactly. The default engine configuration
-    (:attr:`config`) has ``lanes`` lanes and is sized for ``network``, the layer sizes (N_0, ...,
+    (:attr:`config`) has ``lanes`` lanes that add ``inputs_per_cycle`` spin inputs a cycle each
+    (W, ``docs/engine.md``) and is sized for ``network``, the layer sizes (N_0, ...,
     N_L) of the largest reference network the board holds, with its weight memory rounded up to
     ``weight_quantum`` words (:func:`~spinemu.hdl.memory_map.sized_config`). ``leds`` maps
     ``(resource, number)`` to an entry of :data:`LED_ROLES`.
@@ -56,6 +57,7 @@ class Board:
     platform: type
     family: str
     lanes: int
+    inputs_per_cycle: int
     network: tuple
     weight_quantum: int
     leds: tuple
@@ -78,12 +80,15 @@ class Board:
         """The default :class:`~spinemu.hdl.memory_map.EngineConfig`."""
         return self.configure()
 
-    def configure(self, lanes=None, network=None, noise=None):
-        """The configuration with ``lanes`` lanes sized for ``network`` (defaults: the board's),
-        built with noise table ``noise`` (default: the Gaussian)."""
+    def configure(self, lanes=None, network=None, noise=None, inputs_per_cycle=None):
+        """The configuration with ``lanes`` lanes of ``inputs_per_cycle`` inputs a cycle sized for
+        ``network`` (defaults: the board's), built with noise table ``noise`` (default: the
+        Gaussian)."""
         tables = {} if noise is None else {"noise": noise}
+        w = self.inputs_per_cycle if inputs_per_cycle is None else inputs_per_cycle
         return sized_config(self.network if network is None else tuple(network),
-                            self.lanes if lanes is None else lanes, self.weight_quantum, **tables)
+                            self.lanes if lanes is None else lanes, self.weight_quantum,
+                            inputs_per_cycle=w, **tables)
 
     @property
     def oscillator_hz(self):
@@ -103,21 +108,20 @@ class Board:
 
 
 BOARDS = {
-    # iCE40 UP5K: its 30 EBR hold the per-lane memories of 2 lanes, not 4 (docs/boards.md). Two
-    # lanes of 8-bit weights make 16-bit words: one SPRAM per 16384 words, 4 SPRAMs in all.
-    # 3 Mbaud needs a multiple of 3 MHz; the next above the 12 MHz oscillator that the PLL makes
-    # (18 MHz; its output starts at 16) is above the Fmax, so the oscillator clocks the design at
-    # 4 cycles per bit.
+    # iCE40 UP5K: logic, not memory, limits it (docs/boards.md): 2 lanes no longer fit its 5280
+    # logic cells, 1 lane adding 8 weights a cycle does (64-bit words over the 4 SPRAMs' width,
+    # 11776 of them for the digits network). 3 Mbaud needs a multiple of 3 MHz; the PLL's output
+    # starts at 16, and 18 MHz (6 cycles per bit) leaves the Fmax (about 22 MHz) 15% above it.
     "icebreaker": Board(
         name="icebreaker", platform=ICEBreakerPlatform, family="ice40", lanes=1,
-        network=(128, 192, 128, 64), weight_quantum=SPRAM_DEPTH,
+        inputs_per_cycle=8, network=(128, 256, 192, 64), weight_quantum=SPRAM_DEPTH,
         leds=((("led", 1), "activity"), (("led", 0), "error")),
-        clock_hz=12_000_000, baud=3_000_000,
+        clock_hz=18_000_000, baud=3_000_000,
         description="1BitSquared iCEBreaker, Lattice iCE40 UP5K"),
     # ECP5 85F: DP16KD blocks are 1024 words deep at 18 bits. 36 MHz (the PLL from 25 MHz) gives
     # 12 cycles per bit at 3 Mbaud and leaves the Fmax (45 MHz) more than 15% above it.
     "ulx3s": Board(
-        name="ulx3s", platform=ULX3S_85F_Platform, family="ecp5", lanes=16,
+        name="ulx3s", platform=ULX3S_85F_Platform, family="ecp5", lanes=16, inputs_per_cycle=1,
         network=(128, 256, 256, 64), weight_quantum=1024,
         leds=((("led", 0), "heartbeat"), (("led", 1), "busy"), (("led", 2), "error")),
         clock_hz=36_000_000, baud=3_000_000,

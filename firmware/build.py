@@ -33,8 +33,9 @@ REPORT_FIELDS = (
     "board", "device", "package", "family", "bitstream", "lut", "ff", "bram", "dsp", "spram",
     "carry", "placed", "fmax_mhz", "clock_mhz", "timing_met", "clock_net", "oscillator_mhz", "pll",
     "baud", "uart_divisor",
-    "lanes", "layer_sizes", "config", "max_payload", "build_hash", "updates_per_s",
-    "updates_per_s_at_fmax", "sample_cycles", "samples_per_s", "build_seconds", "tools",
+    "lanes", "inputs_per_cycle", "layer_sizes", "config", "max_payload", "build_hash",
+    "updates_per_s", "updates_per_s_at_fmax", "spin_adds_per_s", "sample_cycles", "samples_per_s",
+    "build_seconds", "tools",
 )
 
 _TOOLS = {"ice40": ("yosys", "nextpnr-ice40", "icepack"),
@@ -101,12 +102,13 @@ def _version(text, pattern):
     return match[0] if match else text.strip()
 
 
-def build_board(name, out_dir, *, lanes=None, network=None, baud=None, seed=1, noise=None,
-                progress=None):
+def build_board(name, out_dir, *, lanes=None, inputs_per_cycle=None, network=None, baud=None,
+                seed=1, noise=None, progress=None):
     """Build the bitstream of board ``name`` into ``out_dir``; return the report (also written as
     ``out_dir/report.json``).
 
-    The engine has ``lanes`` lanes and is sized for the layer sizes ``network`` (defaults: the
+    The engine has ``lanes`` lanes of ``inputs_per_cycle`` spin inputs a cycle and is sized for
+    the layer sizes ``network`` (defaults: the
     board's; see :meth:`~spinemu.firmware.boards.Board.configure`), its noise blocks start with
     table ``noise`` (the Gaussian by default; every model load writes its own); ``baud`` is the
     UART rate (default: the board's :attr:`~spinemu.firmware.boards.Board.baud`) and ``seed``
@@ -122,11 +124,12 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=None, seed=1, n
     try:
         board = find_board(name)
         sizes = board.network if network is None else tuple(network)
-        config = board.configure(lanes, sizes, noise)
+        config = board.configure(lanes, sizes, noise, inputs_per_cycle)
         baud = board.baud if baud is None else baud
         divisor = divisor_for(board.clock_hz, baud)
         if board.family == "ice40":     # the weights must fit the UltraPlus's 4 SPRAMs
-            check_spram(config.lanes * config.weight_bits, config.weight_depth)
+            check_spram(config.lanes * config.inputs_per_cycle * config.weight_bits,
+                        config.weight_depth)
     except (KeyError, ValueError) as error:
         raise ConfigurationError(error.args[0]) from None
     platform = board.platform()
@@ -141,7 +144,8 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=None, seed=1, n
     if progress is not None:
         source = ("the oscillator" if board.pll is None
                   else f"the PLL from {board.oscillator_hz / 1e6:g} MHz")
-        progress(f"building {board.name} ({board.description}): {config.lanes} lanes, network "
+        progress(f"building {board.name} ({board.description}): {config.lanes} lanes x "
+                 f"{config.inputs_per_cycle} inputs a cycle, network "
                  f"{'-'.join(map(str, sizes))}, {board.clock_hz / 1e6:g} MHz from {source}, "
                  f"{baud} baud, into {out}; this takes minutes")
     use_yowasp()
@@ -174,7 +178,7 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=None, seed=1, n
                             key=lambda item: abs(item[1]["constraint"] - clock_hz / 1e6))
     fmax = timing["achieved"]
     pll = board.pll
-    per_sample = job_cycles(sizes, config.lanes, 2) - job_cycles(sizes, config.lanes, 1)
+    per_sample = job_cycles(sizes, config, 2) - job_cycles(sizes, config, 1)
     report = {
         "board": board.name,
         "device": platform.device,
@@ -197,6 +201,7 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=None, seed=1, n
         "baud": baud,
         "uart_divisor": divisor,
         "lanes": config.lanes,
+        "inputs_per_cycle": config.inputs_per_cycle,
         "layer_sizes": list(sizes),
         "config": config.as_dict(),
         "max_payload": MAX_PAYLOAD,
@@ -204,6 +209,8 @@ def build_board(name, out_dir, *, lanes=None, network=None, baud=None, seed=1, n
         # Every lane's noise block and comparator update one neuron per cycle.
         "updates_per_s": config.lanes * clock_hz,
         "updates_per_s_at_fmax": config.lanes * fmax * 1e6,
+        # and the spin layers' adder trees add lanes x W weights
+        "spin_adds_per_s": config.lanes * config.inputs_per_cycle * clock_hz,
         "sample_cycles": per_sample,
         "samples_per_s": clock_hz / per_sample,
         "build_seconds": round(seconds, 1),

@@ -3,21 +3,23 @@
 A job is ``(seed, S)`` on an input vector loaded beforehand. The engine seeds every lane's noise
 block from the job seed (:class:`~spinemu.hdl.seeder.Seeder`), computes layer 1's pre-activations
 once into a cache, then runs S samples: each sample evaluates layer 1 from the cache with fresh
-noise, then layers 2..L by multiply-accumulate over the previous layer's spins, and adds the last
-layer's spins into 16-bit counts, which it streams out at the end. ``docs/engine.md`` gives the
+noise, then layers 2..L by adding the weights of the previous layer's spins that are 1, and adds
+the last layer's spins into 16-bit counts, which it streams out at the end. ``docs/engine.md`` gives the
 memory map (:mod:`spinemu.hdl.memory_map` defines it), the schedule of noise codes and the cycle
 count.
 
 Three stages run at once:
 
-* **A, the feeder**, walks the schedule: per group of ``lanes`` neurons it runs the MAC loop (one
-  weight per lane per cycle, the input broadcast to all lanes) or reads the cache, and offers
-  ``(a, theta, sigma)`` for every lane;
+* **A, the feeder**, walks the schedule: per group of ``lanes`` neurons it runs the read loop
+  (layer 1: one weight per lane per cycle times the input broadcast to all lanes; a spin layer:
+  one word of W = ``inputs_per_cycle`` weights per lane per cycle, summed by each lane's adder
+  tree where the spin is 1, the groups of a spin layer back to back) or reads the cache, and
+  offers ``(a, theta, sigma)`` for every lane;
 * **B, the lanes**: one :class:`~spinemu.hdl.neuron.NoisyNeuron` per lane, fed by a fork;
 * **C, the writer**, joins the lanes' spins, writes them into the spin buffer the next layer reads,
   and counts the last layer's spins.
 
-A waits for C to finish layer ``l`` before it multiplies by layer ``l``'s spins.
+A waits for C to finish layer ``l`` before it reads layer ``l``'s spins.
 
 ``abort`` stops a job at once: everything a job changes (the three stages, the seeder, the lanes'
 noise blocks, the cycle counter) sits behind an :class:`~amaranth.hdl.ResetInserter`, and only the
@@ -28,7 +30,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .memory_map import ADDR_BITS, COUNT_BITS, SAMPLE_BITS, EngineConfig, Region
+from .memory_map import ADDR_BITS, COUNT_BITS, SAMPLE_BITS, EngineConfig, Region, spin_latency
 from .neuron import NoisyNeuron
 from .noise import TABLE_READ
 from .noise_table import ENTRIES, ENTRY_BITS
@@ -92,6 +94,9 @@ class LayerEngine(wiring.Component):
         kept.submodules.job = ResetInserter(self.abort)(m)
         c = self.config
         P, fmt, lb = c.lanes, c.fmt, c.lane_bits
+        W = c.inputs_per_cycle
+        lw = W.bit_length() - 1
+        B = max(P, W)                            # bits of a spin buffer word
         size_bits = len(self.network.sizes[0])
         group_bits = max(1, (c.max_groups - 1).bit_length())
         layer_count_bits = SAMPLE_BITS + c.max_layers.bit_length()
@@ -102,18 +107,18 @@ class LayerEngine(wiring.Component):
         sizes = Array(self.network.sizes[l] for l in range(c.max_layers + 1))
 
         # ---- memories and lanes -----------------------------------------------------------------
-        def add_memory(name, shape, depth):
+        def add_memory(name, shape, depth, granularity=None):
             mem = memory.Memory(shape=shape, depth=depth, init=[])
             kept.submodules[name] = mem
-            return mem.write_port(), mem.read_port()
+            return mem.write_port(granularity=granularity), mem.read_port()
 
         in_w, in_r = add_memory("inputs", c.input_bits, c.max_inputs)
         # All lanes read the same weight address every cycle, so one word holds every lane's
-        # weight; one address serves host writes (idle) and engine reads (running), so the memory
-        # is single-ported and fits iCE40 SPRAM (WeightMemory uses it on an UltraPlus platform).
-        weight_word = data.ArrayLayout(signed(c.weight_bits), P)
-        kept.submodules.weights = weights = WeightMemory(weight_word.size, c.weight_depth)
-        weight_data = data.View(weight_word, weights.read_data)
+        # weights for W inputs (W slots); one address serves host writes (idle, a slot at a time)
+        # and engine reads (running), so the memory is single-ported and fits iCE40 SPRAM
+        # (WeightMemory uses it on an UltraPlus platform).
+        weight_word = data.ArrayLayout(data.ArrayLayout(signed(c.weight_bits), P), W)
+        kept.submodules.weights = weights = WeightMemory(weight_word.size, c.weight_depth, slots=W)
         params, cache, counts, lanes = [], [], [], []
         for p in range(P):
             params.append(add_memory(f"params{p}", c.param_layout, c.param_depth))
@@ -122,8 +127,12 @@ class LayerEngine(wiring.Component):
             m.submodules[f"lane{p}"] = lane = NoisyNeuron(p, fmt, c.noise)
             lanes.append(lane)
         m.d.comb += [lanes[0].table_read.eq(self.table_read), self.table_data.eq(lanes[0].table_data)]
-        # Layer l writes its spins into buffer l % 2; layer l + 1 reads them from there.
-        spins = [add_memory(f"spins{b}", P, c.max_groups) for b in range(2)]
+        # Layer l writes its spins into buffer l % 2; layer l + 1 reads them from there, W at a
+        # time: a buffer word holds B = max(P, W) spins, so both P-aligned writes and W-aligned
+        # reads stay within one word.
+        groups_per_word = B // P
+        spins = [add_memory(f"spins{b}", B, -(-c.max_width // B),
+                            granularity=P if groups_per_word > 1 else None) for b in range(2)]
 
         # ---- host writes, accepted while idle ----------------------------------------------------
         idle = Signal()
@@ -139,8 +148,9 @@ class LayerEngine(wiring.Component):
         region_write(in_w, Region.INPUT, 0, c.max_inputs)
         weight_addr = Signal(range(c.weight_depth))
         m.d.comb += [weights.addr.eq(weight_addr), weights.write_data.eq(w.data),
+                     weights.write_slot.eq(w.addr[:lw]),
                      weights.write_en.eq(write & (w.region == Region.WEIGHT)
-                                         & (w.addr < c.weight_depth)),
+                                         & (w.addr < c.weight_depth * W)),
                      # SPRAM's read data is undefined while it writes: never read then.
                      weights.read_en.eq(~weights.write_en)]
         for p in range(P):
@@ -211,8 +221,11 @@ class LayerEngine(wiring.Component):
             m.d.comb += lane.o.ready.eq(join)
         m.d.comb += tags.r_en.eq(join)
         for b in range(2):
-            m.d.comb += [spins[b][0].addr.eq(tag.group), spins[b][0].data.eq(spin_word),
-                         spins[b][0].en.eq(join & (tag.buffer == b))]
+            en = join & (tag.buffer == b)
+            m.d.comb += [spins[b][0].addr.eq(tag.group >> (groups_per_word.bit_length() - 1)),
+                         spins[b][0].data.eq(Cat([spin_word] * groups_per_word)),
+                         spins[b][0].en.eq(Cat(en & (tag.group % groups_per_word == j)
+                                               for j in range(groups_per_word)))]
         for p in range(P):
             m.d.comb += [counts[p][1].addr.eq(Mux(output_phase, output_index >> lb, tag.group)),
                          counts[p][0].addr.eq(count_group),
@@ -232,31 +245,97 @@ class LayerEngine(wiring.Component):
         sample = Signal(SAMPLE_BITS)
         layer = Signal(range(c.max_layers + 1))
         group = Signal(group_bits)
-        index = Signal(size_bits)               # input index of the MAC loop
+        index = Signal(size_bits)               # input (layer 1) or word (spin layers) of the loop
+        last_index = Signal(size_bits)          # the group's last index, set at its start
         waddr = Signal(range(c.weight_depth))
         paddr = Signal(range(c.param_depth))
         wbase = Signal(range(c.weight_depth))   # where layer 2's weights start
         init = Signal()                         # the once-per-job layer-1 MAC pass
         presented = Signal(layer_count_bits)    # layers A has offered in this job
         acc = [Signal(a_shape, name=f"acc{p}") for p in range(P)]
-        mac = Signal()                          # a weight/input pair was read last cycle
-        bit_sel = Signal(range(P))              # which spin of the buffer word
         from_spins = Signal()
         src = Signal()                          # the buffer layer l - 1 wrote
 
         n_in = sizes[layer - 1]
         last_group = group == ((sizes[layer] + (P - 1)) >> lb) - 1
         last_layer = layer == layers
-        spin_in = Mux(src, spins[1][1].data, spins[0][1].data).bit_select(bit_sel, 1)
-        x = Mux(from_spins, spin_in, in_r.data)
-        m.d.comb += [in_r.addr.eq(index), spins[0][1].addr.eq(index >> lb),
-                     spins[1][1].addr.eq(index >> lb)]
-        m.d.comb += weight_addr.eq(Mux(idle, w.addr, waddr))
+        # The read pipeline: addresses at issue (cycle 0), RAM data at 1, registered at 2, then
+        # layer 1 multiplies and accumulates, a spin layer goes through the adder trees.
+        issue = Signal()
+        D = spin_latency(W)
+        pipe = Signal(D)                        # pipe[j]: a read was issued j + 1 cycles ago
+        m.d.sync += pipe.eq(Cat(issue, pipe[:-1]))
+        words_per_buffer_word = B // W
+        lc = words_per_buffer_word.bit_length() - 1
+        m.d.comb += [in_r.addr.eq(index), spins[0][1].addr.eq(index >> lc),
+                     spins[1][1].addr.eq(index >> lc)]
+        m.d.comb += weight_addr.eq(Mux(idle, w.addr >> lw, waddr))
+        slot1, slot2 = Signal(range(W)), Signal(range(W))
+        chunk1 = Signal(range(words_per_buffer_word))
+        weight_q = Signal(weight_word)          # the RAM's output register
+        x_q = Signal(c.input_bits)
+        spins_q = Signal(W)
+        spin_word_in = Mux(src, spins[1][1].data, spins[0][1].data)
+        m.d.sync += [slot1.eq(index[:lw]), slot2.eq(slot1), chunk1.eq(index[:lc]),
+                     weight_q.eq(weights.read_data), x_q.eq(in_r.data),
+                     spins_q.eq(spin_word_in.word_select(chunk1, W) if lc else spin_word_in)]
+        # Spin layers run their groups back to back: the first word of a group loads the
+        # accumulators, the last one hands the sum to the sum register, which the offer register
+        # takes while the next group's words flow. pipe_first/pipe_last travel beside pipe.
+        pipe_first, pipe_last = Signal(D), Signal(D)
+        sum_valid = Signal()
+        sum_a = [Signal(a_shape, name=f"sum_a{p}") for p in range(P)]
+        fin_group = Signal(group_bits)          # the group of the sum on its way
+        fin_end = Signal()                      # ... and whether it ends its layer
+        at_last = Signal()
+        m.d.comb += at_last.eq(index == last_index)
+        m.d.sync += [pipe_first.eq(Cat(issue & (index == 0), pipe_first[:-1])),
+                     pipe_last.eq(Cat(issue & at_last, pipe_last[:-1]))]
+        spin_term = from_spins & pipe[D - 1]
+        with m.If(spin_term & pipe_last[D - 1]):
+            m.d.sync += sum_valid.eq(1)
         for p in range(P):
             m.d.comb += [params[p][1].addr.eq(paddr), cache[p][1].addr.eq(group)]
-            with m.If(mac):
-                m.d.sync += acc[p].eq(acc[p] + weight_data[p] * x)
-        m.d.sync += [mac.eq(0), bit_sel.eq(index[:lb] if lb else 0)]
+            product = (weight_q[slot2] if W > 1 else weight_q[0])[p] * x_q
+            tree = self._adder_tree(m, [Mux(spins_q[s], weight_q[s][p], 0) for s in range(W)],
+                                    D - 2)
+            total = Mux(pipe_first[D - 1], 0, acc[p]) + tree
+            with m.If(~from_spins & pipe[1]):
+                m.d.sync += acc[p].eq(acc[p] + product)
+            with m.If(spin_term):
+                m.d.sync += acc[p].eq(total)
+                with m.If(pipe_last[D - 1]):
+                    m.d.sync += sum_a[p].eq(total)
+
+        def offer_group(values, group_v, end_v):
+            m.d.comb += load_offer.eq(1)
+            for p in range(P):
+                m.d.sync += [offer_a[p].eq(values[p]), offer_p[p].eq(params[p][1].data)]
+            m.d.sync += [
+                offer_tag.group.eq(group_v), offer_tag.buffer.eq(layer[0]),
+                offer_tag.layer_end.eq(end_v), offer_tag.last_layer.eq(last_layer),
+                offer_tag.first_sample.eq(sample == 0),
+                offer_tag.done.eq(end_v & last_layer & (sample == samples - 1)),
+            ]
+
+        # the spin layers' sum register into the offer register
+        move = from_spins & sum_valid & (~offer | taken)
+        with m.If(move):
+            offer_group([sum_a[p] + params[p][1].data.bias for p in range(P)], fin_group, fin_end)
+            m.d.sync += [sum_valid.eq(0), paddr.eq(paddr + 1)]
+
+        def end_layer():
+            """After a sample pass's layer: the next layer, the next sample or the end."""
+            m.d.sync += presented.eq(presented + 1)
+            with m.If(~last_layer):
+                m.d.sync += [layer.eq(layer + 1), group.eq(0)]
+                m.next = "GROUP"
+            with m.Elif(sample != samples - 1):
+                m.d.sync += [sample.eq(sample + 1), layer.eq(1), group.eq(0),
+                             paddr.eq(0), waddr.eq(wbase)]
+                m.next = "GROUP"
+            with m.Else():
+                m.next = "FINISH"
 
         with m.FSM(name="feeder"):
             with m.State("IDLE"):
@@ -278,17 +357,34 @@ class LayerEngine(wiring.Component):
             with m.State("GROUP"):
                 for p in range(P):
                     m.d.sync += acc[p].eq(0)
-                m.d.sync += [index.eq(0), from_spins.eq(layer != 1), src.eq(~layer[0])]
+                m.d.sync += [index.eq(0), from_spins.eq(layer != 1), src.eq(~layer[0]),
+                             last_index.eq(Mux(layer == 1, n_in, (n_in + (W - 1)) >> lw) - 1)]
                 with m.If((layer == 1) & ~init):
                     m.next = "CACHED"        # one cycle for the cache read
                 with m.Elif((layer == 1) | (written == presented)):
                     m.next = "MAC"           # layer l - 1's spins are all written
             with m.State("MAC"):
-                m.d.sync += [mac.eq(1), waddr.eq(waddr + 1), index.eq(index + 1)]
-                with m.If(index == n_in - 1):
-                    m.next = "DRAIN"
+                # a group's last word waits until the sum register is free for its sum
+                with m.If(~(from_spins & at_last & (sum_valid | (pipe_last != 0)))):
+                    m.d.comb += issue.eq(1)
+                    m.d.sync += index.eq(index + 1)
+                    # layer 1 reads a word W times, one slot per input
+                    with m.If(from_spins | at_last | ((index[:lw] == W - 1) if lw else 1)):
+                        m.d.sync += waddr.eq(waddr + 1)
+                    with m.If(at_last & ~from_spins):
+                        m.next = "DRAIN"
+                    with m.If(at_last & from_spins):
+                        m.d.sync += [fin_group.eq(group), fin_end.eq(last_group)]
+                        with m.If(last_group):
+                            m.next = "LAYER_END"
+                        with m.Else():
+                            m.d.sync += [group.eq(group + 1), index.eq(0)]
             with m.State("DRAIN"):
-                m.next = "PRESENT"           # the last product enters the accumulators
+                with m.If(~pipe[0]):         # the last product enters the accumulators
+                    m.next = "PRESENT"
+            with m.State("LAYER_END"):
+                with m.If(move):             # the layer's last sum is offered
+                    end_layer()
             with m.State("CACHED"):
                 m.next = "PRESENT"
             with m.State("PRESENT"):
@@ -298,36 +394,17 @@ class LayerEngine(wiring.Component):
                         m.d.comb += [cache[p][0].addr.eq(group),
                                      cache[p][0].data.eq(acc[p] + params[p][1].data.bias),
                                      cache[p][0].en.eq(1)]
-                with m.Elif(advance):
-                    m.d.comb += load_offer.eq(1)
-                    for p in range(P):
-                        m.d.sync += [offer_a[p].eq(Mux(layer == 1, cache[p][1].data,
-                                                       acc[p] + params[p][1].data.bias)),
-                                     offer_p[p].eq(params[p][1].data)]
-                    m.d.sync += [
-                        offer_tag.group.eq(group), offer_tag.buffer.eq(layer[0]),
-                        offer_tag.layer_end.eq(last_group), offer_tag.last_layer.eq(last_layer),
-                        offer_tag.first_sample.eq(sample == 0),
-                        offer_tag.done.eq(last_group & last_layer & (sample == samples - 1)),
-                    ]
+                with m.Elif(advance):        # layer 1 from the cache
+                    offer_group([cache[p][1].data for p in range(P)], group, last_group)
                 with m.If(advance):
                     m.d.sync += [group.eq(group + 1), paddr.eq(paddr + 1)]
-                    with m.If(last_group & ~init):
-                        m.d.sync += presented.eq(presented + 1)
                     with m.If(~last_group):
                         m.next = "GROUP"
                     with m.Elif(init):        # layer 1 is cached: the first sample pass begins
                         m.d.sync += [init.eq(0), group.eq(0), paddr.eq(0), wbase.eq(waddr)]
                         m.next = "GROUP"
-                    with m.Elif(~last_layer):
-                        m.d.sync += [layer.eq(layer + 1), group.eq(0)]
-                        m.next = "GROUP"
-                    with m.Elif(sample != samples - 1):
-                        m.d.sync += [sample.eq(sample + 1), layer.eq(1), group.eq(0),
-                                     paddr.eq(0), waddr.eq(wbase)]
-                        m.next = "GROUP"
                     with m.Else():
-                        m.next = "FINISH"
+                        end_layer()
             with m.State("FINISH"):
                 with m.If(finished & ~c_busy):
                     m.d.sync += [output_phase.eq(1), output_index.eq(0)]
@@ -348,4 +425,19 @@ class LayerEngine(wiring.Component):
                     with m.Else():
                         m.next = "READ"
         return kept
+
+    @staticmethod
+    def _adder_tree(m, terms, registers):
+        """The sum of ``terms`` by a tree of adders with a register after every second level and
+        after the last; asserts that this makes ``registers`` registers (``spin_latency``)."""
+        level = 0
+        while len(terms) > 1:
+            terms = [terms[i] + terms[i + 1] for i in range(0, len(terms), 2)]
+            level += 1
+            if level % 2 == 0 or len(terms) == 1:
+                stage = [Signal.like(t) for t in terms]
+                m.d.sync += [r.eq(t) for r, t in zip(stage, terms, strict=True)]
+                terms = stage
+        assert (level + 1) // 2 == registers
+        return terms[0]
 

@@ -20,7 +20,8 @@ from .polynomials import MAX_BLOCKS
 
 __all__ = ["ADDR_BITS", "COUNT_BITS", "SAMPLE_BITS", "CONFIG_BITS", "Region", "EngineConfig",
            "groups", "network_words", "sized_config", "fitted_config", "check_fits",
-           "model_writes", "input_writes", "job_inputs", "job_cycles", "macs_per_job"]
+           "model_writes", "input_writes", "job_inputs", "spin_latency", "job_cycles",
+           "word_utilisation", "macs_per_job"]
 
 COUNT_BITS = 16     # a spin count of the last layer
 SAMPLE_BITS = 16    # a job's sample count S
@@ -33,7 +34,7 @@ class Region(enum.Enum, shape=3):
 
     CONFIG = 0   # addr 0: layers L; addr 1 + l: size N_l, l = 0..L
     INPUT = 1    # addr i: input x_i (layer 0)
-    WEIGHT = 2   # addr = word; a word holds one weight per lane, lane 0 lowest
+    WEIGHT = 2   # addr = word * W + slot; a slot holds one weight per lane, lane 0 lowest
     PARAM = 3    # addr = lane * param_depth + word: {bias, theta, sigma}
     NOISE = 4    # addr j: noise table entry j, q | alias << 18, written into every lane's table
 
@@ -44,8 +45,10 @@ class EngineConfig:
 
     ``lanes`` (a power of two) neurons are computed at once. ``max_layers``, ``max_inputs`` (N_0)
     and ``max_width`` (any N_l, l >= 1) bound the networks it runs; ``weight_depth`` and
-    ``param_depth`` are the per-lane memory sizes in words. ``noise`` is the noise table the
-    design is built with (NOISE writes replace it).
+    ``param_depth`` are the per-lane memory sizes in words. ``inputs_per_cycle`` (W, a power of
+    two 1..64) is the number of inputs a lane adds per cycle in the spin layers: a weight word
+    holds W slots of one weight per lane. ``noise`` is the noise table the design is built with
+    (NOISE writes replace it).
     """
 
     lanes: int = 4
@@ -56,6 +59,7 @@ class EngineConfig:
     param_depth: int = 256
     input_bits: int = 5
     weight_bits: int = 8
+    inputs_per_cycle: int = 1
     fmt: NeuronFormat = field(default_factory=lambda: NeuronFormat(a_width=20))
     # IDENTIFY reports the loaded table by its hash; the build hash leaves the table out
     noise: NoiseTable = field(default_factory=gaussian, repr=False)
@@ -68,7 +72,10 @@ class EngineConfig:
                 raise ValueError(f"{name} must be at least 1")
         if not isinstance(self.noise, NoiseTable):
             raise ValueError(f"noise must be a NoiseTable, not {type(self.noise).__name__}")
-        if max(self.weight_depth, self.lanes * self.param_depth) > 1 << ADDR_BITS:
+        w = self.inputs_per_cycle
+        if not isinstance(w, int) or w < 1 or w & (w - 1) or w > 64:
+            raise ValueError(f"inputs_per_cycle must be a power of two 1..64, not {w!r}")
+        if max(self.weight_depth * w, self.lanes * self.param_depth) > 1 << ADDR_BITS:
             raise ValueError(f"a memory region exceeds the {ADDR_BITS}-bit write address")
 
     def as_dict(self):
@@ -112,9 +119,10 @@ class EngineConfig:
                 Region.PARAM: self.param_layout.size, Region.NOISE: ENTRY_BITS}[Region(region)]
 
     def depth(self, region):
-        """Addresses in ``region``; CONFIG holds L and N_0..N_L for up to ``max_layers`` layers."""
+        """Addresses in ``region`` (WEIGHT: one per slot); CONFIG holds L and N_0..N_L for up to
+        ``max_layers`` layers."""
         return {Region.CONFIG: self.max_layers + 2, Region.INPUT: self.max_inputs,
-                Region.WEIGHT: self.weight_depth,
+                Region.WEIGHT: self.weight_depth * self.inputs_per_cycle,
                 Region.PARAM: self.lanes * self.param_depth, Region.NOISE: ENTRIES}[Region(region)]
 
 
@@ -123,15 +131,17 @@ def groups(size, lanes):
     return -(-size // lanes)
 
 
-def network_words(network, lanes):
+def network_words(network, lanes, inputs_per_cycle=1):
     """Weight words and parameter entries per lane that a network of layer sizes ``network``
-    (N_0, ..., N_L) takes in an engine with ``lanes`` lanes: ``N_(l-1)`` words and one entry per
-    group of each layer ``l``."""
+    (N_0, ..., N_L) takes in an engine with ``lanes`` lanes and W = ``inputs_per_cycle`` slots per
+    weight word: ``ceil(N_(l-1) / W)`` words and one entry per group of each layer ``l``."""
     per_layer = [groups(n, lanes) for n in network[1:]]
-    return sum(g * n for g, n in zip(per_layer, network[:-1], strict=True)), sum(per_layer)
+    words = sum(g * groups(n, inputs_per_cycle) for g, n in zip(per_layer, network[:-1], strict=True))
+    return words, sum(per_layer)
 
 
-def sized_config(network, lanes, weight_quantum=1, *, round_params=True, **formats):
+def sized_config(network, lanes, weight_quantum=1, *, inputs_per_cycle=1, round_params=True,
+                 **formats):
     """The :class:`EngineConfig` with ``lanes`` lanes sized for layer sizes ``network``.
 
     ``max_layers``, ``max_inputs`` and ``max_width`` are the network's; the weight memory holds
@@ -143,20 +153,23 @@ def sized_config(network, lanes, weight_quantum=1, *, round_params=True, **forma
     """
     if len(network) < 2 or min(network) < 1:
         raise ValueError(f"a network needs an input size and at least one layer, not {network}")
-    words, entries = network_words(network, lanes)
-    return EngineConfig(lanes=lanes, max_layers=len(network) - 1, max_inputs=network[0],
+    words, entries = network_words(network, lanes, inputs_per_cycle)
+    return EngineConfig(lanes=lanes, inputs_per_cycle=inputs_per_cycle,
+                        max_layers=len(network) - 1, max_inputs=network[0],
                         max_width=max(network[1:]),
                         weight_depth=-(-words // weight_quantum) * weight_quantum,
                         param_depth=1 << (entries - 1).bit_length() if round_params else entries,
                         **formats)
 
 
-def fitted_config(model, lanes=4):
-    """The :class:`EngineConfig` just large enough for ``model`` with ``lanes`` lanes: its layers,
+def fitted_config(model, lanes=4, inputs_per_cycle=1):
+    """The :class:`EngineConfig` just large enough for ``model`` with ``lanes`` lanes and W =
+    ``inputs_per_cycle``: its layers,
     sizes, input and weight bits and neuron format, and exactly the weight words and per-lane
     parameter entries it needs (the counts :func:`check_fits` checks). ValueError if ``lanes`` is
     not a power of two the design allows."""
-    return sized_config(model.sizes, lanes, round_params=False, input_bits=model.input_bits,
+    return sized_config(model.sizes, lanes, inputs_per_cycle=inputs_per_cycle, round_params=False,
+                        input_bits=model.input_bits,
                         weight_bits=model.weight_bits, fmt=model.fmt)
 
 
@@ -175,7 +188,7 @@ def check_fits(model, config):
                        f"design has {c.input_bits} and {c.weight_bits}")
     if model.fmt != c.fmt:
         reasons.append(f"neuron format {model.fmt}, the design uses {c.fmt}")
-    words, entries = network_words(model.sizes, c.lanes)
+    words, entries = network_words(model.sizes, c.lanes, c.inputs_per_cycle)
     if words > c.weight_depth:
         reasons.append(f"{words} weight words, the design has {c.weight_depth}")
     if entries > c.param_depth:
@@ -187,27 +200,31 @@ def check_fits(model, config):
 def model_writes(model, config):
     """The ``(region, addr, data)`` writes that load ``model`` into an engine (``docs/engine.md``).
 
-    Lane ``p`` computes neurons ``j = g * lanes + p`` of every layer, group by group. Weight word
-    ``w`` holds, for every lane, the weight of its neuron for one input: group after group from layer
-    1 on, ``N_(l-1)`` words per group. Lane ``p``'s ``{bias, theta, sigma}`` entries follow the same
-    group order. Lanes beyond a layer's last neuron get zero weights and ``(0, 0, sigma=1)``.
+    Lane ``p`` computes neurons ``j = g * lanes + p`` of every layer, group by group. A weight
+    word holds W = ``inputs_per_cycle`` slots, each one weight per lane (lane 0 lowest); slot ``s``
+    of the ``k``-th word of a group holds the weights for input ``W k + s``. Each group takes
+    ``ceil(N_(l-1) / W)`` words, group after group from layer 1 on, and slot ``s`` of word ``w`` is
+    written at address ``w * W + s``; the unused slots of a partial last word are written with
+    zeros. Lane ``p``'s ``{bias, theta, sigma}`` entries follow the same group order. Lanes beyond
+    a layer's last neuron get zero weights and ``(0, 0, sigma=1)``.
     Last, the model's noise table, entry 0 first (so the design's table hash is the table's).
     """
     check_fits(model, config)
-    c, P = config, config.lanes
+    c, P, W = config, config.lanes, config.inputs_per_cycle
     writes = [(Region.CONFIG, 0, model.layers)]
     writes += [(Region.CONFIG, 1 + l, n) for l, n in enumerate(model.sizes)]
     mask = (1 << c.weight_bits) - 1
-    word, entry = 0, 0
+    slot, entry = 0, 0
     for l in range(model.layers):
         n_out, n_in = model.sizes[l + 1], model.sizes[l]
         for g in range(groups(n_out, P)):
             rows = [model.weights[l][j] if j < n_out else [0] * n_in
                     for j in range(g * P, g * P + P)]
-            for i in range(n_in):
-                packed = sum((int(rows[p][i]) & mask) << (p * c.weight_bits) for p in range(P))
-                writes.append((Region.WEIGHT, word + i, packed))
-            word += n_in
+            for i in range(groups(n_in, W) * W):
+                packed = 0 if i >= n_in else sum((int(rows[p][i]) & mask) << (p * c.weight_bits)
+                                                 for p in range(P))
+                writes.append((Region.WEIGHT, slot + i, packed))
+            slot += groups(n_in, W) * W
             for p in range(P):
                 j = g * P + p
                 values = ({"bias": int(model.bias[l][j]), "theta": int(model.theta[l][j]),
@@ -234,17 +251,52 @@ def job_inputs(images, masks):
     return np.concatenate([flat, masks.reshape(len(masks), -1)], axis=1).astype(np.int64)
 
 
-def job_cycles(sizes, lanes, samples):
-    """The engine's cycles for one job (``LayerEngine.cycles``) when results are taken at once.
+def spin_latency(inputs_per_cycle):
+    """Cycles from the read of a weight word to its sum entering the accumulators: the weight RAM,
+    its output register, then one register per two levels of the lanes' adder trees."""
+    return 2 + ((inputs_per_cycle.bit_length() - 1) + 1) // 2
 
-    Seeding (132 per lane + 1), layer 1's pre-activations once (``N_0 + 3`` per group), then per
-    sample 3 cycles per layer-1 group from the cache and ``N_(l-1) + 3`` per group of each later
-    layer, plus 3 at each later layer's start (its inputs' spins must be written first), and finally
-    2 cycles per count out and 5 to drain. ``docs/engine.md`` derives it state by state.
+
+def _pass_cycles(sizes, lanes, inputs_per_cycle):
+    """``(cycles, words)`` of each spin layer 2..L in one sample pass: from the cycle the feeder
+    starts the layer to the cycle it starts the next, and the weight words it reads in between."""
+    d = spin_latency(inputs_per_cycle)
+    layers = []
+    for l in range(2, len(sizes)):
+        g, k = groups(sizes[l], lanes), groups(sizes[l - 1], inputs_per_cycle)
+        # 4 to start (3 of them waiting for the spins), groups every max(k, d + 2) cycles (a sum
+        # must leave the sum register before the next), d + 1 to offer the last group's sum
+        layers.append((5 + d + k + (g - 1) * max(k, d + 2), g * k))
+    return layers
+
+
+def job_cycles(sizes, config, samples):
+    """The engine's cycles for one job (``LayerEngine.cycles``) of a network of layer sizes
+    ``sizes`` on an engine of :class:`EngineConfig` ``config`` (its lanes and W matter), when
+    results are taken at once.
+
+    Seeding (132 per lane + 1), layer 1's pre-activations once (``N_0 + 4`` per group), then per
+    sample 3 cycles per layer-1 group from the cache and, for each later layer of ``G`` groups of
+    ``k = ceil(N_(l-1) / W)`` words, ``5 + D + k + (G - 1) max(k, D + 2)`` with
+    ``D = spin_latency(W)`` (its inputs' spins must be written first, then its groups follow each
+    other), and finally 2 cycles per count out and 5 to drain.
+    ``docs/engine.md`` derives it state by state.
     """
-    g = [groups(n, lanes) for n in sizes[1:]]
-    per_sample = 3 * g[0] + sum(g[l] * (sizes[l] + 3) + 3 for l in range(1, len(g)))
-    return 132 * lanes + 1 + g[0] * (sizes[0] + 3) + samples * per_sample + 2 * sizes[-1] + 5
+    lanes = config.lanes
+    g1 = groups(sizes[1], lanes)
+    per_sample = 3 * g1 + sum(c for c, _ in _pass_cycles(sizes, lanes, config.inputs_per_cycle))
+    return 132 * lanes + 1 + g1 * (sizes[0] + 4) + samples * per_sample + 2 * sizes[-1] + 5
+
+
+def word_utilisation(sizes, config):
+    """On an engine of :class:`EngineConfig` ``config``, the fraction of the cycles of one sample
+    pass spent on layers 2..L (from the cycle the
+    feeder starts a layer's first group to the cycle it starts the next layer, or the pass ends)
+    in which the weight memory delivers a word to the adder trees; 1.0 for a single-layer
+    network, which has no spin layer."""
+    layers = _pass_cycles(sizes, config.lanes, config.inputs_per_cycle)
+    cycles = sum(c for c, _ in layers)
+    return sum(w for _, w in layers) / cycles if cycles else 1.0
 
 
 def macs_per_job(sizes, samples):

@@ -43,8 +43,9 @@ __all__ = ["HASH_CYCLES", "Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ"
 
 #: 2: RUN's configuration check (BAD_CONFIG) and its abort (ABORTED). 3: the NOISE region,
 #: IDENTIFY's ``noise_hash`` and SYNC. 4: the window of requests (IDENTIFY's ``window``, STATUS's
-#: ``overflows``), ABORT in place of the abort by any frame, and JOB.
-FORMAT_VERSION = 4
+#: ``overflows``), ABORT in place of the abort by any frame, and JOB. 5: IDENTIFY's
+#: ``inputs_per_cycle`` (the weight words' slots, ``docs/engine.md``).
+FORMAT_VERSION = 5
 UNREADABLE_SEQ = 0xFF
 #: Cycles the design takes to hash its noise table again when the first IDENTIFY after NOISE writes
 #: comes (``hdl/protocol_engine.py``: 34 an entry), before it answers.
@@ -94,7 +95,7 @@ READ_REQUEST = data.StructLayout({"offset": 16, "count": 8})
 
 #: IDENTIFY's answer: the format version and the design's parameters.
 IDENTIFY_RESPONSE = data.StructLayout({
-    "version": 8, "lanes": 8, "max_layers": 8, "max_inputs": 16, "max_width": 16,
+    "version": 8, "lanes": 8, "inputs_per_cycle": 8, "max_layers": 8, "max_inputs": 16, "max_width": 16,
     "weight_depth": 32, "param_depth": 16, "input_bits": 8, "weight_bits": 8, "a_width": 8,
     "theta_frac": 8, "sigma_width": 8, "sigma_frac": 8, "max_payload": 16, "window": 16,
     "build_hash": 32, "noise_hash": 32})
@@ -236,6 +237,7 @@ def identify_body(config, max_payload, noise_hash=None, window=WINDOW):
     ``config.noise``)."""
     f = config.fmt
     return pack(IDENTIFY_RESPONSE, version=FORMAT_VERSION, lanes=config.lanes,
+                inputs_per_cycle=config.inputs_per_cycle,
                 max_layers=config.max_layers, max_inputs=config.max_inputs,
                 max_width=config.max_width, weight_depth=config.weight_depth,
                 param_depth=config.param_depth, input_bits=config.input_bits,

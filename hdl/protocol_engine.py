@@ -162,6 +162,8 @@ class ProtocolEngine(wiring.Component):
         fit_layer = Signal(range(c.max_layers))              # the check is at layer fit_layer + 1
         fit_group = Signal(range(c.max_groups))
         fit_in = network.sizes[fit_layer]                    # N_(l-1)
+        wb = c.inputs_per_cycle.bit_length() - 1
+        fit_in_words = (fit_in + (c.inputs_per_cycle - 1)) >> wb    # ceil(N_(l-1) / W)
         fit_out = network.sizes[fit_layer + 1]               # N_l
         most = c.max_layers * c.max_groups                   # groups of the largest network
         fit_words = Signal(range(most * max(c.max_inputs, c.max_width) + 1))
@@ -580,13 +582,13 @@ class ProtocolEngine(wiring.Component):
                 with m.Else():
                     start_fit(m)
             with m.State("FIT"):
-                # One group of layer fit_layer + 1 per cycle: its N_(l-1) weight words and one
-                # parameter entry (memory_map.network_words without a multiplier). A size never
+                # One group of layer fit_layer + 1 per cycle: its ceil(N_(l-1) / W) weight words
+                # and one parameter entry (memory_map.network_words without a multiplier). A size never
                 # written (0) is noted and refused at START: the walk still ends (a layer of
                 # size 0 takes a cycle), and no answer leaves from here.
                 with m.If((fit_in == 0) | (fit_out == 0)):
                     m.d.sync += fit_unset.eq(1)
-                m.d.sync += [fit_words.eq(fit_words + fit_in),
+                m.d.sync += [fit_words.eq(fit_words + fit_in_words),
                              fit_entries.eq(fit_entries + 1), fit_group.eq(fit_group + 1)]
                 with m.If(((fit_group + 1) << c.lane_bits) >= fit_out):
                     m.d.sync += [fit_layer.eq(fit_layer + 1), fit_group.eq(0)]

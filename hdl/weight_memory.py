@@ -44,39 +44,48 @@ def _is_ultraplus(platform):
 class WeightMemory(wiring.Component):
     """A single-port memory of ``depth`` words of ``width`` bits with a registered read.
 
-    One address serves both directions. A cycle with ``write_en`` writes ``write_data`` at
-    ``addr`` and does not read; otherwise a cycle with ``read_en`` reads ``addr`` and ``read_data``
-    shows that word from the next cycle on (one cycle of latency), holding it while ``read_en`` is
-    low. After a write cycle ``read_data`` is undefined until the next read (the SPRAM's output is),
-    so a user must read before it looks at the data again.
+    A word is ``slots`` slots of ``width // slots`` bits (slot 0 lowest), and a write fills one
+    slot. One address serves both directions. A cycle with ``write_en`` writes ``write_data`` into
+    slot ``write_slot`` of the word at ``addr`` and does not read; otherwise a cycle with
+    ``read_en`` reads ``addr`` and ``read_data`` shows that word from the next cycle on (one
+    cycle of latency), holding it while ``read_en`` is low. After a write cycle ``read_data`` is
+    undefined until the next read (the SPRAM's output is), so a user must read before it looks at
+    the data again.
 
     ``kind`` picks the implementation: ``"memory"`` an Amaranth ``lib.memory.Memory``, ``"spram"``
     a grid of SB_SPRAM256KA tiles (16-bit slices side by side for the width, banks of 16K words for
     the depth, chosen by the top address bits), ``"auto"`` (the default) SPRAM when the platform
     elaborating it is an iCE40 UltraPlus (its ``device`` starts with ``"iCE40UP"``) and a Memory
     otherwise: in simulation, on the ECP5, and elaborated without a platform. Raises
-    :class:`ValueError` if the SPRAM grid would need more than the UltraPlus's 4 blocks.
+    :class:`ValueError` if the SPRAM grid would need more than the UltraPlus's 4 blocks, if
+    ``slots`` does not divide ``width``, or if a SPRAM memory of several slots has slots that are
+    not a multiple of 4 bits (its write mask works on nibbles).
 
     Members
     -------
     addr : ``In(range(depth))``
-    write_data : ``In(width)``
+    write_data : ``In(width // slots)``
+    write_slot : ``In(range(slots))``
     write_en : ``In(1)``
     read_en : ``In(1)``
     read_data : ``Out(width)``
     """
 
-    def __init__(self, width, depth, *, kind="auto"):
+    def __init__(self, width, depth, *, kind="auto", slots=1):
         if width < 1 or depth < 1:
             raise ValueError(f"a weight memory needs width and depth >= 1, not {width} x {depth}")
         if kind not in KINDS:
             raise ValueError(f"weight memory kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        self.width, self.depth, self.kind = width, depth, kind
+        if slots < 1 or width % slots:
+            raise ValueError(f"{slots} slots do not divide a {width}-bit weight word")
+        self.width, self.depth, self.kind, self.slots = width, depth, kind, slots
+        self.slot_bits = width // slots
         if kind == "spram":
-            check_spram(width, depth)
+            self._check_spram()
         super().__init__({
             "addr": In(range(depth)),
-            "write_data": In(width),
+            "write_data": In(self.slot_bits),
+            "write_slot": In(range(slots)),
             "write_en": In(1),
             "read_en": In(1),
             "read_data": Out(width),
@@ -95,16 +104,28 @@ class WeightMemory(wiring.Component):
     def elaborate(self, platform):
         use_spram = self.kind == "spram" or (self.kind == "auto" and _is_ultraplus(platform))
         if use_spram:
-            check_spram(self.width, self.depth)
+            self._check_spram()
             return self._elaborate_spram()
         return self._elaborate_memory()
+
+    def _check_spram(self):
+        check_spram(self.width, self.depth)
+        if self.slots > 1 and self.slot_bits % 4:
+            raise ValueError(f"SPRAM writes nibbles: a {self.slot_bits}-bit weight slot is not a "
+                             f"multiple of 4 bits")
+
+    def _slot_enables(self):
+        """One write enable per slot."""
+        return Cat(self.write_en & (self.write_slot == s) for s in range(self.slots))
 
     def _elaborate_memory(self):
         m = Module()
         m.submodules.storage = storage = memory.Memory(shape=self.width, depth=self.depth, init=[])
-        write, read = storage.write_port(), storage.read_port()
+        write = storage.write_port(granularity=self.slot_bits if self.slots > 1 else None)
+        read = storage.read_port()
         m.d.comb += [write.addr.eq(self.addr), read.addr.eq(self.addr),
-                     write.data.eq(self.write_data), write.en.eq(self.write_en),
+                     write.data.eq(Cat([self.write_data] * self.slots)),
+                     write.en.eq(self._slot_enables() if self.slots > 1 else self.write_en),
                      read.en.eq(self.read_en & ~self.write_en),
                      self.read_data.eq(read.data)]
         return m
@@ -119,7 +140,12 @@ class WeightMemory(wiring.Component):
         with m.If(self.read_en & ~self.write_en):
             m.d.sync += read_bank.eq(bank)
 
-        data_in = Cat(self.write_data, Const(0, self.slices * SPRAM_WIDTH - self.width))
+        word = Cat([self.write_data] * self.slots)
+        data_in = Cat(word, Const(0, self.slices * SPRAM_WIDTH - self.width))
+        # A nibble is written when it lies in the addressed slot (slots are whole nibbles).
+        slot_en = self._slot_enables()
+        nibble_en = Cat(slot_en[min(n * 4 // self.slot_bits, self.slots - 1)]
+                        for n in range(self.slices * 4))
         rows = []
         for b in range(self.banks):
             row = []
@@ -129,7 +155,8 @@ class WeightMemory(wiring.Component):
                     "SB_SPRAM256KA",
                     i_ADDRESS=address,
                     i_DATAIN=data_in[s * SPRAM_WIDTH:(s + 1) * SPRAM_WIDTH],
-                    i_MASKWREN=Const(0b1111, 4),
+                    i_MASKWREN=(nibble_en[s * 4:s * 4 + 4] if self.slots > 1
+                                else Const(0b1111, 4)),
                     i_WREN=self.write_en,
                     # A deselected block holds its output, as a disabled read port does.
                     i_CHIPSELECT=(bank == b) & (self.write_en | self.read_en),

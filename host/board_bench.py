@@ -175,16 +175,17 @@ def _settled_offset(board, flushes):
                     f"count the client that left in {_STATS_TIMEOUT_S:g} s")
 
 
-def stream_digits(model, count=64, samples=32, lanes=16, *, progress=None):
+def stream_digits(model, count=64, samples=32, lanes=16, inputs_per_cycle=1, *, progress=None):
     """Stream ``count`` occluded digits with ``samples`` samples through ``model`` on the native
-    simulated board with ``lanes`` lanes; the figures as a JSON-able dict (see ``docs/boards.md``).
+    simulated board with ``lanes`` lanes of ``inputs_per_cycle`` inputs a cycle; the figures as a
+    JSON-able dict (see ``docs/boards.md``).
 
     ``bit_exact`` says whether every count equals the golden model's."""
     from .client import Client
 
     jobs, top = _occluded_digits(count)
     images, masks, seeds, inputs = jobs.images, jobs.masks, jobs.seeds, jobs.inputs
-    config = fitted_config(model, lanes)
+    config = fitted_config(model, lanes, inputs_per_cycle)
     began = time.perf_counter()
     board = start_board(config, MAX_PAYLOAD)
     started_s = time.perf_counter() - began
@@ -207,9 +208,10 @@ def stream_digits(model, count=64, samples=32, lanes=16, *, progress=None):
     seconds = {"simulator": sim, "python": python, "transport": wall - sim - python}
     golden = open_runner("golden", model=model, lanes=lanes).run(inputs, seeds, samples).counts
     mismatched = int(np.sum(np.any(golden != result.counts, axis=1)))
-    cycles = job_cycles(model.sizes, lanes, samples)
+    cycles = job_cycles(model.sizes, config, samples)
     return {
-        "images": count, "samples": samples, "lanes": lanes, "config": str(config),
+        "images": count, "samples": samples, "lanes": lanes, "inputs_per_cycle": inputs_per_cycle,
+        "config": str(config),
         "start_s": started_s, "load_s": load_s,
         "seconds": wall, "images_per_s": count / wall,
         "split_s": seconds, "shares": {name: value / wall for name, value in seconds.items()},
@@ -255,25 +257,26 @@ def _stream_once(url, model, jobs, top, samples, progress, board=None, offset=(0
                             "working_share": working / result.seconds}
 
 
-def stream_link(model, count=64, samples=32, lanes=16, *, rtts=LINK_RTTS_S, rounds=1,
-                start=start_board, progress=None):
+def stream_link(model, count=64, samples=32, lanes=16, inputs_per_cycle=1, *, rtts=LINK_RTTS_S,
+                rounds=1, start=start_board, progress=None):
     """Stream ``count`` occluded digits with ``samples`` samples through ``model`` on one simulated
-    board with ``lanes`` lanes (``start(config, max_payload)``: the native board), directly and
-    through a :class:`~spinemu.host.latency_proxy.LatencyProxy` adding each round trip of
-    ``rtts`` (seconds, half each way), in turns, ``rounds`` times; each run connects, loads the
-    model and streams the same jobs. The figures as a JSON-able dict (``docs/link.md``): per
-    latency the median images/s, the median over rounds of its ratio to the direct run of the
-    same round, whether every run's counts and cycles are the direct run's, the wire bytes per
-    image each way (the client's LinkStats), the load time and, from the native board's
-    ``stats.json``, its simulator's cycles/s and the share of the stream's wall time it worked
-    (not waiting for a request: what latency the window did not hide shows there) and the ratio
-    corrected for the simulator's speed (``ratio_at_direct_sim_speed``: the machine's load
-    changes it from run to run); every other round runs the latencies in the opposite order. The
-    direct run is checked against the golden model (``bit_exact``)."""
+    board with ``lanes`` lanes of ``inputs_per_cycle`` inputs a cycle (``start(config,
+    max_payload)``: the native board), directly and through a
+    :class:`~spinemu.host.latency_proxy.LatencyProxy` adding each round trip of ``rtts`` (seconds,
+    half each way), in turns, ``rounds`` times; each run connects, loads the model and streams the
+    same jobs. The figures as a JSON-able dict (``docs/link.md``): per latency the median images/s,
+    the median over rounds of its ratio to the direct run of the same round, whether every run's
+    counts and cycles are the direct run's, the wire bytes per image each way (the client's
+    LinkStats), the load time and, from the native board's ``stats.json``, its simulator's cycles/s
+    and the share of the stream's wall time it worked (not waiting for a request: what latency the
+    window did not hide shows there) and the ratio corrected for the simulator's speed
+    (``ratio_at_direct_sim_speed``: the machine's load changes it from run to run); every other
+    round runs the latencies in the opposite order. The direct run is checked against the golden
+    model (``bit_exact``)."""
     if rounds < 1 or count < 1:
         raise ValueError("rounds and count must be at least 1")
     jobs, top = _occluded_digits(count)
-    config = fitted_config(model, lanes)
+    config = fitted_config(model, lanes, inputs_per_cycle)
     latencies = (0.0, *rtts)
     runs = {rtt: [] for rtt in latencies}
     began = time.perf_counter()
@@ -333,8 +336,8 @@ def stream_link(model, count=64, samples=32, lanes=16, *, rtts=LINK_RTTS_S, roun
         })
     x, seed = jobs.inputs[0], int(jobs.seeds[0])
     return {
-        "images": count, "samples": samples, "lanes": lanes, "config": str(config),
-        "rounds": rounds, "start_s": started_s,
+        "images": count, "samples": samples, "lanes": lanes, "inputs_per_cycle": inputs_per_cycle,
+        "config": str(config), "rounds": rounds, "start_s": started_s,
         "bit_exact": bool(np.array_equal(golden, reference.counts)),
         "stop_and_wait_bytes": list(job_wire_bytes(model, config, MAX_PAYLOAD, x, seed, samples,
                                                    golden[0])),
@@ -374,7 +377,7 @@ def job_wire_bytes(model, config, max_payload, x, seed, samples, counts):
     the 0x00 the client sends before it (``docs/host.md``). Frames: the input WRITE(s), RUN, the
     READ(s) of the counts. (RUN and READ stay in format 4 for answers too large for JOB.)"""
     counts = np.asarray(counts, dtype="<u2")
-    cycles = job_cycles(model.sizes, config.lanes, samples).to_bytes(4, "little")
+    cycles = job_cycles(model.sizes, config, samples).to_bytes(4, "little")
     per_read = min(255, (max_payload - 2) // 2)         # the client's READ size
     exchanges = [(Opcode.WRITE, body, b"")
                  for body in write_bodies(input_writes(x), config, max_payload)]
@@ -398,7 +401,7 @@ def job_frame_bytes(model, config, max_payload, x, seed, samples, counts):
     does not fit ``max_payload`` (RUN and READ are then the way: :func:`job_wire_bytes`)."""
     counts = np.asarray(counts)
     header = nbytes(JOB_RESPONSE)
-    answer_body = (pack(JOB_RESPONSE, cycles=job_cycles(model.sizes, config.lanes, samples))
+    answer_body = (pack(JOB_RESPONSE, cycles=job_cycles(model.sizes, config, samples))
                    + pack_bits(counts, count_bits(samples)))
     assert len(answer_body) == job_answer_bytes(len(counts), samples)
     payload = request(0, Opcode.JOB, job_body(seed, samples, x, config.input_bits))
@@ -570,7 +573,7 @@ def board_rows(model, samples, reports, *, rtts=(0.0, *LINK_RTTS_S)):
             baud, max_payload = report["baud"], report["max_payload"]
             window = report.get("window", WINDOW)
         row = {"board": name, "report": str(path) if path else None, "lanes": config.lanes,
-               "baud": baud, "window": window}
+               "inputs_per_cycle": config.inputs_per_cycle, "baud": baud, "window": window}
         try:
             check_fits(model, config)
         except ModelError as error:
@@ -584,7 +587,7 @@ def board_rows(model, samples, reports, *, rtts=(0.0, *LINK_RTTS_S)):
                                                        samples, counts), "JOB"
         except ValueError:
             (sent, answered), frames = old, "RUN+READ"
-        cycles = job_cycles(model.sizes, config.lanes, samples)
+        cycles = job_cycles(model.sizes, config, samples)
         load = load_frame_bytes(model, config, max_payload)
         row.update(fits=True, cycles=cycles, frames=frames, request_bytes=sent,
                    answer_bytes=answered, stop_and_wait_bytes=list(old),

@@ -491,7 +491,7 @@ class Client:
         """Every job one JOB request, streamed in the window."""
         model, c = self.model, self.info.config
         outputs, bits = model.sizes[-1], count_bits(samples)
-        expected = job_cycles(model.sizes, c.lanes, samples)
+        expected = job_cycles(model.sizes, c, samples)
         size, header = job_answer_bytes(outputs, samples), nbytes(JOB_RESPONSE)
 
         def request(k):
@@ -533,7 +533,7 @@ class Client:
         outputs = model.sizes[-1]
         per_read = min(_READ_MAX, (self.info.max_payload - _HEADER) // nbytes(READ_ELEMENT))
         reads = [(o, min(per_read, outputs - o)) for o in range(0, outputs, per_read)]
-        expected = job_cycles(model.sizes, c.lanes, samples)
+        expected = job_cycles(model.sizes, c, samples)
         for k, x in enumerate(inputs):
             held = self._input
             if held is None or held[0] != link.generation or not np.array_equal(held[1], x):

@@ -73,9 +73,9 @@ class EngineRunner(JobRunner):
     """The golden model or a simulator of the design (``backend``, a name of
     :data:`~spinemu.sim.backends.BACKENDS`), built just large enough for ``model``."""
 
-    def __init__(self, backend, model, lanes=DEFAULT_LANES):
+    def __init__(self, backend, model, lanes=DEFAULT_LANES, inputs_per_cycle=1):
         try:
-            self.config = fitted_config(model, lanes)
+            self.config = fitted_config(model, lanes, inputs_per_cycle)
         except ValueError as error:
             raise InputError(f"--lanes: {error}") from None
         self.name, self.lanes, self.model = backend, lanes, model
@@ -140,13 +140,14 @@ def _naming(url):
         raise SpinemuError(f"{url}: {error}") from None
 
 
-def open_runner(backend=None, *, url=None, model, source=None, lanes=None, companion=None,
-                **client_options):
+def open_runner(backend=None, *, url=None, model, source=None, lanes=None, inputs_per_cycle=1,
+                companion=None, **client_options):
     """The :class:`JobRunner` for ``backend`` (a name of :data:`RUNNERS`, default golden) or, with
     ``url``, for the design there, holding ``model`` (read from ``source``, for messages).
 
     ``lanes`` (None: the default, or with ``url`` the design's) must equal a design's lanes, which
-    set the noise schedule; ``companion`` is needed by the float model; ``client_options`` go to
+    set the noise schedule; ``inputs_per_cycle`` sizes a simulated design (it changes its cycles,
+    never its counts); ``companion`` is needed by the float model; ``client_options`` go to
     the :class:`~spinemu.host.client.Client` of a URL. Raises
     :class:`~spinemu.host.errors.SpinemuError` naming what failed: nothing answers at ``url``, the
     design cannot hold the model (with the reasons), the lanes differ.
@@ -163,7 +164,7 @@ def open_runner(backend=None, *, url=None, model, source=None, lanes=None, compa
         if companion is None:
             raise InputError("the float model needs the model's companion file")
         return FloatRunner(companion, lanes)
-    return EngineRunner(backend, model, lanes)
+    return EngineRunner(backend, model, lanes, inputs_per_cycle)
 
 
 def _open_client(url, model, source, lanes, options):

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from spinemu.hdl.memory_map import job_cycles, macs_per_job
+from spinemu.hdl.memory_map import fitted_config, job_cycles, macs_per_job, word_utilisation
 from spinemu.hdl.neuron import NoisyNeuron, SpinNeuron
 from spinemu.hdl.noise import AliasNoise
 from spinemu.sim import golden
@@ -107,27 +107,30 @@ def interleaved(fns, rounds):
     return seconds
 
 
-def engine_speed(model, lanes, jobs, samples, rounds, *, rtl=True, log=None):
+def engine_speed(model, lanes, inputs_per_cycle, jobs, samples, rounds, *, rtl=True, log=None):
     """Engine figures for ``jobs`` random jobs of ``model`` with ``samples`` samples: the golden
     model's and torch's seconds per round (``golden_s``, ``torch_s``, with their thread counts),
-    ``macs``, the documented ``cycles`` per job, and with ``rtl`` one job on Verilator
+    ``macs``, the documented ``cycles`` per job and ``word_utilisation`` of a design of ``lanes``
+    lanes of ``inputs_per_cycle`` inputs a cycle, and with ``rtl`` one job on Verilator
     (``verilator``: its cycles, cycles/s and whether its counts equal the golden model's)."""
     import torch
 
     rng = np.random.default_rng(0)
     inputs = rng.integers(0, 1 << model.input_bits, size=(jobs, model.sizes[0]))
     seeds = list(range(jobs))
+    config = fitted_config(model, lanes, inputs_per_cycle)
     reference = open_runner("golden", model=model, lanes=lanes)
     golden_s, torch_s = interleaved([lambda: reference.run(inputs, seeds, samples),
                                      _torch_forward(model, inputs, samples)], rounds)
     figures = {"golden_s": golden_s, "golden_threads": os.cpu_count(), "torch_s": torch_s,
                "torch_threads": torch.get_num_threads(), "macs": macs_per_job(model.sizes, samples),
-               "cycles": job_cycles(model.sizes, lanes, samples)}
+               "cycles": job_cycles(model.sizes, config, samples),
+               "word_utilisation": word_utilisation(model.sizes, config)}
     if rtl:
         if log is not None:
             log("running one job on verilator...")
-        run = open_runner("verilator", model=model, lanes=lanes).run(inputs[:1], seeds[:1],
-                                                                     samples)
+        run = open_runner("verilator", model=model, lanes=lanes,
+                          inputs_per_cycle=inputs_per_cycle).run(inputs[:1], seeds[:1], samples)
         figures["verilator"] = {
             "cycles": int(run.cycles[0]), "cycles_per_s": float(run.cycles[0]) / run.job_seconds,
             "equal": bool(np.array_equal(run.counts,

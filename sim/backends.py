@@ -70,7 +70,7 @@ class Golden(Backend):
                progress):
         from .engine_model import run_jobs
         counts = run_jobs(model, inputs, seeds, samples, config.lanes)
-        cycles = np.full(len(inputs), job_cycles(model.sizes, config.lanes, samples), np.int64)
+        cycles = np.full(len(inputs), job_cycles(model.sizes, config, samples), np.int64)
         return counts, cycles, None
 
     def board(self):

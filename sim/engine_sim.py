@@ -57,7 +57,7 @@ def run_engine_verilog(simulator, config, model, inputs, seeds, samples, *, vali
 
     start_layout = dut.start.payload.shape()
     # Either phase (computing, handing out counts under back-pressure) ends well inside this.
-    max_cycles = (2 * job_cycles(model.sizes, config.lanes, samples)
+    max_cycles = (2 * job_cycles(model.sizes, config, samples)
                   + int(8 * model.sizes[-1] / ready_p) + 1000)
     bench = {
         "model": pack(model_writes(model, config)),

@@ -220,7 +220,7 @@ def answer_limit(board, frame, answer, config=CONFIG):
     limit = 4 * bytes_moved + quiet_cycles(MAX_PAYLOAD) + check + 10 * (len(frame) + len(answer))
     samples = _accepted_job(frame, answer)
     if samples:
-        limit += job_cycles(board.sizes[:board.layers + 1], config.lanes, samples)
+        limit += job_cycles(board.sizes[:board.layers + 1], config, samples)
     return int(limit)
 
 

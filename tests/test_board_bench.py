@@ -11,7 +11,7 @@ import pytest
 
 from spinemu.firmware.boards import BOARDS
 from spinemu.hdl.framing import MAX_PAYLOAD
-from spinemu.hdl.memory_map import fitted_config, job_cycles
+from spinemu.hdl.memory_map import EngineConfig, fitted_config, job_cycles
 from spinemu.hdl.model_image import ModelImage, random_model
 from spinemu.hdl.protocol import HASH_CYCLES, WINDOW
 from spinemu.host.board_bench import (
@@ -116,10 +116,10 @@ def test_pipelined_seconds_by_hand():
 
 
 def test_throughput_is_the_slower_of_engine_and_link_and_the_window_bounds_it():
-    # sizes 8-4-2, 2 lanes, S = 3: groups 2 and 1; seeding 132 x 2 + 1, layer 1 once 2 x (8 + 3),
-    # per sample 3 x 2 + 1 x (4 + 3) + 3, counts out 2 x 2 + 5.
-    cycles = 265 + 22 + 3 * 16 + 9
-    assert job_cycles(SMALL.sizes, 2, 3) == cycles
+    # sizes 8-4-2, 2 lanes, W = 1, S = 3: groups 2 and 1; seeding 132 x 2 + 1, layer 1 once
+    # 2 x (8 + 4), per sample 3 x 2 + (5 + 2 + 4) for layer 2's one group, counts out 2 x 2 + 5.
+    cycles = 265 + 24 + 3 * 17 + 9
+    assert job_cycles(SMALL.sizes, EngineConfig(lanes=2), 3) == cycles
     sent, answered, baud = 100, 40, 1_000_000
     link_s = sent * 10 / baud                      # the larger direction: 1 ms
     fast = throughput(cycles, sent, answered, 1_000_000, baud, rtts=())   # 344 us of engine
@@ -179,7 +179,7 @@ def test_board_rows_use_the_clock_and_the_reported_fmax(tmp_path):
     rows = {row["board"]: row for row in board_rows(model, 32, reports)}
     ice, ulx = rows["icebreaker"], rows["ulx3s"]
     assert not ice["fits"] and "64" in ice["reason"]        # that build takes 64 inputs only
-    assert ulx["cycles"] == job_cycles(model.sizes, 16, 32)
+    assert ulx["cycles"] == job_cycles(model.sizes, BOARDS["ulx3s"].config, 32)
     assert ulx["frames"] == "JOB" and ulx["window"] == WINDOW
     assert (ulx["request_bytes"], ulx["answer_bytes"]) == (96, 58)
     assert ulx["stop_and_wait_bytes"] == [167, 150]
@@ -203,8 +203,9 @@ def test_board_rows_use_the_clock_and_the_reported_fmax(tmp_path):
     assert nominal["ulx3s"]["at_clock"]["clock_hz"] == BOARDS["ulx3s"].clock_hz
     assert nominal["ulx3s"]["baud"] == BOARDS["ulx3s"].baud
     assert "at_fmax" not in nominal["ulx3s"]
-    # The digits model does not fit the iCEBreaker's 1-lane build: said, not computed.
-    assert not nominal["icebreaker"]["fits"] and "94208 weight words" in nominal["icebreaker"]["reason"]
+    # The digits model fits the iCEBreaker's default build again (1 lane of 8 inputs a cycle)
+    ice = nominal["icebreaker"]
+    assert ice["fits"] and ice["cycles"] == job_cycles(model.sizes, BOARDS["icebreaker"].config, 32)
 
 
 def test_board_rows_fall_back_to_run_and_read_where_a_job_does_not_fit(tmp_path):

@@ -47,7 +47,7 @@ from spinemu.hdl.protocol import (
     request,
     unpack,
 )
-from spinemu.hdl.weight_memory import SPRAM_DEPTH, WeightMemory
+from spinemu.hdl.weight_memory import SPRAM_DEPTH, WeightMemory, spram_grid
 from spinemu.host.cli import main
 
 # --- the weight memory ---------------------------------------------------------------------------
@@ -161,6 +161,98 @@ endmodule
     assert all(g == e for g, e in checked)
 
 
+def _slot_ops(width, depth, slots, count, seed):
+    """Random cycles ``(addr, slot, data, write_en, read_en)`` that write every slot of a pool of
+    words first, then mix slot writes and reads."""
+    rng, bits = random.Random(seed), width // slots
+    pool = rng.sample(range(depth), 12) + [0, depth - 1]
+    ops = [(a, k, rng.getrandbits(bits), 1, 0) for a in pool for k in range(slots)]
+    for _ in range(count):
+        ops.append((rng.choice(pool), rng.randrange(slots), rng.getrandbits(bits),
+                    int(rng.random() < 0.4), 1))
+    return ops + [(a, 0, 0, 0, 1) for a in pool]
+
+
+def _slot_expected(ops, slots, bits):
+    memory, data, out = {}, None, []
+    for addr, slot, value, write_en, read_en in ops:
+        if write_en:
+            word = memory.get(addr, [0] * slots)
+            word[slot] = value
+            memory[addr], data = word, None
+        elif read_en:
+            data = sum(v << (k * bits) for k, v in enumerate(memory[addr]))
+        out.append(data)
+    return out
+
+
+def test_weight_memory_writes_one_slot_at_a_time():
+    """A word of 4 slots: a write changes only its slot (lib.memory write granularity)."""
+    width, depth, slots = 40, 50, 4
+    dut = WeightMemory(width, depth, slots=slots)
+    ops = _slot_ops(width, depth, slots, 300, seed=3)
+    got = []
+
+    async def bench(ctx):
+        for addr, slot, value, write_en, read_en in ops:
+            ctx.set(dut.addr, addr)
+            ctx.set(dut.write_slot, slot)
+            ctx.set(dut.write_data, value)
+            ctx.set(dut.write_en, write_en)
+            ctx.set(dut.read_en, read_en)
+            await ctx.tick()
+            got.append(ctx.get(dut.read_data))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    checked = [(g, e) for g, e in zip(got, _slot_expected(ops, slots, width // slots),
+                                      strict=True) if e is not None]
+    assert len(checked) > 150 and all(g == e for g, e in checked)
+
+
+def test_weight_memory_spram_slots_under_icarus(tmp_path):
+    """SPRAM slot writes by MASKWREN nibbles: 48-bit words (3 slices) of 4 12-bit slots, so slots
+    straddle slices, against yosys's SB_SPRAM256KA model."""
+    width, depth, slots = 48, 100, 4
+    dut = WeightMemory(width, depth, kind="spram", slots=slots)
+    ops = _slot_ops(width, depth, slots, 300, seed=4)
+    (tmp_path / "wm.v").write_text(verilog.convert(dut, name="wm"))
+    (tmp_path / "spram.v").write_text(_spram_model())
+    (tmp_path / "ops.hex").write_text("".join(
+        f"{a:04x} {k} {v:03x} {w} {r}\n" for a, k, v, w, r in ops))
+    (tmp_path / "tb.v").write_text(f"""
+module tb;
+  reg clk = 0, rst = 0, write_en = 0, read_en = 0;
+  reg [6:0] addr = 0; reg [1:0] write_slot = 0; reg [11:0] write_data = 0;
+  wire [47:0] read_data;
+  integer f, i, a, k, v, w, r;
+  wm dut(.clk(clk), .rst(rst), .addr(addr), .write_slot(write_slot), .write_data(write_data),
+         .write_en(write_en), .read_en(read_en), .read_data(read_data));
+  initial begin
+    f = $fopen("ops.hex", "r");
+    for (i = 0; i < {len(ops)}; i = i + 1) begin
+      if ($fscanf(f, "%h %d %h %d %d\\n", a, k, v, w, r) != 5) $finish;
+      addr = a; write_slot = k; write_data = v; write_en = w; read_en = r;
+      #5 clk = 1; #5 clk = 0;
+      $display("%h", read_data);
+    end
+    $finish;
+  end
+endmodule
+""")
+    subprocess.run(["iverilog", "-g2012", "-o", "tb", "-s", "tb", "tb.v", "wm.v", "spram.v"],
+                   cwd=tmp_path, check=True)
+    lines = subprocess.run(["vvp", "-n", "tb"], cwd=tmp_path, check=True, capture_output=True,
+                           text=True).stdout.split()
+    got = [None if "x" in line else int(line, 16) for line in lines]
+    assert len(got) == len(ops)
+    checked = [(g, e) for g, e in zip(got, _slot_expected(ops, slots, width // slots),
+                                      strict=True) if e is not None]
+    assert len(checked) > 150 and all(g == e for g, e in checked)
+
+
 def test_weight_memory_spram_synthesis():
     """32768 x 32 (4 lanes of 8-bit weights) takes all four SPRAMs and no block RAM."""
     stats = synth_stats(WeightMemory(32, 2 * SPRAM_DEPTH, kind="spram"), "ice40")
@@ -190,6 +282,10 @@ def test_weight_memory_refusals():
         WeightMemory(16, 16, kind="bram")
     with pytest.raises(ValueError, match="width and depth"):
         WeightMemory(0, 16)
+    with pytest.raises(ValueError, match="3 slots do not divide a 16-bit weight word"):
+        WeightMemory(16, 16, slots=3)
+    with pytest.raises(ValueError, match="a 10-bit weight slot is not a multiple of 4 bits"):
+        WeightMemory(20, 16, kind="spram", slots=2)
     # An "auto" memory too big for the SPRAMs is refused when an UltraPlus elaborates it.
     with pytest.raises(ValueError, match="needs 8 SB_SPRAM256KA"):
         Fragment.get(WeightMemory(64, 2 * SPRAM_DEPTH), BOARDS["icebreaker"].platform())
@@ -208,17 +304,17 @@ def test_default_config_holds_network(name):
 
 
 def test_digits_networks_fit_the_boards():
-    """The digits network's candidate shapes (issue 4): the ULX3S holds all; the iCEBreaker, with
-    1 lane since format 4 (docs/boards.md), only those of at most 65536 weights and layers of at
-    most 192 neurons."""
+    """The digits network's candidate shapes (issue 4): the ULX3S holds all; the iCEBreaker (1 lane
+    of 8 inputs a cycle, docs/boards.md) those of at most 16384 words of 8 weights and 512
+    parameter entries (the shipped 128-256-192-64 takes 11776 and 512), not 128-256-256-64."""
     ice, ulx = BOARDS["icebreaker"].config, BOARDS["ulx3s"].config
     shapes = [(128, 256, 64), (128, 128, 128, 64), (128, 256, 192, 64), (128, 256, 256, 64)]
     for sizes in shapes:
         check_fits(random_model(sizes, seed=1, fmt=ulx.fmt), ulx)
-    check_fits(random_model((128, 128, 128, 64), seed=1, fmt=ice.fmt), ice)
-    check_fits(random_model(BOARDS["icebreaker"].network, seed=1, fmt=ice.fmt), ice)
-    with pytest.raises(ModelError, match="94208 weight words, the design has 65536"):
-        check_fits(random_model((128, 256, 192, 64), seed=1, fmt=ice.fmt), ice)
+    for sizes in shapes[:3]:
+        check_fits(random_model(sizes, seed=1, fmt=ice.fmt), ice)
+    with pytest.raises(ModelError, match="576 parameter entries per lane, the design has 512"):
+        check_fits(random_model((128, 256, 256, 64), seed=1, fmt=ice.fmt), ice)
 
 
 def test_sized_config():
@@ -393,17 +489,19 @@ def test_icebreaker_build(tmp_path, capsys):
     assert (out / report["bitstream"]).stat().st_size > 100_000    # UP5K images are 104 KB
     assert report["board"] == "icebreaker" and report["device"] == "iCE40UP5K"
     assert report["lut"] <= 5280 and report["bram"] <= 30 and report["dsp"] <= 8
-    assert report["spram"] == -(-config.weight_depth // SPRAM_DEPTH)
+    banks, slices = spram_grid(config.lanes * config.inputs_per_cycle * config.weight_bits,
+                               config.weight_depth)
+    assert report["spram"] == banks * slices
     assert report["dsp"] == 2 * config.lanes
     placed = report["placed"]
     assert placed["ICESTORM_LC"]["used"] <= placed["ICESTORM_LC"]["available"]
     assert placed["ICESTORM_RAM"]["used"] == report["bram"]
-    assert report["timing_met"] and report["fmax_mhz"] >= report["clock_mhz"] == 12.0
-    assert report["oscillator_mhz"] == 12.0 and report["pll"] is None     # no PLL at 12 MHz
-    assert report["baud"] == 3_000_000 and report["uart_divisor"] == 4
+    assert report["timing_met"] and report["fmax_mhz"] >= report["clock_mhz"] == 18.0
+    assert report["oscillator_mhz"] == 12.0 and report["pll"] == board.pll.as_dict()
+    assert report["baud"] == 3_000_000 and report["uart_divisor"] == 6
     assert report["layer_sizes"] == list(board.network) and report["lanes"] == config.lanes
     assert report["build_hash"] == f"0x{build_hash(config, MAX_PAYLOAD):08x}"
-    assert report["updates_per_s"] == config.lanes * 12_000_000
+    assert report["updates_per_s"] == config.lanes * 18_000_000
     assert report["updates_per_s_at_fmax"] == pytest.approx(config.lanes * report["fmax_mhz"] * 1e6)
 
 
@@ -413,7 +511,7 @@ def test_icebreaker_build(tmp_path, capsys):
     (["--board", "icebreaker", "--network", "128,x"], "layer sizes 1..65535 separated by commas"),
     (["--board", "icebreaker", "--network", "128"], "--network must be two or more layer sizes"),
     (["--board", "icebreaker", "--lanes", "4", "--network", "128,512,256,64"],
-     "needs 8 SB_SPRAM256KA"),
+     "a 16384 x 256-bit weight memory needs 16 SB_SPRAM256KA"),
     (["--board", "ulx3s", "--baud", "7000000"], "7000000 baud from a 36000000 Hz clock"),
     (["--board", "icebreaker", "--table", "weibull"], "weibull: neither a noise shape"),
 ])

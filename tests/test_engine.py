@@ -18,6 +18,8 @@ from spinemu.hdl.memory_map import (
     input_writes,
     job_cycles,
     model_writes,
+    network_words,
+    word_utilisation,
 )
 from spinemu.hdl.model_image import ModelError, random_model
 from spinemu.hdl.noise_table import gaussian, logistic, thermal
@@ -59,7 +61,65 @@ def test_cycle_count_is_the_documented_formula(lanes, shape, samples):
     model = random_model(shape, seed=9, fmt=config.fmt)
     inputs = np.random.default_rng(0).integers(0, 32, size=(1, shape[0]))
     _, cycles = run_engine_amaranth(config, model, inputs, [1], samples, valid_p=1, ready_p=1)
-    assert cycles[0] == job_cycles(shape, lanes, samples)
+    assert cycles[0] == job_cycles(shape, EngineConfig(lanes=lanes), samples)
+
+
+# (lanes, W, shape): partial groups, partial words, layers wider and narrower than W.
+WIDE_CASES = [(1, 1, (5, 7, 3)), (1, 4, (6, 9, 3, 5)), (2, 8, (7, 19, 5, 9)),
+              (4, 2, (9, 11, 7)), (4, 16, (10, 20, 7, 12)), (8, 4, (5, 13, 17, 6)),
+              (16, 8, (9, 21, 5, 17))]
+
+
+def _wide_job(lanes, inputs_per_cycle, shape, count):
+    config = _config(lanes, inputs_per_cycle=inputs_per_cycle)
+    model = random_model(shape, seed=lanes + inputs_per_cycle, fmt=config.fmt)
+    rng = np.random.default_rng(inputs_per_cycle)
+    inputs = rng.integers(0, 32, size=(count, shape[0]))
+    return config, model, inputs, [int(s) for s in rng.integers(0, 2 ** 63, size=count)]
+
+
+@pytest.mark.parametrize("lanes,inputs_per_cycle,shape", WIDE_CASES)
+def test_spin_layers_by_adder_trees_match_golden(lanes, inputs_per_cycle, shape):
+    """W inputs per lane per cycle: the golden counts under back-pressure, and the documented
+    cycles when the counts are taken at once."""
+    config, model, inputs, seeds = _wide_job(lanes, inputs_per_cycle, shape, 2)
+    counts, _ = run_engine_amaranth(config, model, inputs, seeds, 3, valid_p=0.7, ready_p=0.4,
+                                    stall_seed=lanes)
+    expect = run_jobs(model, inputs, seeds, 3, lanes)
+    np.testing.assert_array_equal(counts, expect)
+    assert 0 < expect.sum() < expect.size * 3
+    counts, cycles = run_engine_amaranth(config, model, inputs[:1], seeds[:1], 2, valid_p=1,
+                                         ready_p=1)
+    np.testing.assert_array_equal(counts, run_jobs(model, inputs[:1], seeds[:1], 2, lanes))
+    assert cycles[0] == job_cycles(shape, config, 2)
+
+
+def test_counts_do_not_depend_on_inputs_per_cycle():
+    """The noise schedule is W's: the same jobs give the same counts for every W."""
+    shape, lanes = (9, 18, 7, 5), 4
+    results = []
+    for inputs_per_cycle in (1, 2, 8, 32):
+        config = _config(lanes, inputs_per_cycle=inputs_per_cycle)
+        model = random_model(shape, seed=5, fmt=config.fmt)
+        inputs = np.random.default_rng(5).integers(0, 32, size=(2, shape[0]))
+        counts, _ = run_engine_amaranth(config, model, inputs, [3, 4], 3)
+        results.append(counts)
+    for counts in results[1:]:
+        np.testing.assert_array_equal(counts, results[0])
+
+
+@pytest.mark.parametrize("lanes,inputs_per_cycle", [(16, 8), (16, 16), (4, 8), (1, 2), (1, 1)])
+def test_word_utilisation_is_the_share_of_reading_cycles(lanes, inputs_per_cycle):
+    # The spin layers' cycles of a sample pass are the per-sample cycles (job_cycles, which the
+    # simulation checks) less layer 1's cached pass; they read the words of layers 2..L once.
+    sizes = (128, 256, 192, 64)
+    config = EngineConfig(lanes=lanes, inputs_per_cycle=inputs_per_cycle)
+    per_sample = job_cycles(sizes, config, 2) - job_cycles(sizes, config, 1)
+    spin_cycles = per_sample - 3 * -(-sizes[1] // lanes)
+    words = (network_words(sizes, lanes, inputs_per_cycle)[0]
+             - network_words(sizes[:2], lanes, inputs_per_cycle)[0])
+    assert word_utilisation(sizes, config) == words / spin_cycles
+    assert word_utilisation((5, 3), config) == 1.0
 
 
 def test_results_do_not_depend_on_earlier_jobs():
@@ -99,6 +159,38 @@ def test_model_writes_layout():
         [int(v) & mask for v in model.weights[0][2]]
 
 
+def test_model_writes_layout_with_slots():
+    """W = 4: slot s of a group's word k holds input 4k + s at address 4 * word + s; a partial
+    last word is padded with zero slots."""
+    config = _config(2, inputs_per_cycle=4)
+    model = random_model((6, 3, 5), seed=1, fmt=config.fmt)
+    weights = [(a, d) for r, a, d in model_writes(model, config) if r == Region.WEIGHT]
+    # layer 1: 2 groups x 2 words of 6 inputs; layer 2: 3 groups x 1 word of 3 inputs
+    assert [a for a, _ in weights] == list(range((2 * 2 + 3 * 1) * 4))
+    bits, mask = config.weight_bits, (1 << config.weight_bits) - 1
+    lane1 = [d >> bits & mask for _, d in weights]
+    assert lane1[:8] == [int(v) & mask for v in model.weights[0][1]] + [0, 0]
+    assert lane1[8:16] == [0] * 8                         # neuron 3 of layer 1 does not exist
+    assert lane1[16:20] == [int(v) & mask for v in model.weights[1][1]] + [0]
+    assert network_words(model.sizes, 2, 4) == (7, 5)
+    assert config.depth(Region.WEIGHT) == config.weight_depth * 4
+    assert config.word_bits(Region.WEIGHT) == 2 * bits
+
+
+@pytest.mark.parametrize("bad", [0, 3, 128, -2])
+def test_inputs_per_cycle_must_be_a_power_of_two(bad):
+    with pytest.raises(ValueError, match=f"inputs_per_cycle must be a power of two 1..64, not {bad}"):
+        _config(2, inputs_per_cycle=bad)
+
+
+def test_inputs_per_cycle_is_a_reported_parameter():
+    config = _config(4, inputs_per_cycle=8)
+    assert config.as_dict()["inputs_per_cycle"] == 8
+    assert EngineConfig.from_dict(config.as_dict()).inputs_per_cycle == 8
+    with pytest.raises(ValueError, match="exceeds the 20-bit write address"):
+        EngineConfig(weight_depth=1 << 15, inputs_per_cycle=64)
+
+
 def test_models_that_do_not_fit_are_refused_with_the_reason():
     config = _config(4)
     with pytest.raises(ModelError, match="a layer of 30 neurons, the design's limit is 24"):
@@ -111,17 +203,23 @@ def test_models_that_do_not_fit_are_refused_with_the_reason():
         check_fits(random_model((16, 24, 24, 24, 24), seed=0, fmt=config.fmt),
                    EngineConfig(lanes=1, max_layers=4, max_inputs=16, max_width=24,
                                 weight_depth=1000, param_depth=256))
+    # W = 8: 6 groups per layer, of 2 words in layer 1 and 3 in the others
+    wide = EngineConfig(lanes=4, inputs_per_cycle=8, max_layers=4, max_inputs=16, max_width=24,
+                        weight_depth=60, param_depth=256)
+    with pytest.raises(ModelError, match="66 weight words, the design has 60"):
+        check_fits(random_model((16, 24, 24, 24, 24), seed=0, fmt=config.fmt), wide)
 
 
 def _words(writes):
     return [{"region": region, "addr": addr, "data": value} for region, addr, value in writes]
 
 
-def test_abort_stops_a_job_anywhere_and_the_next_job_is_exact():
+@pytest.mark.parametrize("inputs_per_cycle", [1, 4])
+def test_abort_stops_a_job_anywhere_and_the_next_job_is_exact(inputs_per_cycle):
     """``abort`` in seeding, in layer 1's pass, in the samples and while the counts go out: the
     engine is idle at once, sends nothing more, and the next job has the golden counts and cycles
     (the memories and the configuration kept, no job state left)."""
-    config, samples = _config(2), 3
+    config, samples = _config(2, inputs_per_cycle=inputs_per_cycle), 3
     model = random_model((7, 9, 4), seed=2, fmt=config.fmt)
     x = np.random.default_rng(2).integers(0, 32, size=7)
     expect = run_jobs(model, x[None], [21], samples, 2)[0]
@@ -153,7 +251,7 @@ def test_abort_stops_a_job_anywhere_and_the_next_job_is_exact():
 
     run(dut, bench)
     assert counts == [list(expect)] * 5
-    assert cycles == [job_cycles(model.sizes, 2, samples)] * 5
+    assert cycles == [job_cycles(model.sizes, config, samples)] * 5
 
 
 def test_memory_contents_survive_a_reset_inserter():

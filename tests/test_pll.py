@@ -155,13 +155,13 @@ def test_no_pll_when_the_oscillator_runs_at_the_clock():
 
 
 def test_the_boards_clocks():
-    """The ULX3S runs at 36 MHz from its PLL; the iCEBreaker at its oscillator's 12 MHz, no PLL."""
+    """The ULX3S runs at 36 MHz from its PLL, the iCEBreaker at 18 MHz from its own."""
     ulx3s, icebreaker = BOARDS["ulx3s"], BOARDS["icebreaker"]
     assert (ulx3s.oscillator_hz, ulx3s.clock_hz) == (25 * MHZ, 36 * MHZ)
     assert ulx3s.pll == ecp5_pll(25 * MHZ, 36 * MHZ)
-    assert (icebreaker.oscillator_hz, icebreaker.clock_hz) == (12 * MHZ, 12 * MHZ)
-    assert icebreaker.pll is None
-    assert isinstance(ice40_pll(12 * MHZ, 18 * MHZ), ICE40PLL)
+    assert (icebreaker.oscillator_hz, icebreaker.clock_hz) == (12 * MHZ, 18 * MHZ)
+    assert icebreaker.pll == ice40_pll(12 * MHZ, 18 * MHZ)
+    assert isinstance(icebreaker.pll, ICE40PLL)
 
 
 # --- the power-on reset ----------------------------------------------------------------------------

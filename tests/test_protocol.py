@@ -251,7 +251,8 @@ def test_abort_stops_a_running_job_at_once(capsys):
     assert [_status(a) for a in answers[first:first + 4]] == [
         Status.ABORTED, Status.OUT_OF_RANGE, Status.OK, Status.OK]
     job_answer = decode_frame(answers[first + 2][:-1], ABORT_PAYLOAD)
-    assert int.from_bytes(job_answer[2:6], "little") == job_cycles(ABORT_MODEL.sizes, 4, 2)
+    assert int.from_bytes(job_answer[2:6], "little") == job_cycles(ABORT_MODEL.sizes,
+                                                                   ABORT_CONFIG, 2)
     status = unpack(STATUS_RESPONSE, decode_frame(answers[-1][:-1], ABORT_PAYLOAD)[2:])
     assert status["jobs"] == 2 and status["bad_requests"] == 1
 
@@ -467,7 +468,7 @@ def test_frames_lost_to_a_full_window_are_answered_overflow_and_counted():
          (Opcode.WRITE, write_body(Region.INPUT, 0, [1, 2, 3], c)), (Opcode.STATUS, b"")] * 6)]
     line = first + b"".join(burst)
     kept, lost, _ = window_model(line[len(first):], window)
-    assert job_cycles((7, 9, 4), c.lanes, 60) > 300 + 2 * len(line)
+    assert job_cycles((7, 9, 4), c, 60) > 300 + 2 * len(line)
     assert lost >= 10 and kept[-1] != 0                         # a cut frame at the end
     status = encode_frame(request(90, Opcode.STATUS), MAX_PAYLOAD)
     board = GoldenBoard(c, MAX_PAYLOAD, window)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from spinemu.hdl.memory_map import job_cycles, job_inputs
+from spinemu.hdl.memory_map import EngineConfig, job_cycles, job_inputs
 from spinemu.hdl.model_image import ModelImage
 from spinemu.host.cli import main
 from spinemu.host.datasets import load_digits, split
@@ -117,7 +117,7 @@ def test_amaranth_and_golden_reconstruct_the_same(model_file, tmp_path):
     sim = _reconstruct(model_file, tmp_path / "a.npz", "--backend", "amaranth", *args)
     for key in ("indices", "mask", "reconstructed", "counts", "seeds"):
         np.testing.assert_array_equal(sim[key], golden[key])
-    np.testing.assert_array_equal(sim["cycles"], [job_cycles(SHAPE, 8, 5)] * 3)
+    np.testing.assert_array_equal(sim["cycles"], [job_cycles(SHAPE, EngineConfig(lanes=8), 5)] * 3)
     assert sim["lanes"] == 8
 
 
@@ -126,7 +126,7 @@ def test_icarus_and_golden_reconstruct_the_same(model_file, tmp_path, capsys):
     golden = _reconstruct(model_file, tmp_path / "g.npz", *args)
     rtl = _reconstruct(model_file, tmp_path / "i.npz", "--backend", "icarus", *args)
     np.testing.assert_array_equal(rtl["reconstructed"], golden["reconstructed"])
-    np.testing.assert_array_equal(rtl["cycles"], [job_cycles(SHAPE, 4, 2)] * 2)
+    np.testing.assert_array_equal(rtl["cycles"], [job_cycles(SHAPE, EngineConfig(lanes=4), 2)] * 2)
     captured = capsys.readouterr()
     assert f"wrote {tmp_path / 'i.npz'}" in captured.out
     assert "engine cycles per image" in captured.err

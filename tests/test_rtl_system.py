@@ -163,7 +163,7 @@ def _samples(rng, sizes, config):
     """A random sample count, kept to jobs of at most 25 000 cycles (the simulators' time)."""
     while True:
         samples = int(rng.choice(SAMPLES))
-        if job_cycles(sizes, config.lanes, samples) < 25_000:
+        if job_cycles(sizes, config, samples) < 25_000:
             return samples
 
 

@@ -198,7 +198,7 @@ def _end_to_end(server, jobs=8, samples=4, **options):
         result = dev.run(x, seeds, samples)
         status = dev.status()
     np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, samples, CONFIG.lanes))
-    assert (result.cycles == job_cycles(MODEL.sizes, CONFIG.lanes, samples)).all()
+    assert (result.cycles == job_cycles(MODEL.sizes, CONFIG, samples)).all()
     assert result.link.resends == result.link.overflows == 0
     assert status.jobs == jobs and status.crc_errors == status.bad_requests == status.overflows == 0
     return result
@@ -258,7 +258,7 @@ def test_native_board_refuses_during_a_long_job_and_aborts_it_for_the_next_clien
     assert stats["refused"] == 2 and stats["flushes"] >= 1
     with capsys.disabled():
         print(f"\nnative board: the next client's first answer {first * 1000:.0f} ms after a "
-              f"client left a {LONG}-sample job ({job_cycles(model.sizes, 16, LONG)} cycles)")
+              f"client left a {LONG}-sample job ({job_cycles(model.sizes, config, LONG)} cycles)")
 
 
 @pytest.mark.slow
@@ -319,7 +319,7 @@ def test_the_flush_is_abort_answered_aborted_then_silence():
     assert decode_frame(flush.answer[:-1], MAX_PAYLOAD) == pack(
         RESPONSE_HEADER, seq=0, status=Status.ABORTED.value)
     largest = (CONFIG.max_inputs,) + (CONFIG.max_width,) * CONFIG.max_layers
-    handled = base.quiet_cycles(MAX_PAYLOAD) + job_cycles(largest, CONFIG.lanes, 1)
+    handled = base.quiet_cycles(MAX_PAYLOAD) + job_cycles(largest, CONFIG, 1)
     assert flush.settle == base.settle_cycles(WINDOW) > WINDOW
     assert flush.cycles > 4 * (handled + WINDOW) + flush.settle
 

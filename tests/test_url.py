@@ -15,6 +15,7 @@ from spinemu.hdl.memory_map import fitted_config, job_cycles, model_writes
 from spinemu.hdl.model_image import ModelImage
 from spinemu.hdl.protocol import write_bodies
 from spinemu.host.cli import main
+from spinemu.host.cli.demo import DEFAULT_INPUTS_PER_CYCLE
 from spinemu.host.models import DEFAULT_MODEL
 from spinemu.sim.board import ServeError, start_server
 
@@ -55,7 +56,8 @@ def test_reconstruct_on_a_served_design_equals_golden(served, tmp_path, capsys):
         assert np.array_equal(remote[key], golden[key]), key
     assert 0 < remote["reconstructed"][remote["mask"] == 0].mean() < 1
     # the cycles the design reported with each job
-    np.testing.assert_array_equal(remote["cycles"], [job_cycles(MODEL.sizes, LANES, 4)] * 4)
+    np.testing.assert_array_equal(remote["cycles"],
+                                  [job_cycles(MODEL.sizes, fitted_config(MODEL, LANES), 4)] * 4)
     assert f"on the design at {served.url}: 4 samples, 4 lanes" in capsys.readouterr().err
 
 
@@ -129,9 +131,10 @@ def test_url_and_backend_are_exclusive(command, tmp_path, capsys):
 @pytest.mark.slow
 def test_reconstruct_on_the_native_verilator_board_equals_golden(tmp_path):
     # the demo's configuration (16 lanes), so the suite builds it once
-    with start_server("verilator", fitted_config(MODEL, 16), MAX_PAYLOAD) as server:
+    config = fitted_config(MODEL, 16, DEFAULT_INPUTS_PER_CYCLE)
+    with start_server("verilator", config, MAX_PAYLOAD) as server:
         remote = _npz("reconstruct", tmp_path / "v.npz", "--url", server.url, *ARGS)
     golden = _npz("reconstruct", tmp_path / "g.npz", "--lanes", "16", *ARGS)
     for key in KEYS:
         assert np.array_equal(remote[key], golden[key]), key
-    np.testing.assert_array_equal(remote["cycles"], [job_cycles(MODEL.sizes, 16, 4)] * 4)
+    np.testing.assert_array_equal(remote["cycles"], [job_cycles(MODEL.sizes, config, 4)] * 4)

@@ -71,6 +71,8 @@ def add_arguments(parser):
     parser.add_argument("--model", type=resolve_model,
                         help="engine: a model image instead of --shape (`default`: the shipped one)")
     parser.add_argument("--lanes", type=int, default=4, help="engine: lanes (default: 4)")
+    parser.add_argument("--inputs-per-cycle", type=int, default=1, metavar="W",
+                        help="engine: spin inputs each lane adds per cycle (default: 1)")
     parser.add_argument("--jobs", type=int, default=540,
                         help="engine: golden/torch jobs (default: 540, the digits test split)")
     parser.add_argument("--job-samples", type=int, default=32,
@@ -143,9 +145,11 @@ def _engine(args):
         args.rounds = 7
     if args.rounds < 1 or args.jobs < 1:
         raise UserError("--rounds and --jobs must be >= 1")
-    f = engine_speed(model, args.lanes, args.jobs, args.job_samples, args.rounds,
+    f = engine_speed(model, args.lanes, args.inputs_per_cycle, args.jobs, args.job_samples,
+                     args.rounds,
                      rtl=not args.no_rtl, log=lambda line: print(line, file=sys.stderr))
-    print(f"network {model.sizes}, {args.lanes} lanes, S={args.job_samples}, {args.jobs} jobs, "
+    print(f"network {model.sizes}, {args.lanes} lanes x {args.inputs_per_cycle} inputs a cycle, "
+          f"S={args.job_samples}, {args.jobs} jobs, "
           f"median of {args.rounds} interleaved rounds (slowest-fastest in brackets)")
     print(f"golden model ({f['golden_threads']} threads): {_jobs_per_s(args.jobs, f['golden_s'])}; "
           f"float torch forward pass ({f['torch_threads']} threads): "
@@ -153,7 +157,9 @@ def _engine(args):
           f"ratio {np.median(f['torch_s']) / np.median(f['golden_s']):.2f}")
     ideal = f["macs"] / args.lanes
     print(f"MACs per image {f['macs']:,}; MACs / lanes {ideal:,.0f}; documented cycles "
-          f"{f['cycles']:,} ({f['cycles'] / ideal:.3f} x)")
+          f"{f['cycles']:,} ({f['cycles'] / ideal:.3f} x; the spin layers add "
+          f"{args.inputs_per_cycle} a cycle per lane); weight words delivered in "
+          f"{f['word_utilisation']:.3f} of the spin layers' cycles")
     if args.no_rtl:
         return True
     v = f["verilator"]
@@ -166,7 +172,8 @@ def _engine(args):
 
 def _print_simulated(sim, sizes, board):
     seconds, shares = sim["split_s"], sim["shares"]
-    print(f"simulated board (native Verilator; {sim['lanes']} lanes as on the {board}, sized for "
+    print(f"simulated board (native Verilator; {sim['lanes']} lanes x {sim['inputs_per_cycle']} "
+          f"inputs a cycle as on the {board}, sized for "
           f"the model as in `spinemu demo`): model {'-'.join(map(str, sizes))}, "
           f"{sim['images']} occluded digits, "
           f"S = {sim['samples']}; started in {sim['start_s']:.1f} s, model loaded in "
@@ -266,16 +273,16 @@ def _model_and_lanes(args):
     if args.count < 1:
         raise UserError(f"--count must be at least 1, not {args.count}")
     try:
-        lanes = find_board(args.board).lanes
+        found = find_board(args.board)
     except KeyError as error:
         raise UserError(f"--board: {error.args[0]}") from None
-    return DEFAULT_MODEL, ModelImage.read(DEFAULT_MODEL), lanes
+    return DEFAULT_MODEL, ModelImage.read(DEFAULT_MODEL), found.lanes, found.inputs_per_cycle
 
 
 def _board(args):
     reports = load_reports(args.report)
-    path, model, lanes = _model_and_lanes(args)
-    sim = stream_digits(model, args.count, args.job_samples, lanes)
+    path, model, lanes, w = _model_and_lanes(args)
+    sim = stream_digits(model, args.count, args.job_samples, lanes, w)
     rows = board_rows(model, args.job_samples, reports)
     _print_simulated(sim, model.sizes, args.board)
     _print_boards(rows, sim["python_s_per_image"])
@@ -289,7 +296,8 @@ def _board(args):
 
 def _print_link(f, sizes, board):
     print(f"link: the shipped model {'-'.join(map(str, sizes))} on the native simulated board "
-          f"({f['lanes']} lanes as on the {board}), {f['images']} occluded digits, "
+          f"({f['lanes']} lanes x {f['inputs_per_cycle']} inputs a cycle as on the {board}), "
+          f"{f['images']} occluded digits, "
           f"S = {f['samples']}, the same seeds in every run; directly and through a loopback "
           f"proxy adding each round trip (half each way; spinemu.host.latency_proxy), "
           f"{f['rounds']} round{'s' if f['rounds'] > 1 else ''} taking turns (medians); board "
@@ -330,8 +338,8 @@ def _link(args):
     if args.rounds < 1:
         raise UserError(f"--rounds must be at least 1, not {args.rounds}")
     reports = load_reports(args.report)
-    path, model, lanes = _model_and_lanes(args)
-    figures = stream_link(model, args.count, args.job_samples, lanes, rtts=LINK_RTTS_S,
+    path, model, lanes, w = _model_and_lanes(args)
+    figures = stream_link(model, args.count, args.job_samples, lanes, w, rtts=LINK_RTTS_S,
                           rounds=args.rounds)
     rows = board_rows(model, args.job_samples, reports)
     targets = link_targets(figures)

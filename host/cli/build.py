@@ -22,13 +22,16 @@ from .options import layer_sizes
 def add_arguments(parser):
     boards = "; ".join(
         f"{b.name}: {b.description}, {b.clock_hz / 1e6:g} MHz, {b.baud:,} baud, default {b.lanes} "
-        f"lanes sized for "
+        f"lanes x {b.inputs_per_cycle} inputs a cycle sized for "
         f"{'-'.join(map(str, b.network))}" for b in BOARDS.values())
     parser.add_argument("--board", required=True, metavar="BOARD", help=f"the board ({boards})")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="folder for the bitstream, tool files and report.json")
     parser.add_argument("--lanes", type=int, metavar="N",
                         help="neurons computed at once, a power of two (default: the board's)")
+    parser.add_argument("--inputs-per-cycle", type=int, metavar="W",
+                        help="spin inputs each lane adds per cycle, a power of two (default: the "
+                             "board's)")
     parser.add_argument("--network", metavar="N0,N1,...",
                         help="layer sizes the engine's memories are sized for, inputs first "
                              "(default: the board's)")
@@ -48,7 +51,8 @@ def run(args):
 
     network = layer_sizes(args.network, "--network") if args.network else None
     noise = None if args.table is None else read_table(args.table)
-    report = build_board(args.board, args.out, lanes=args.lanes, network=network,
+    report = build_board(args.board, args.out, lanes=args.lanes,
+                         inputs_per_cycle=args.inputs_per_cycle, network=network,
                          baud=args.baud, seed=args.seed, noise=noise, progress=print)
     print(summary(report))
     print(f"wrote {Path(args.out) / report['bitstream']} and {Path(args.out) / 'report.json'}")
@@ -59,7 +63,8 @@ def summary(report):
     """A few lines that say what was built and how it did."""
     spram = f" SPRAM {report['spram']}" if report["family"] == "ice40" else ""
     return "\n".join([
-        f"{report['board']} ({report['device']}): {report['lanes']} lanes, network "
+        f"{report['board']} ({report['device']}): {report['lanes']} lanes x "
+        f"{report['inputs_per_cycle']} inputs a cycle, network "
         f"{'-'.join(map(str, report['layer_sizes']))}, build hash {report['build_hash']}",
         f"LUT {report['lut']} FF {report['ff']} BRAM {report['bram']}{spram} DSP {report['dsp']}",
         f"Fmax {report['fmax_mhz']:.1f} MHz (clock {report['clock_mhz']:g} MHz), UART "

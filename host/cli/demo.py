@@ -26,9 +26,11 @@ from ..runners import open_runner
 from . import UserError
 from .files import write_text
 
-__all__ = ["add_arguments", "run", "DEFAULT_LANES", "DEFAULT_OUT", "SEED"]
+__all__ = ["add_arguments", "run", "DEFAULT_LANES", "DEFAULT_INPUTS_PER_CYCLE", "DEFAULT_OUT",
+           "SEED"]
 
 DEFAULT_LANES = 16
+DEFAULT_INPUTS_PER_CYCLE = 8
 DEFAULT_OUT = Path("out/demo")
 BOARD_KIND = "native Verilator"
 SEED = 1
@@ -41,6 +43,9 @@ def add_arguments(parser):
                         help="samples per digit (default: %(default)s)")
     parser.add_argument("--lanes", type=int, default=DEFAULT_LANES,
                         help="engine lanes of the simulated design (default: %(default)s)")
+    parser.add_argument("--inputs-per-cycle", type=int, default=DEFAULT_INPUTS_PER_CYCLE,
+                        metavar="W", help="spin inputs each lane adds per cycle (default: "
+                                          "%(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                         help="where the grid and the report go (default: %(default)s)")
     parser.add_argument("--prepare", action="store_true",
@@ -55,18 +60,19 @@ def run(args):
     jobs = image_jobs(dataset, "bottom", SEED, args.count)
     count = len(jobs)
     try:
-        config = fitted_config(model, args.lanes)
+        config = fitted_config(model, args.lanes, args.inputs_per_cycle)
     except ValueError as error:
-        raise UserError(f"--lanes: {error}") from None
+        raise UserError(f"--lanes, --inputs-per-cycle: {error}") from None
     if args.prepare:
         from spinemu.sim.board.native import build_native
         print(f"simulated board ready: {build_native(config, MAX_PAYLOAD)}")
         return 0
 
     top = dataset.max_value
-    per_job = job_cycles(model.sizes, args.lanes, args.samples)
+    per_job = job_cycles(model.sizes, config, args.samples)
     print(f"demo: shipped model {'-'.join(map(str, model.sizes))}, {count} held-out digits, "
-          f"bottom half occluded, S = {args.samples} samples, {args.lanes} lanes "
+          f"bottom half occluded, S = {args.samples} samples, {args.lanes} lanes x "
+          f"{args.inputs_per_cycle} inputs a cycle "
           f"({per_job} cycles per digit)")
     began = time.perf_counter()
     board = start_board(config, MAX_PAYLOAD)
@@ -96,7 +102,8 @@ def run(args):
     report = {
         "model": str(DEFAULT_MODEL), "sizes": list(model.sizes), "dataset": "digits",
         "images": count, "occlusion": "bottom", "samples": args.samples, "seed": SEED,
-        "lanes": args.lanes, "board": BOARD_KIND, "backend": BOARD_KIND,
+        "lanes": args.lanes, "inputs_per_cycle": args.inputs_per_cycle, "board": BOARD_KIND,
+        "backend": BOARD_KIND,
         "accuracy": {"reconstructed": acc["reconstructed"], "zero_filled": acc["zero_filled"]},
         "improvement_ratio": figures["improvement_ratio"],
         "seconds": round(seconds, 3),

@@ -57,6 +57,9 @@ def add_arguments(parser):
     parser.add_argument("--lanes", type=int, metavar="N",
                         help="neurons computed at once, a power of two (default: the board's; "
                              "4 with --model)")
+    parser.add_argument("--inputs-per-cycle", type=int, metavar="W",
+                        help="spin inputs each lane adds per cycle, a power of two (default: the "
+                             "board's; 1 with --model or --network)")
     parser.add_argument("--max-payload", type=int, default=MAX_PAYLOAD, metavar="BYTES",
                         help=f"largest frame payload, 8..65535 (default: {MAX_PAYLOAD})")
     parser.add_argument("--once", action="store_true",
@@ -65,21 +68,24 @@ def add_arguments(parser):
 
 def resolve_config(args):
     """The :class:`EngineConfig` the arguments ask for, and a few words saying where from."""
+    lanes = 4 if args.lanes is None else args.lanes
+    inputs_per_cycle = 1 if args.inputs_per_cycle is None else args.inputs_per_cycle
     try:
         if args.model is not None:
             model = ModelImage.read(args.model)
-            lanes = 4 if args.lanes is None else args.lanes
-            return fitted_config(model, lanes), f"sized for {args.model}"
+            return (fitted_config(model, lanes, inputs_per_cycle),
+                    f"sized for {args.model}")
         if args.network is not None:
             sizes = layer_sizes(args.network, "--network")
-            lanes = 4 if args.lanes is None else args.lanes
-            return sized_config(sizes, lanes), f"sized for {'-'.join(map(str, sizes))}"
+            return (sized_config(sizes, lanes, inputs_per_cycle=inputs_per_cycle),
+                    f"sized for {'-'.join(map(str, sizes))}")
         name = args.board or _DEFAULT_BOARD
         try:
             found = find_board(name)
         except KeyError as error:
             raise UserError(error.args[0]) from None
-        return found.configure(args.lanes), f"the {name} configuration"
+        return (found.configure(args.lanes, inputs_per_cycle=args.inputs_per_cycle),
+                f"the {name} configuration")
     except ValueError as error:
         raise UserError(str(error)) from None
 
@@ -87,7 +93,8 @@ def resolve_config(args):
 def describe_config(config):
     """One line with the sizes a configuration holds."""
     c: EngineConfig = config
-    return (f"{c.lanes} lanes, up to {c.max_layers} layers, {c.max_inputs} inputs, "
+    return (f"{c.lanes} lanes x {c.inputs_per_cycle} inputs a cycle, up to {c.max_layers} layers, "
+            f"{c.max_inputs} inputs, "
             f"{c.max_width} neurons per layer, {c.weight_depth} weight words, "
             f"{c.param_depth} parameter entries per lane, a_width {c.fmt.a_width}")
 

@@ -85,7 +85,7 @@ def flush_cycles(config, max_payload, window=WINDOW):
     a design that needs more has lost the ABORT, or keeps answering after it.
     """
     largest = (config.max_inputs,) + (config.max_width,) * config.max_layers
-    handled = quiet_cycles(max_payload) + job_cycles(largest, config.lanes, 1)
+    handled = quiet_cycles(max_payload) + job_cycles(largest, config, 1)
     return 4 * (len(FLUSH_REQUEST) + handled + window + 256) + settle_cycles(window)
 
 

@@ -99,7 +99,7 @@ class GoldenBoard:
         self.layers = 0
         self.sizes = [0] * (c.max_layers + 1)
         self.memory = {Region.INPUT: np.zeros(c.max_inputs, np.int64),
-                       Region.WEIGHT: np.zeros(c.weight_depth, object),
+                       Region.WEIGHT: np.zeros(c.depth(Region.WEIGHT), object),
                        Region.PARAM: np.zeros(c.lanes * c.param_depth, object),
                        Region.NOISE: np.array(c.noise.entries, object)}
         self._noise = c.noise       # the table the NOISE memory holds; None after NOISE writes
@@ -224,7 +224,7 @@ class GoldenBoard:
         sizes = self.sizes[:self.layers + 1]
         if 0 in sizes:
             raise _Refused(Status.BAD_CONFIG)       # a size of the network never written
-        words, entries = network_words(sizes, c.lanes)
+        words, entries = network_words(sizes, c.lanes, c.inputs_per_cycle)
         if words > c.weight_depth or entries > c.param_depth:
             raise _Refused(Status.BAD_CONFIG)
 
@@ -292,7 +292,7 @@ class GoldenBoard:
 
     def _network(self):
         """The layers as the design holds them in its lane memories (the inverse of model_writes)."""
-        c, P = self.config, self.config.lanes
+        c, P, W = self.config, self.config.lanes, self.config.inputs_per_cycle
         sizes = self.sizes[:self.layers + 1]
         layout = c.param_layout
         weights, bias, theta, sigma = [], [], [], []
@@ -302,13 +302,13 @@ class GoldenBoard:
             b, t, s = (np.zeros(n_out, np.int64) for _ in range(3))
             weights.append(w), bias.append(b), theta.append(t), sigma.append(s)
         for p in range(P):
-            word, entry = 0, 0
+            slot, entry = 0, 0
             for l in range(self.layers):
                 n_out, n_in = sizes[l + 1], sizes[l]
                 for g in range(groups(n_out, P)):
                     j = g * P + p
                     if j < n_out:
-                        raw = self.memory[Region.WEIGHT][word:][:n_in]
+                        raw = self.memory[Region.WEIGHT][slot:][:n_in]
                         mask = (1 << c.weight_bits) - 1
                         weights[l][j, :len(raw)] = [
                             _signed(int(v) >> (p * c.weight_bits) & mask, c.weight_bits)
@@ -316,7 +316,7 @@ class GoldenBoard:
                         fields = layout.from_bits(int(self.memory[Region.PARAM][p * c.param_depth
                                                                                  + entry]))
                         bias[l][j], theta[l][j], sigma[l][j] = fields.bias, fields.theta, fields.sigma
-                    word += n_in
+                    slot += groups(n_in, W) * W      # whole words of W slots
                     entry += 1
         return sizes, weights, bias, theta, sigma
 
@@ -329,4 +329,4 @@ class GoldenBoard:
         self.results = [int(v) & 0xFFFF for v in counts]
         self.counters["jobs"] = (self.counters["jobs"] + 1) & 0xFFFFFFFF
         # The engine's cycle counter is 32 bits: a job that long would wrap it.
-        return pack(RUN_RESPONSE, cycles=job_cycles(sizes, c.lanes, samples) & 0xFFFFFFFF)
+        return pack(RUN_RESPONSE, cycles=job_cycles(sizes, c, samples) & 0xFFFFFFFF)
