@@ -25,19 +25,19 @@ __all__ = ["FAMILIES", "classify_cells", "synth_stats", "place_and_route_fmax",
 
 #: Per family: the yosys synthesis command, the nextpnr tool and device/package options, and the
 #: default P&R target: the clock the family's board runs at (:attr:`Board.clock_hz
-#: <spinemu.firmware.boards.Board.clock_hz>`: the iCEBreaker's oscillator, the ULX3S's PLL).
+#: <spinemu.firmware.boards.Board.clock_hz>`: both boards' PLLs).
 FAMILIES = {
     "ice40": {
         "synth": "synth_ice40 -dsp -spram",
         "nextpnr": "nextpnr-ice40",
         "device": ["--up5k", "--package", "sg48"],
-        "target_mhz": 12.0,
+        "target_mhz": 18.0,
     },
     "ecp5": {
         "synth": "synth_ecp5",
         "nextpnr": "nextpnr-ecp5",
         "device": ["--85k", "--package", "CABGA381"],
-        "target_mhz": 36.0,
+        "target_mhz": 45.0,
     },
 }
 

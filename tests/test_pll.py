@@ -155,10 +155,10 @@ def test_no_pll_when_the_oscillator_runs_at_the_clock():
 
 
 def test_the_boards_clocks():
-    """The ULX3S runs at 36 MHz from its PLL, the iCEBreaker at 18 MHz from its own."""
+    """The ULX3S runs at 45 MHz from its PLL, the iCEBreaker at 18 MHz from its own."""
     ulx3s, icebreaker = BOARDS["ulx3s"], BOARDS["icebreaker"]
-    assert (ulx3s.oscillator_hz, ulx3s.clock_hz) == (25 * MHZ, 36 * MHZ)
-    assert ulx3s.pll == ecp5_pll(25 * MHZ, 36 * MHZ)
+    assert (ulx3s.oscillator_hz, ulx3s.clock_hz) == (25 * MHZ, 45 * MHZ)
+    assert ulx3s.pll == ecp5_pll(25 * MHZ, 45 * MHZ)
     assert (icebreaker.oscillator_hz, icebreaker.clock_hz) == (12 * MHZ, 18 * MHZ)
     assert icebreaker.pll == ice40_pll(12 * MHZ, 18 * MHZ)
     assert isinstance(icebreaker.pll, ICE40PLL)
@@ -226,8 +226,8 @@ def _place_and_route(platform, pll, build_dir):
 def test_nextpnr_times_the_pll_output(tmp_path, name, clock_mhz):
     """nextpnr takes the PLL (iCE40 SB_PLL40_PAD, ECP5 EHXPLLL) and times the design at its
     output: at the constraint BoardClock sets and, with that left out, at the frequency nextpnr
-    derives from the primitive's own parameters, the same. (The iCEBreaker runs without its PLL;
-    this is the PLL it would use, at 30 MHz.)"""
+    derives from the primitive's own parameters, the same (each at a clock of its own: the
+    boards' are 45 and 18 MHz)."""
     board = BOARDS[name]
     pll = pll_settings(board.family, board.oscillator_hz, clock_mhz * MHZ)
 
