@@ -188,7 +188,7 @@ def place_and_route_fmax(elaboratable, family, *, frequency_mhz=None, top_name="
     ``--85k --package CABGA381`` for ECP5). With ``harness`` (the default) the component is
     wrapped in :class:`OutOfContextHarness` first; with ``harness=False`` its ports become pins,
     which fails when they outnumber the package's I/O and leaves pin-to-register paths untimed.
-    ``frequency_mhz`` (default: the board's clock, 12 MHz iCEBreaker, 36 MHz ULX3S) only
+    ``frequency_mhz`` (default: the board's clock, 18 MHz iCEBreaker, 45 MHz ULX3S) only
     steers timing-driven placement; a design that misses it still reports its Fmax (``met`` is
     then ``False``). ``seed`` fixes nextpnr's placement for repeatable numbers.
 
