@@ -123,33 +123,28 @@ def _spram_model():
     return re.search(r"^module SB_SPRAM256KA\b.*?^endmodule", cells, re.S | re.M)[0]
 
 
-def test_weight_memory_spram_under_icarus(tmp_path):
-    """The SPRAM grid (2 banks x 2 slices, a width that is no multiple of 16) against yosys's
-    SB_SPRAM256KA model: the address split, bank select and read mux behave as a memory."""
-    if shutil.which("iverilog") is None:
-        pytest.fail("Icarus Verilog (iverilog) is not installed; on Debian: "
-                    "apt-get install iverilog")
-    width, depth = 20, SPRAM_DEPTH + 4000
-    dut = WeightMemory(width, depth, kind="spram")
-    assert (dut.banks, dut.slices) == (2, 2)
-    ops = _memory_ops(width, depth, 600, seed=2)
+def _icarus(tmp_path, dut, ops):
+    """``read_data`` after each cycle ``(addr, slot, data, write_en, read_en)`` of WeightMemory
+    ``dut``'s Verilog under Icarus with yosys's SPRAM model (None where it reads x)."""
+    slot_bits = len(dut.write_slot)
     (tmp_path / "wm.v").write_text(verilog.convert(dut, name="wm"))
     (tmp_path / "spram.v").write_text(_spram_model())
-    (tmp_path / "ops.hex").write_text("".join(
-        f"{a:04x} {v:05x} {w} {r}\n" for a, v, w, r in ops))
+    (tmp_path / "ops.hex").write_text("".join(f"{a:x} {k} {v:x} {w} {r}\n" for a, k, v, w, r in ops))
+    slot_port = ".write_slot(write_slot), " if slot_bits else ""
     (tmp_path / "tb.v").write_text(f"""
 module tb;
   reg clk = 0, rst = 0, write_en = 0, read_en = 0;
-  reg [14:0] addr = 0; reg [19:0] write_data = 0;
-  wire [19:0] read_data;
-  integer f, i, a, v, w, r;
-  wm dut(.clk(clk), .rst(rst), .addr(addr), .write_data(write_data), .write_en(write_en),
-         .read_en(read_en), .read_data(read_data));
+  reg [{len(dut.addr) - 1}:0] addr = 0; reg [{max(slot_bits, 1) - 1}:0] write_slot = 0;
+  reg [{len(dut.write_data) - 1}:0] write_data = 0;
+  wire [{dut.width - 1}:0] read_data;
+  integer f, i, a, k, v, w, r;
+  wm dut(.clk(clk), .rst(rst), .addr(addr), {slot_port}.write_data(write_data),
+         .write_en(write_en), .read_en(read_en), .read_data(read_data));
   initial begin
     f = $fopen("ops.hex", "r");
     for (i = 0; i < {len(ops)}; i = i + 1) begin
-      if ($fscanf(f, "%h %h %d %d\\n", a, v, w, r) != 4) $finish;
-      addr = a; write_data = v; write_en = w; read_en = r;
+      if ($fscanf(f, "%h %d %h %d %d\\n", a, k, v, w, r) != 5) $finish;
+      addr = a; write_slot = k; write_data = v; write_en = w; read_en = r;
       #5 clk = 1; #5 clk = 0;
       $display("%h", read_data);
     end
@@ -161,9 +156,22 @@ endmodule
                    cwd=tmp_path, check=True)
     lines = subprocess.run(["vvp", "-n", "tb"], cwd=tmp_path, check=True, capture_output=True,
                            text=True).stdout.split()
-    got = [None if "x" in line else int(line, 16) for line in lines]
+    assert len(lines) == len(ops)
+    return [None if "x" in line else int(line, 16) for line in lines]
+
+
+def test_weight_memory_spram_under_icarus(tmp_path):
+    """The SPRAM grid (2 banks x 2 slices, a width that is no multiple of 16) against yosys's
+    SB_SPRAM256KA model: the address split, bank select and read mux behave as a memory."""
+    if shutil.which("iverilog") is None:
+        pytest.fail("Icarus Verilog (iverilog) is not installed; on Debian: "
+                    "apt-get install iverilog")
+    width, depth = 20, SPRAM_DEPTH + 4000
+    dut = WeightMemory(width, depth, kind="spram")
+    assert (dut.banks, dut.slices) == (2, 2)
+    ops = _memory_ops(width, depth, 600, seed=2)
+    got = _icarus(tmp_path, dut, [(addr, 0, *rest) for addr, *rest in ops])
     expected = _expected(ops)
-    assert len(got) == len(ops)
     checked = [(g, e) for g, e in zip(got, expected, strict=True) if e is not None]
     assert len(checked) > 200
     assert all(g == e for g, e in checked)
@@ -211,36 +219,7 @@ def test_weight_memory_spram_slots_under_icarus(tmp_path):
     width, depth, slots = 48, 100, 4
     dut = WeightMemory(width, depth, kind="spram", slots=slots)
     ops = _slot_ops(width, depth, slots, 300, seed=4)
-    (tmp_path / "wm.v").write_text(verilog.convert(dut, name="wm"))
-    (tmp_path / "spram.v").write_text(_spram_model())
-    (tmp_path / "ops.hex").write_text("".join(
-        f"{a:04x} {k} {v:03x} {w} {r}\n" for a, k, v, w, r in ops))
-    (tmp_path / "tb.v").write_text(f"""
-module tb;
-  reg clk = 0, rst = 0, write_en = 0, read_en = 0;
-  reg [6:0] addr = 0; reg [1:0] write_slot = 0; reg [11:0] write_data = 0;
-  wire [47:0] read_data;
-  integer f, i, a, k, v, w, r;
-  wm dut(.clk(clk), .rst(rst), .addr(addr), .write_slot(write_slot), .write_data(write_data),
-         .write_en(write_en), .read_en(read_en), .read_data(read_data));
-  initial begin
-    f = $fopen("ops.hex", "r");
-    for (i = 0; i < {len(ops)}; i = i + 1) begin
-      if ($fscanf(f, "%h %d %h %d %d\\n", a, k, v, w, r) != 5) $finish;
-      addr = a; write_slot = k; write_data = v; write_en = w; read_en = r;
-      #5 clk = 1; #5 clk = 0;
-      $display("%h", read_data);
-    end
-    $finish;
-  end
-endmodule
-""")
-    subprocess.run(["iverilog", "-g2012", "-o", "tb", "-s", "tb", "tb.v", "wm.v", "spram.v"],
-                   cwd=tmp_path, check=True)
-    lines = subprocess.run(["vvp", "-n", "tb"], cwd=tmp_path, check=True, capture_output=True,
-                           text=True).stdout.split()
-    got = [None if "x" in line else int(line, 16) for line in lines]
-    assert len(got) == len(ops)
+    got = _icarus(tmp_path, dut, ops)
     checked = [(g, e) for g, e in zip(got, _slot_expected(ops, slots, width // slots),
                                       strict=True) if e is not None]
     assert len(checked) > 150 and all(g == e for g, e in checked)
