@@ -23,10 +23,14 @@ from .noise import TABLE_READ, TABLE_WRITE, WORD_BITS, AliasCoder
 from .noise_table import ENTRY_BITS, gaussian
 from .polynomials import NOISE_DEGREE, NOISE_TAPS
 
-__all__ = ["STREAM_TAPS", "NoiseUnit"]
+__all__ = ["NOISE_STREAMS", "STREAM_TAPS", "NoiseUnit"]
 
 #: The polynomial of every stream of a noise unit.
 STREAM_TAPS = NOISE_TAPS[0]
+
+#: The streams every layer engine draws from (V): a job's samples depend on it, so it is one
+#: number for every board and backend, and a design has at most this many lanes.
+NOISE_STREAMS = 16
 
 
 def _power_of_two(value):
