@@ -18,7 +18,8 @@ from .model_image import ModelError
 from .noise_table import ENTRIES, ENTRY_BITS, NoiseTable, gaussian
 from .polynomials import MAX_BLOCKS
 
-__all__ = ["ADDR_BITS", "COUNT_BITS", "SAMPLE_BITS", "CONFIG_BITS", "Region", "EngineConfig",
+__all__ = ["ADDR_BITS", "COUNT_BITS", "SAMPLE_BITS", "CONFIG_BITS", "NOISE_STREAMS", "Region",
+           "EngineConfig",
            "groups", "network_words", "sized_config", "fitted_config", "check_fits",
            "model_writes", "input_writes", "job_inputs", "spin_latency", "job_cycles",
            "word_utilisation", "macs_per_job"]
@@ -27,6 +28,9 @@ COUNT_BITS = 16     # a spin count of the last layer
 SAMPLE_BITS = 16    # a job's sample count S
 ADDR_BITS = 20      # a write address
 CONFIG_BITS = 16    # a CONFIG word: L or a layer size
+#: The noise streams every layer engine is to draw from (V, ``docs/noise.md``): a job's samples
+#: will depend on it, so it is one number for every board and backend.
+NOISE_STREAMS = 16
 
 
 class Region(enum.Enum, shape=3):

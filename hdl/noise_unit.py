@@ -1,19 +1,22 @@
 """Noise for a whole layer engine: V streams drawn by U generators, P codes at a time.
 
-The codes of a layer's neurons come in *neuron order*: after the streams are loaded and the unit
-released, code ``n`` (``n = 0, 1, ...``) is the ``n // V``-th code of stream ``n mod V``, and the
-unit delivers them ``P`` at a time, vector ``m`` holding codes ``m P .. m P + P - 1``. The codes a
-neuron gets therefore depend on the number of streams ``V`` alone, not on how many neurons the
-engine computes at once (``P``) or how many generators draw them (``U``).
+The codes come in the engine's *schedule*: after the streams are loaded and the unit released, for
+sample after sample and layer ``l = 1 .. L`` after layer, neuron ``j = 0 .. N_l - 1`` takes the next
+code of stream ``j mod V``, and the unit delivers them ``P`` at a time, vector ``m`` of a layer
+holding the codes of its neurons ``m P .. m P + P - 1`` (``ceil(N_l / P)`` vectors; the places past
+the layer's last neuron hold codes that no stream gave up). The codes a neuron gets therefore depend
+on the number of streams ``V`` and the layer sizes alone, not on how many neurons the engine
+computes at once (``P``) or how many generators draw them (``U``).
 
 Every stream is the 64-bit LFSR of :data:`STREAM_TAPS` (one polynomial: a generator steps several
 streams and has one step function) from its own loaded state, read 32 bits a code and turned into a
 code by an :class:`~spinemu.hdl.noise.AliasCoder`. Generator ``u`` serves streams ``u, u + U, ...``:
 it holds their ``V / U`` states in a small memory, and per code reads one, steps it and writes it
-back, in stream order. ``docs/noise.md`` has the schedule and why one polynomial suffices.
+back, in stream order; a code past the layer's end is not written back, and a layer's first code
+reads stream 0 again. ``docs/noise.md`` has the schedule and why one polynomial suffices.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,14 +26,10 @@ from .noise import TABLE_READ, TABLE_WRITE, WORD_BITS, AliasCoder
 from .noise_table import ENTRY_BITS, gaussian
 from .polynomials import NOISE_DEGREE, NOISE_TAPS
 
-__all__ = ["NOISE_STREAMS", "STREAM_TAPS", "NoiseUnit"]
+__all__ = ["STREAM_TAPS", "NoiseUnit"]
 
 #: The polynomial of every stream of a noise unit.
 STREAM_TAPS = NOISE_TAPS[0]
-
-#: The streams every layer engine draws from (V): a job's samples depend on it, so it is one
-#: number for every board and backend, and a design has at most this many lanes.
-NOISE_STREAMS = 16
 
 
 def _power_of_two(value):
@@ -38,7 +37,9 @@ def _power_of_two(value):
 
 
 class NoiseUnit(wiring.Component):
-    """``streams`` (V) noise streams drawn by ``generators`` (U), delivered ``width`` (P) at a time.
+    """``streams`` (V) noise streams drawn by ``generators`` (U), delivered ``width`` (P) at a time
+    in the schedule of a network of up to ``max_layers`` layers of up to ``2^size_bits - 1``
+    neurons.
 
     V, U and P are powers of two with ``U <= P <= V``. See the module docstring for the order of
     the codes.
@@ -46,7 +47,10 @@ class NoiseUnit(wiring.Component):
     Ports
     -----
     o : Out(stream.Signature(ArrayLayout(signed(12), P)))
-        Vectors of P codes in neuron order; one a cycle while U = P, else one every P / U cycles.
+        Vectors of P codes in the schedule; one a cycle while U = P, else one every P / U cycles.
+    layers, sizes : In(range(max_layers + 1)), In(ArrayLayout(size_bits, max_layers))
+        The network: L >= 1 and ``sizes[l - 1] = N_l >= 1`` for its layers; read while ``hold`` is
+        high and held from its release.
     hold : In(1)
         While high the unit draws nothing: its pipelines are empty and every generator is back at
         its first stream. Load the streams then; on release, vector 0 follows from the loaded states.
@@ -59,16 +63,19 @@ class NoiseUnit(wiring.Component):
         Reads an entry of generator 0's table (:class:`~spinemu.hdl.noise.AliasCoder`).
     """
 
-    def __init__(self, streams, generators, width, table=None):
+    def __init__(self, streams, generators, width, table=None, *, max_layers=1, size_bits=16):
         if not all(_power_of_two(v) for v in (streams, generators, width)) or not (
                 generators <= width <= streams):
             raise ValueError(f"a noise unit needs powers of two generators <= width <= streams, "
                              f"not {generators}, {width}, {streams}")
         self.streams, self.generators, self.width = streams, generators, width
+        self.max_layers = max_layers
         self.table = gaussian() if table is None else table
         self._taps = check_lfsr(NOISE_DEGREE, STREAM_TAPS, WORD_BITS)
         super().__init__({
             "o": Out(stream.Signature(data.ArrayLayout(signed(CODE_WIDTH), width))),
+            "layers": In(range(max_layers + 1)),
+            "sizes": In(data.ArrayLayout(size_bits, max_layers)),
             "hold": In(1),
             "load": In(data.StructLayout({"en": 1, "stream": range(streams),
                                           "state": NOISE_DEGREE})),
@@ -84,8 +91,26 @@ class NoiseUnit(wiring.Component):
         for u in range(U):
             m.submodules[f"coder{u}"] = coder = AliasCoder(self.table)
             m.d.comb += [coder.clear.eq(self.hold), coder.table_write.eq(self.table_write)]
-            self._generator(m, u, coder)
             coders.append(coder)
+        # The generators run in lockstep (the same clear and ready), so one walker of the
+        # schedule serves them all: it follows the rounds of U codes as they are fetched.
+        held = Signal()                                   # rd.data holds states not yet drawn
+        draw = coders[0].i.valid & coders[0].i.ready
+        ptr = Signal(range(self.streams // U))            # the states to read next
+        at = Signal.like(ptr)                             # the states on rd.data
+        # The state memories' reads are not transparent: the round that would read the states
+        # being written back waits a cycle. With one state per generator that is every round, a
+        # vector every two cycles, still faster than an engine takes them.
+        fetch = ~self.hold & (~held | (draw & (ptr != at)))
+        real = self._walker(m, fetch, ptr)
+        with m.If(self.hold):
+            m.d.sync += held.eq(0)
+        with m.Elif(fetch):
+            m.d.sync += [held.eq(1), at.eq(ptr)]
+        with m.Elif(draw):
+            m.d.sync += held.eq(0)
+        for u, coder in enumerate(coders):
+            self._generator(m, u, coder, ptr, at, fetch, held, draw, real[u])
         m.d.comb += [coders[0].table_read.eq(self.table_read),
                      self.table_data.eq(coders[0].table_data)]
 
@@ -114,19 +139,44 @@ class NoiseUnit(wiring.Component):
             m.d.comb += coder.o.ready.eq(take)
         return m
 
-    def _generator(self, m, u, coder):
+    def _walker(self, m, fetch, ptr):
+        """The schedule at the fetch of each round of U codes: it steps the state index every
+        generator reads (``ptr``) and returns, registered with the fetch, which generators' codes
+        belong to a neuron (the others' states are not written back)."""
+        U, P, depth = self.generators, self.width, self.streams // self.generators
+        size_bits = len(self.sizes[0])
+        rem = Signal(signed(size_bits + 1))      # N_l minus the round's first neuron
+        round_ = Signal(range(P // U))           # the round within its vector
+        layer = Signal(range(self.max_layers))
+        after = Signal(range(self.max_layers))   # the layer after ``layer``, wrapping to the first
+        real = Signal(U)
+        sizes = Array(self.sizes)
+        vector_end = round_ == P // U - 1
+        layer_end = vector_end & (rem <= U)
+
+        def wrap(l):
+            return Mux(l + 1 == self.layers, 0, l + 1)
+
+        with m.If(self.hold):
+            m.d.sync += [ptr.eq(0), rem.eq(self.sizes[0]), round_.eq(0), layer.eq(0),
+                         after.eq(wrap(0))]
+        with m.Elif(fetch):
+            m.d.sync += [real.eq(Cat(rem > u for u in range(U))),
+                         round_.eq(Mux(vector_end, 0, round_ + 1))]
+            with m.If(layer_end):
+                m.d.sync += [ptr.eq(0), rem.eq(sizes[after]), layer.eq(after),
+                             after.eq(wrap(after))]
+            with m.Else():
+                m.d.sync += [ptr.eq(Mux(ptr == depth - 1, 0, ptr + 1)), rem.eq(rem - U)]
+        return real
+
+    def _generator(self, m, u, coder, ptr, at, fetch, held, draw, real):
         """Generator ``u``: the states of streams ``u, u + U, ...`` and their read-step-write."""
         depth = self.streams // self.generators
         states = memory.Memory(shape=NOISE_DEGREE, depth=depth, init=[])
         m.submodules[f"states{u}"] = states
         wr = states.write_port()
-        # With one state per generator the next read is of the word being written back.
-        rd = states.read_port(transparent_for=(wr,))
-        ptr = Signal(range(depth), name=f"ptr{u}")        # the next state to read
-        at = Signal(range(depth), name=f"at{u}")          # the state on rd.data
-        held = Signal(name=f"held{u}")                    # rd.data holds a state not yet drawn
-        draw = coder.i.valid & coder.i.ready
-        fetch = ~self.hold & (~held | draw)
+        rd = states.read_port()
         lb = (self.generators - 1).bit_length()
         mine = self.load.stream[:lb] == u if lb else 1
         m.d.comb += [
@@ -136,9 +186,5 @@ class NoiseUnit(wiring.Component):
             wr.addr.eq(Mux(self.hold, self.load.stream[lb:], at)),
             wr.data.eq(Mux(self.hold, self.load.state,
                            lfsr_next(rd.data, self._taps, WORD_BITS))),
-            wr.en.eq(Mux(self.hold, self.load.en & mine, draw)),
+            wr.en.eq(Mux(self.hold, self.load.en & mine, draw & real)),
         ]
-        with m.If(self.hold):
-            m.d.sync += [ptr.eq(0), held.eq(0)]
-        with m.Elif(fetch):
-            m.d.sync += [at.eq(ptr), ptr.eq(Mux(ptr == depth - 1, 0, ptr + 1)), held.eq(1)]

@@ -1,36 +1,40 @@
 """The seeding function in gateware: ``seed_state(seed, j)`` for noise blocks ``j = 0 .. count-1``.
 
-It evaluates :func:`spinemu.hdl.seeding.seed_state` exactly. Three 64-bit registers: the seed
-as taken, the multiplicand and the product of fmix64's two constant multiplications, which run as
-sequential shift-and-add (one adder, 64 cycles each). Block ``j``'s Weyl value
-``seed + (j + 1) * 0x9E3779B97F4A7C15`` is the seed plus a constant chosen by ``j`` (one adder, no
-register of its own). The finished state is read from the product register itself (its fold),
-which holds while the state is offered, so there is no result register: 132 cycles per block (a
-start cycle, 64 + 1 + 64 + 1 for the multiplications and their folds, a cycle to offer the state),
+It evaluates :func:`spinemu.hdl.seeding.seed_state` exactly. Three 64-bit registers: the Weyl
+value, the multiplicand and the product of fmix64's two constant multiplications, which run as
+sequential shift-and-add, ``digit_bits`` bits of the constant a cycle (as many adders, ``64 /
+digit_bits`` cycles each). The Weyl register takes the seed, and each block adds the constant
+``0x9E3779B97F4A7C15`` to it, so block ``j`` starts from ``seed + (j + 1) * 0x9E3779B97F4A7C15``
+(one constant adder, no table of constants by block). The finished state is read from the product
+register itself (its fold), which holds while the state is offered, so there is no result
+register: :func:`~spinemu.hdl.seeding.block_cycles` per block (a start cycle, ``64 / digit_bits +
+1`` for each multiplication and its fold, a cycle to offer the state; 132 with one bit a cycle),
 once per job.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .seeding import SEED_BITS
+from .seeding import DIGIT_BITS, SEED_BITS
 
 __all__ = ["Seeder"]
 
 _WEYL = 0x9E3779B97F4A7C15
-_MASK = (1 << 64) - 1
 _C1 = 0xFF51AFD7ED558CCD
 _C2 = 0xC4CEB9FE1A85EC53
 
 
 class Seeder(wiring.Component):
-    """Takes a job seed on ``i``; emits ``count`` states ``(block, state)`` on ``o``, in order."""
+    """Takes a job seed on ``i``; emits ``count`` states ``(block, state)`` on ``o``, in order,
+    multiplying ``digit_bits`` (1, 2, 4 or 8) bits a cycle."""
 
-    def __init__(self, count):
+    def __init__(self, count, digit_bits=1):
         if count < 1:
             raise ValueError(f"a seeder serves at least one block, not {count}")
-        self.count = count
+        if digit_bits not in DIGIT_BITS:
+            raise ValueError(f"a seeder multiplies 1, 2, 4 or 8 bits a cycle, not {digit_bits}")
+        self.count, self.digit_bits = count, digit_bits
         self.out_layout = data.StructLayout({"block": unsigned(max(1, (count - 1).bit_length())),
                                              "state": SEED_BITS})
         super().__init__({
@@ -40,10 +44,11 @@ class Seeder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        seed = Signal(64)          # the job's seed, as taken
+        weyl = Signal(64)          # the job's seed, then block j's Weyl value
         shifted = Signal(64)       # multiplicand << k
         product = Signal(64)
-        k = Signal(range(64))
+        b = self.digit_bits
+        k = Signal(range(64 // b))      # the digit of the constant
         block = Signal(range(self.count))
         second = Signal()          # in the second multiplication
 
@@ -54,22 +59,21 @@ class Seeder(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    m.d.sync += [seed.eq(self.i.payload), block.eq(0)]
+                    m.d.sync += [weyl.eq(self.i.payload), block.eq(0)]
                     m.next = "START"
             with m.State("START"):
                 step = Signal(64)
-                # Block j's Weyl value: the seed plus (j + 1) * WEYL, a constant of j's (a table by
-                # block, no second register or adder).
-                offsets = Array(Const((j + 1) * _WEYL & _MASK, 64) for j in range(self.count))
-                m.d.comb += step.eq(seed + offsets[block])
-                m.d.sync += [shifted.eq(fold(step)), product.eq(0), k.eq(0), second.eq(0)]
+                m.d.comb += step.eq(weyl + _WEYL)
+                m.d.sync += [weyl.eq(step), shifted.eq(fold(step)), product.eq(0), k.eq(0),
+                             second.eq(0)]
                 m.next = "MULTIPLY"
             with m.State("MULTIPLY"):
-                bit = Mux(second, Const(_C2, 64).bit_select(k, 1), Const(_C1, 64).bit_select(k, 1))
-                with m.If(bit):
-                    m.d.sync += product.eq(product + shifted)
-                m.d.sync += [shifted.eq(shifted << 1), k.eq(k + 1)]
-                with m.If(k == 63):
+                digit = Mux(second, Const(_C2, 64).word_select(k, b),
+                            Const(_C1, 64).word_select(k, b))
+                terms = [Mux(digit[i], shifted << i, 0) for i in range(b)]
+                m.d.sync += [product.eq(sum(terms, product)[:64]), shifted.eq(shifted << b),
+                             k.eq(k + 1)]
+                with m.If(k == 64 // b - 1):
                     m.next = "FOLD"
             with m.State("FOLD"):
                 with m.If(~second):

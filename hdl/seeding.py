@@ -11,9 +11,11 @@ adds, shifts, XORs and two constant multiplications, so gateware can compute it 
 shift-and-add multiplier when a job starts.
 """
 
-__all__ = ["SEED_BITS", "seed_state", "fmix64"]
+__all__ = ["SEED_BITS", "DIGIT_BITS", "seed_state", "fmix64", "block_cycles"]
 
 SEED_BITS = 64
+#: The bits of fmix64's constants a gateware seeder may multiply by a cycle.
+DIGIT_BITS = (1, 2, 4, 8)
 _MASK = (1 << 64) - 1
 _WEYL = 0x9E3779B97F4A7C15
 
@@ -35,3 +37,10 @@ def seed_state(seed, block):
     if not isinstance(block, int) or block < 0:
         raise ValueError(f"noise block index must be a non-negative integer, not {block!r}")
     return fmix64((seed + (block + 1) * _WEYL) & _MASK) or _WEYL
+
+
+def block_cycles(digit_bits):
+    """Cycles the gateware seeder (:class:`~spinemu.hdl.seeder.Seeder`) multiplying ``digit_bits``
+    bits a cycle takes per block, its state taken at once: a start cycle, ``64 / digit_bits + 1``
+    for each multiplication and its fold, a cycle to offer the state."""
+    return 2 * (64 // digit_bits + 1) + 2

@@ -1,4 +1,5 @@
-"""NoiseUnit in the Amaranth simulator: codes in neuron order, whatever the generators and width."""
+"""NoiseUnit in the Amaranth simulator: codes in the engine's schedule, whatever the generators
+and width."""
 
 import random
 
@@ -12,19 +13,36 @@ from spinemu.sim import golden
 from spinemu.sim.streams import receive, run
 
 
-def neuron_order(seed, streams, count, table):
-    """The reference: code ``n`` is the ``n // V``-th code of stream ``n mod V``."""
-    per_stream = -(-count // streams)
+def stream_codes(seed, streams, count, table):
+    """The first ``count`` codes of each stream after loading ``seed``: ``(streams, count)``."""
     states = [seed_state(seed, v) for v in range(streams)]
-    words = golden.lfsr_outputs(states, per_stream, width=64, taps=STREAM_TAPS, step=32)
-    codes = golden.words_to_codes(words, table)             # (streams, per_stream)
-    return codes.T.reshape(-1)[:count]
+    words = golden.lfsr_outputs(states, count, width=64, taps=STREAM_TAPS, step=32)
+    return golden.words_to_codes(words, table)
 
 
-async def load(ctx, dut, seed, streams, rng):
-    """Hold the unit, load every stream's state for ``seed`` in a random order, release it."""
+def schedule(seed, streams, sizes, samples, table):
+    """The reference, straight from the definition: per sample and layer, neuron ``j`` takes the
+    next code of stream ``j mod V``. A list of one code array per (sample, layer)."""
+    taken = [sum(-(-(n - v) // streams) for n in sizes if n > v) for v in range(streams)]
+    codes = stream_codes(seed, streams, samples * max(taken), table)
+    at, out = [0] * streams, []
+    for _ in range(samples):
+        for n in sizes:
+            layer = []
+            for j in range(n):
+                layer.append(codes[j % streams, at[j % streams]])
+                at[j % streams] += 1
+            out.append(np.array(layer))
+    return out
+
+
+async def load(ctx, dut, seed, sizes, rng):
+    """Hold the unit, set the network, load every stream's state for ``seed`` in a random order,
+    release it."""
     ctx.set(dut.hold, 1)
-    for v in rng.sample(range(streams), streams):
+    ctx.set(dut.layers, len(sizes))
+    ctx.set(dut.sizes, list(sizes) + [0] * (dut.max_layers - len(sizes)))
+    for v in rng.sample(range(dut.streams), dut.streams):
         ctx.set(dut.load, {"en": 1, "stream": v, "state": seed_state(seed, v)})
         await ctx.tick()
         for _ in range(rng.randrange(3)):
@@ -34,36 +52,41 @@ async def load(ctx, dut, seed, streams, rng):
     ctx.set(dut.hold, 0)
 
 
-@pytest.mark.parametrize("streams,generators,width,stall", [
-    (1, 1, 1, 0.0), (4, 1, 1, 0.3), (4, 2, 4, 0.5), (16, 4, 8, 0.2), (16, 16, 16, 0.4),
-    (16, 1, 2, 0.0)])
-def test_vectors_follow_neuron_order_after_every_load(streams, generators, width, stall):
+@pytest.mark.parametrize("streams,generators,width,stall,sizes", [
+    (1, 1, 1, 0.0, [3, 1]), (4, 1, 1, 0.3, [5, 4, 2]), (4, 2, 4, 0.5, [6, 1, 9]),
+    (16, 4, 8, 0.2, [20, 16, 3]), (16, 16, 16, 0.4, [33, 7, 16]), (16, 1, 2, 0.0, [17, 1]),
+    (16, 2, 8, 0.3, [9])])
+def test_vectors_follow_the_schedule_after_every_load(streams, generators, width, stall, sizes):
     table = nt.thermal()
-    dut = NoiseUnit(streams, generators, width, table)
-    vectors, seeds = 3 * streams + 5, [11, 2 ** 64 - 1, 11]
+    dut = NoiseUnit(streams, generators, width, table, max_layers=4, size_bits=8)
+    samples, seeds = 3, [11, 2 ** 64 - 1, 11]
+    vectors = samples * sum(-(-n // width) for n in sizes)
     got = []
 
     async def bench(ctx):
         rng = random.Random(streams * 100 + width)
         for seed in seeds:
-            await load(ctx, dut, seed, streams, rng)
-            # a job takes only part of what the unit has drawn ahead; the next load restarts it
+            await load(ctx, dut, seed, sizes, rng)
+            # a job takes what its samples need; the unit draws ahead, and the next load restarts it
             got.append(await receive(ctx, dut.o, vectors, rng, stall))
             for _ in range(rng.randrange(4)):
                 await ctx.tick()
 
     run(dut, bench, cycles=len(seeds) * (vectors * width * 4 + 200))
     for seed, job in zip(seeds, got, strict=True):
-        np.testing.assert_array_equal(np.array(job).reshape(-1),
-                                      neuron_order(seed, streams, vectors * width, table))
+        job = iter(np.array(job))
+        for expect in schedule(seed, streams, sizes, samples, table):
+            layer = np.concatenate([next(job) for _ in range(-(-len(expect) // width))])
+            np.testing.assert_array_equal(layer[:len(expect)], expect)   # the rest: no neuron's
 
 
 def test_one_vector_a_cycle_with_a_generator_per_code():
-    dut = NoiseUnit(8, 4, 4)
+    # 50 vectors a layer end on the second of the two states, so no round waits for a write
+    dut = NoiseUnit(8, 4, 4, max_layers=2, size_bits=8)
     cycles = []
 
     async def bench(ctx):
-        await load(ctx, dut, 5, 8, random.Random(0))
+        await load(ctx, dut, 5, [200], random.Random(0))
         ctx.set(dut.o.ready, 1)
         for t in range(40):
             _, _, valid = await ctx.tick().sample(dut.o.valid)
@@ -84,7 +107,7 @@ def test_streams_of_one_polynomial_are_uncorrelated():
     # 4 streams of 2^18 codes: every cross-correlation at lags -64..64 and autocorrelation at
     # lags 1..64 below 5 standard errors (1/sqrt(n) each, for uncorrelated streams)
     n, lags = 1 << 18, 64
-    codes = neuron_order(2026, 4, 4 * n, nt.gaussian()).reshape(n, 4).T.astype(np.float64)
+    codes = stream_codes(2026, 4, n, nt.gaussian()).astype(np.float64)
     z = (codes - codes.mean(axis=1, keepdims=True)) / codes.std(axis=1, keepdims=True)
     worst = 0.0
     for a in range(4):
