@@ -18,9 +18,11 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from spinemu.hdl.noise_unit import RDWR_APART
+
 from .toolchain import run_tool
 
-__all__ = ["FAMILIES", "classify_cells", "synth_stats", "place_and_route_fmax",
+__all__ = ["FAMILIES", "AFTER_READ", "classify_cells", "synth_stats", "place_and_route_fmax",
            "OutOfContextHarness"]
 
 #: Per family: the yosys synthesis command, the nextpnr tool and device/package options, and the
@@ -40,6 +42,13 @@ FAMILIES = {
         "target_mhz": 45.0,
     },
 }
+
+
+#: Yosys commands right after reading a design, for both families: the memories marked
+#: :data:`~spinemu.hdl.noise_unit.RDWR_APART` get undefined read-write collisions (their ``$mem_v2``
+#: cells exist only once ``memory_collect`` has run, which needs ``proc``).
+AFTER_READ = ("proc", "memory_collect",
+              f"setparam -set RD_COLLISION_X_MASK 1'1 t:$mem_v2 a:{RDWR_APART} %i")
 
 
 def _family(family):
@@ -93,6 +102,7 @@ def _synthesize(elaboratable, family, workdir, *, top_name, ports, netlist):
     (workdir / f"{top_name}.il").write_text(rtlil.convert(elaboratable, name=top_name, ports=ports))
     script = [
         f"read_rtlil {top_name}.il",
+        *AFTER_READ,
         f"{spec['synth']} -top {top_name}",
         "tee -q -o stat.json stat -json",
     ]

@@ -1,8 +1,9 @@
 """The layer engine: dense layers of spin neurons in on-chip memory, running imagination jobs.
 
-A job is ``(seed, S)`` on an input vector loaded beforehand. The engine seeds every lane's noise
-block from the job seed (:class:`~spinemu.hdl.seeder.Seeder`), computes layer 1's pre-activations
-once into a cache, then runs S samples: each sample evaluates layer 1 from the cache with fresh
+A job is ``(seed, S)`` on an input vector loaded beforehand. The engine loads the
+:data:`~spinemu.hdl.noise_unit.NOISE_STREAMS` streams of its noise unit from the job seed
+(:class:`~spinemu.hdl.seeder.Seeder`) while it computes layer 1's pre-activations once into a
+cache, then runs S samples: each sample evaluates layer 1 from the cache with fresh
 noise, then layers 2..L by adding the weights of the previous layer's spins that are 1, and adds
 the last layer's spins into 16-bit counts, which it streams out at the end. ``docs/engine.md`` gives the
 memory map (:mod:`spinemu.hdl.memory_map` defines it), the schedule of noise codes and the cycle
@@ -14,15 +15,17 @@ Three stages run at once:
   (layer 1: one weight per lane per cycle times the input broadcast to all lanes; a spin layer:
   one word of W = ``inputs_per_cycle`` weights per lane per cycle, summed by each lane's adder
   tree where the spin is 1, the groups of a spin layer back to back) or reads the cache, and
-  offers ``(a, theta, sigma)`` for every lane;
-* **B, the lanes**: one :class:`~spinemu.hdl.neuron.NoisyNeuron` per lane, fed by a fork;
+  offers ``(a, theta, sigma)`` for every lane with the noise unit's next vector of codes (a
+  :class:`~spinemu.hdl.noise_unit.NoiseUnit` with a generator per lane, which follows the
+  schedule of the network by itself);
+* **B, the lanes**: one :class:`~spinemu.hdl.neuron.SpinNeuron` per lane, fed by a fork;
 * **C, the writer**, joins the lanes' spins, writes them into the spin buffer the next layer reads,
   and counts the last layer's spins.
 
 A waits for C to finish layer ``l`` before it reads layer ``l``'s spins.
 
-``abort`` stops a job at once: everything a job changes (the three stages, the seeder, the lanes'
-noise blocks, the cycle counter) sits behind an :class:`~amaranth.hdl.ResetInserter`, and only the
+``abort`` stops a job at once: everything a job changes (the three stages, the seeder, the noise
+unit, the cycle counter) sits behind an :class:`~amaranth.hdl.ResetInserter`, and only the
 configuration registers and the memories' contents stay as they were.
 """
 
@@ -30,10 +33,19 @@ from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .memory_map import ADDR_BITS, COUNT_BITS, SAMPLE_BITS, EngineConfig, Region, spin_latency
-from .neuron import NoisyNeuron
+from .memory_map import (
+    ADDR_BITS,
+    COUNT_BITS,
+    NOISE_STREAMS,
+    SAMPLE_BITS,
+    EngineConfig,
+    Region,
+    spin_latency,
+)
+from .neuron import SpinNeuron
 from .noise import TABLE_READ
 from .noise_table import ENTRIES, ENTRY_BITS
+from .noise_unit import NoiseUnit
 from .seeder import Seeder
 from .seeding import SEED_BITS
 from .weight_memory import WeightMemory
@@ -60,7 +72,7 @@ class LayerEngine(wiring.Component):
         The configuration registers as CONFIG writes left them: ``layers`` (L) and ``sizes``
         (N_0 .. N_max_layers, 0 until written).
     table_read, table_data : In(TABLE_READ), Out(26)
-        Read an entry of the noise table (lane 0's copy) while idle; the next job's load restarts
+        Read an entry of the noise table (generator 0's copy) while idle; the next job's load restarts
         the noise blocks.
     busy : Out(1)
     cycles : Out(32)
@@ -124,9 +136,12 @@ class LayerEngine(wiring.Component):
             params.append(add_memory(f"params{p}", c.param_layout, c.param_depth))
             cache.append(add_memory(f"cache{p}", a_shape, c.max_groups))
             counts.append(add_memory(f"counts{p}", COUNT_BITS, c.max_groups))
-            m.submodules[f"lane{p}"] = lane = NoisyNeuron(p, fmt, c.noise)
+            m.submodules[f"lane{p}"] = lane = SpinNeuron(fmt)
             lanes.append(lane)
-        m.d.comb += [lanes[0].table_read.eq(self.table_read), self.table_data.eq(lanes[0].table_data)]
+        m.submodules.noise = unit = NoiseUnit(NOISE_STREAMS, P, P, c.noise,
+                                              max_layers=c.max_layers, size_bits=size_bits)
+        m.d.comb += [unit.layers.eq(layers), unit.sizes.eq(Cat(self.network.sizes[1:])),
+                     unit.table_read.eq(self.table_read), self.table_data.eq(unit.table_data)]
         # Layer l writes its spins into buffer l % 2; layer l + 1 reads them from there, W at a
         # time: a buffer word holds B = max(P, W) spins, so both P-aligned writes and W-aligned
         # reads stay within one word.
@@ -155,11 +170,8 @@ class LayerEngine(wiring.Component):
                      weights.read_en.eq(~weights.write_en)]
         for p in range(P):
             region_write(params[p][0], Region.PARAM, p * c.param_depth, c.param_depth)
-            # one noise table, held by every lane's block
-            m.d.comb += [lanes[p].table_write.en.eq(write & (w.region == Region.NOISE)
-                                                    & (w.addr < ENTRIES)),
-                         lanes[p].table_write.addr.eq(w.addr),
-                         lanes[p].table_write.data.eq(w.data)]
+        m.d.comb += [unit.table_write.en.eq(write & (w.region == Region.NOISE) & (w.addr < ENTRIES)),
+                     unit.table_write.addr.eq(w.addr), unit.table_write.data.eq(w.data)]
         with kept.If(write & (w.region == Region.CONFIG)):
             with kept.If(w.addr == 0):
                 kept.d.sync += layers.eq(w.data)
@@ -168,19 +180,21 @@ class LayerEngine(wiring.Component):
                     kept.d.sync += sizes[l].eq(w.data)
 
         # ---- job state ---------------------------------------------------------------------------
-        seed = Signal(SEED_BITS)
         samples = Signal(SAMPLE_BITS)
         running = Signal()
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         m.d.comb += self.busy.eq(~idle)
 
-        # ---- the seeder loads every lane's noise block ------------------------------------------
-        m.submodules.seeder = seeder = Seeder(P)
-        m.d.comb += [seeder.o.ready.eq(1), seeder.i.payload.eq(seed)]
-        for p in range(P):
-            m.d.comb += [lanes[p].seed.eq(seeder.o.payload.state),
-                         lanes[p].load.eq(seeder.o.valid & (seeder.o.payload.block == p))]
+        # ---- the seeder loads the noise unit's streams, while layer 1's pass runs ----------------
+        m.submodules.seeder = seeder = Seeder(NOISE_STREAMS, c.seed_digit_bits)
+        seeding = Signal()                       # the unit holds until its streams are loaded
+        m.d.comb += [seeder.o.ready.eq(1), seeder.i.payload.eq(self.start.payload.seed),
+                     unit.hold.eq(seeding), unit.load.en.eq(seeder.o.valid),
+                     unit.load.stream.eq(seeder.o.payload.block),
+                     unit.load.state.eq(seeder.o.payload.state)]
+        with m.If(seeder.o.valid & (seeder.o.payload.block == NOISE_STREAMS - 1)):
+            m.d.sync += seeding.eq(0)
 
         # ---- the offer register (A's output) and the fork into the lanes (B) ---------------------
         tag_layout = data.StructLayout({"group": group_bits, "buffer": 1, "layer_end": 1,
@@ -188,13 +202,17 @@ class LayerEngine(wiring.Component):
         offer = Signal()
         offer_a = [Signal(a_shape, name=f"offer_a{p}") for p in range(P)]
         offer_p = [Signal(c.param_layout, name=f"offer_p{p}") for p in range(P)]
+        offer_code = Signal.like(unit.o.payload)
         offer_tag = Signal(tag_layout)
         sent = Signal(P)                         # lanes that already took the current offer
         accepted = Cat(lanes[p].i.valid & lanes[p].i.ready for p in range(P))
         taken = offer & (sent | accepted).all()
         load_offer = Signal()                    # A puts a new group in the offer register
+        m.d.comb += unit.o.ready.eq(load_offer)  # ... with the next vector of codes
         for p in range(P):
             m.d.comb += [lanes[p].i.valid.eq(offer & ~sent[p]),
+                         lanes[p].noise.valid.eq(offer & ~sent[p]),
+                         lanes[p].noise.payload.eq(offer_code[p]),
                          lanes[p].i.payload.a.eq(offer_a[p]),
                          lanes[p].i.payload.theta.eq(offer_p[p].theta),
                          lanes[p].i.payload.sigma.eq(offer_p[p].sigma)]
@@ -311,7 +329,7 @@ class LayerEngine(wiring.Component):
             m.d.comb += load_offer.eq(1)
             for p in range(P):
                 m.d.sync += [offer_a[p].eq(values[p]), offer_p[p].eq(params[p][1].data)]
-            m.d.sync += [
+            m.d.sync += [offer_code.eq(unit.o.payload),
                 offer_tag.group.eq(group_v), offer_tag.buffer.eq(layer[0]),
                 offer_tag.layer_end.eq(end_v), offer_tag.last_layer.eq(last_layer),
                 offer_tag.first_sample.eq(sample == 0),
@@ -319,7 +337,7 @@ class LayerEngine(wiring.Component):
             ]
 
         # the spin layers' sum register into the offer register
-        move = from_spins & sum_valid & (~offer | taken)
+        move = from_spins & sum_valid & (~offer | taken) & unit.o.valid
         with m.If(move):
             offer_group([sum_a[p] + params[p][1].data.bias for p in range(P)], fin_group, fin_end)
             m.d.sync += [sum_valid.eq(0), paddr.eq(paddr + 1)]
@@ -340,19 +358,15 @@ class LayerEngine(wiring.Component):
         with m.FSM(name="feeder"):
             with m.State("IDLE"):
                 m.d.comb += [idle.eq(1), self.start.ready.eq(1)]
+                # the seeder is idle whenever the feeder is
+                m.d.comb += seeder.i.valid.eq(self.start.valid)
                 with m.If(self.start.valid):
                     m.d.sync += [
-                        seed.eq(self.start.payload.seed), samples.eq(self.start.payload.samples),
+                        samples.eq(self.start.payload.samples), seeding.eq(1),
                         self.cycles.eq(0), running.eq(1), layer.eq(1), group.eq(0),
                         waddr.eq(0), paddr.eq(0), sample.eq(0), init.eq(1), written.eq(0),
                         presented.eq(0), finished.eq(0),
                     ]
-                    m.next = "SEED"
-            with m.State("SEED"):
-                m.d.comb += seeder.i.valid.eq(1)
-                m.next = "SEEDING"
-            with m.State("SEEDING"):
-                with m.If(seeder.o.valid & (seeder.o.payload.block == P - 1)):
                     m.next = "GROUP"
             with m.State("GROUP"):
                 for p in range(P):
@@ -388,7 +402,7 @@ class LayerEngine(wiring.Component):
             with m.State("CACHED"):
                 m.next = "PRESENT"
             with m.State("PRESENT"):
-                advance = init | ~offer | taken
+                advance = init | ((~offer | taken) & unit.o.valid)
                 with m.If(init):
                     for p in range(P):
                         m.d.comb += [cache[p][0].addr.eq(group),

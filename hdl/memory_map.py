@@ -13,23 +13,24 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.lib import data, enum
 
+from . import seeding
 from .formats import NeuronFormat
 from .model_image import ModelError
 from .noise_table import ENTRIES, ENTRY_BITS, NoiseTable, gaussian
-from .polynomials import MAX_BLOCKS
 
 __all__ = ["ADDR_BITS", "COUNT_BITS", "SAMPLE_BITS", "CONFIG_BITS", "NOISE_STREAMS", "Region",
            "EngineConfig",
            "groups", "network_words", "sized_config", "fitted_config", "check_fits",
            "model_writes", "input_writes", "job_inputs", "spin_latency", "job_cycles",
+           "seeding_cycles",
            "word_utilisation", "macs_per_job"]
 
 COUNT_BITS = 16     # a spin count of the last layer
 SAMPLE_BITS = 16    # a job's sample count S
 ADDR_BITS = 20      # a write address
 CONFIG_BITS = 16    # a CONFIG word: L or a layer size
-#: The noise streams every layer engine is to draw from (V, ``docs/noise.md``): a job's samples
-#: will depend on it, so it is one number for every board and backend.
+#: The noise streams every layer engine draws from (V, ``docs/engine.md``): a job's samples depend
+#: on it, so it is one number for every board and backend, and an engine has at most V lanes.
 NOISE_STREAMS = 16
 
 
@@ -68,9 +69,17 @@ class EngineConfig:
     # IDENTIFY reports the loaded table by its hash; the build hash leaves the table out
     noise: NoiseTable = field(default_factory=gaussian, repr=False)
 
+    @property
+    def seed_digit_bits(self):
+        """The bits of fmix64's constants the seeder multiplies by a cycle: as many as lanes, up
+        to 4, since layer 1's once-per-job pass, behind which the seeding runs, shrinks as
+        ``1 / lanes`` (and the adders cost most on the small boards)."""
+        return min(4, self.lanes)
+
     def __post_init__(self):
-        if self.lanes < 1 or self.lanes & (self.lanes - 1) or self.lanes > MAX_BLOCKS:
-            raise ValueError(f"lanes must be a power of two 1..{MAX_BLOCKS}, not {self.lanes}")
+        if self.lanes < 1 or self.lanes & (self.lanes - 1) or self.lanes > NOISE_STREAMS:
+            raise ValueError(f"lanes must be a power of two 1..{NOISE_STREAMS} (the noise "
+                             f"streams), not {self.lanes}")
         for name in ("max_layers", "max_inputs", "max_width", "weight_depth", "param_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -279,8 +288,9 @@ def job_cycles(sizes, config, samples):
     ``sizes`` on an engine of :class:`EngineConfig` ``config`` (its lanes and W matter), when
     results are taken at once.
 
-    Seeding (132 per lane + 1), layer 1's pre-activations once (``N_0 + 4`` per group), then per
-    sample 3 cycles per layer-1 group from the cache and, for each later layer of ``G`` groups of
+    The seeding of the noise streams (:func:`seeding_cycles`) while layer 1's pre-activations
+    are computed once (``N_0 + 4`` per group), whichever takes longer; then per sample 3 cycles
+    per layer-1 group from the cache and, for each later layer of ``G`` groups of
     ``k = ceil(N_(l-1) / W)`` words, ``5 + D + k + (G - 1) max(k, D + 2)`` with
     ``D = spin_latency(W)`` (its inputs' spins must be written first, then its groups follow each
     other), and finally 2 cycles per count out and 5 to drain.
@@ -289,7 +299,14 @@ def job_cycles(sizes, config, samples):
     lanes = config.lanes
     g1 = groups(sizes[1], lanes)
     per_sample = 3 * g1 + sum(c for c, _ in _pass_cycles(sizes, lanes, config.inputs_per_cycle))
-    return 132 * lanes + 1 + g1 * (sizes[0] + 4) + samples * per_sample + 2 * sizes[-1] + 5
+    return (max(seeding_cycles(config), g1 * (sizes[0] + 4)) + samples * per_sample
+            + 2 * sizes[-1] + 5)
+
+
+def seeding_cycles(config):
+    """Cycles from a job's start to the last noise stream loaded: the seeder's
+    (:func:`~spinemu.hdl.seeding.seeding_cycles`) for :data:`NOISE_STREAMS` streams."""
+    return seeding.seeding_cycles(NOISE_STREAMS, config.seed_digit_bits)
 
 
 def word_utilisation(sizes, config):

@@ -26,10 +26,14 @@ from .noise import TABLE_READ, TABLE_WRITE, WORD_BITS, AliasCoder
 from .noise_table import ENTRY_BITS, gaussian
 from .polynomials import NOISE_DEGREE, NOISE_TAPS
 
-__all__ = ["STREAM_TAPS", "NoiseUnit"]
+__all__ = ["STREAM_TAPS", "RDWR_APART", "NoiseUnit"]
 
 #: The polynomial of every stream of a noise unit.
 STREAM_TAPS = NOISE_TAPS[0]
+#: The attribute of a memory of one read and one write port that never reads the address being
+#: written: synthesis may leave such a collision undefined (``firmware/synth.py``), which spares the
+#: bypass registers it would otherwise put beside a block RAM (130 flip-flops on the iCE40).
+RDWR_APART = "spinemu_rdwr_apart"
 
 
 def _power_of_two(value):
@@ -173,7 +177,8 @@ class NoiseUnit(wiring.Component):
     def _generator(self, m, u, coder, ptr, at, fetch, held, draw, real):
         """Generator ``u``: the states of streams ``u, u + U, ...`` and their read-step-write."""
         depth = self.streams // self.generators
-        states = memory.Memory(shape=NOISE_DEGREE, depth=depth, init=[])
+        # a round reads no state being written back (see ``fetch``)
+        states = memory.Memory(shape=NOISE_DEGREE, depth=depth, init=[], attrs={RDWR_APART: 1})
         m.submodules[f"states{u}"] = states
         wr = states.write_port()
         rd = states.read_port()

@@ -44,8 +44,9 @@ __all__ = ["HASH_CYCLES", "Opcode", "Status", "FORMAT_VERSION", "UNREADABLE_SEQ"
 #: 2: RUN's configuration check (BAD_CONFIG) and its abort (ABORTED). 3: the NOISE region,
 #: IDENTIFY's ``noise_hash`` and SYNC. 4: the window of requests (IDENTIFY's ``window``, STATUS's
 #: ``overflows``), ABORT in place of the abort by any frame, and JOB. 5: IDENTIFY's
-#: ``inputs_per_cycle`` (the weight words' slots, ``docs/engine.md``).
-FORMAT_VERSION = 5
+#: ``inputs_per_cycle`` (the weight words' slots, ``docs/engine.md``). 6: the noise streams (a job's
+#: counts no longer depend on the lanes, so a version-5 design gives other counts).
+FORMAT_VERSION = 6
 UNREADABLE_SEQ = 0xFF
 #: Cycles the design takes to hash its noise table again when the first IDENTIFY after NOISE writes
 #: comes (``hdl/protocol_engine.py``: 34 an entry), before it answers.

@@ -5,11 +5,13 @@ value, the multiplicand and the product of fmix64's two constant multiplications
 sequential shift-and-add, ``digit_bits`` bits of the constant a cycle (as many adders, ``64 /
 digit_bits`` cycles each). The Weyl register takes the seed, and each block adds the constant
 ``0x9E3779B97F4A7C15`` to it, so block ``j`` starts from ``seed + (j + 1) * 0x9E3779B97F4A7C15``
-(one constant adder, no table of constants by block). The finished state is read from the product
-register itself (its fold), which holds while the state is offered, so there is no result
-register: :func:`~spinemu.hdl.seeding.block_cycles` per block (a start cycle, ``64 / digit_bits +
-1`` for each multiplication and its fold, a cycle to offer the state; 132 with one bit a cycle),
-once per job.
+(one constant adder, no table of constants by block). Each of fmix64's three folds goes from the
+product register into the multiplicand register, which then holds the finished state while it is
+offered: one fold and no result register, the least logic for the small boards. A job takes
+:func:`~spinemu.hdl.seeding.seeding_cycles`: the seed, a cycle for block 0's Weyl value, then
+:func:`~spinemu.hdl.seeding.block_cycles` per block (a fold and ``64 / digit_bits`` cycles for
+each multiplication, the last fold, a cycle to offer the state and step the Weyl value; 132 with
+one bit a cycle).
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal, unsigned
@@ -45,16 +47,24 @@ class Seeder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         weyl = Signal(64)          # the job's seed, then block j's Weyl value
-        shifted = Signal(64)       # multiplicand << k
-        product = Signal(64)
+        shifted = Signal(64)       # the fold of the product (multiplicand << k while multiplying)
+        product = Signal(64)       # the Weyl value, then the products
         b = self.digit_bits
         k = Signal(range(64 // b))      # the digit of the constant
         block = Signal(range(self.count))
-        second = Signal()          # in the second multiplication
+        folds = Signal(range(3))   # the folds done of this block's three
 
         def fold(v):               # v ^ (v >> 33): a bijection, 0 only for 0
             return v ^ (v >> 33)
 
+        def next_block():          # block j + 1's Weyl value, to be folded
+            step = Signal(64)
+            m.d.comb += step.eq(weyl + _WEYL)
+            m.d.sync += [weyl.eq(step), product.eq(step), folds.eq(0)]
+            m.next = "FOLD"
+
+        # Every fold goes from the product register into the multiplicand register, so the
+        # multiplicand has one source besides its shift, and the state is read from it.
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
@@ -62,37 +72,33 @@ class Seeder(wiring.Component):
                     m.d.sync += [weyl.eq(self.i.payload), block.eq(0)]
                     m.next = "START"
             with m.State("START"):
-                step = Signal(64)
-                m.d.comb += step.eq(weyl + _WEYL)
-                m.d.sync += [weyl.eq(step), shifted.eq(fold(step)), product.eq(0), k.eq(0),
-                             second.eq(0)]
+                next_block()
+            with m.State("FOLD"):
+                m.d.sync += [shifted.eq(fold(product)), product.eq(0), k.eq(0),
+                             folds.eq(folds + 1)]
                 m.next = "MULTIPLY"
+                with m.If(folds == 2):
+                    m.next = "EMIT"
             with m.State("MULTIPLY"):
-                digit = Mux(second, Const(_C2, 64).word_select(k, b),
+                digit = Mux(folds == 2, Const(_C2, 64).word_select(k, b),
                             Const(_C1, 64).word_select(k, b))
                 terms = [Mux(digit[i], shifted << i, 0) for i in range(b)]
                 m.d.sync += [product.eq(sum(terms, product)[:64]), shifted.eq(shifted << b),
                              k.eq(k + 1)]
                 with m.If(k == 64 // b - 1):
                     m.next = "FOLD"
-            with m.State("FOLD"):
-                with m.If(~second):
-                    m.d.sync += [shifted.eq(fold(product)), product.eq(0), k.eq(0), second.eq(1)]
-                    m.next = "MULTIPLY"
-                with m.Else():
-                    m.next = "EMIT"
             with m.State("EMIT"):
-                # The state is fold(product), which is 0 only for a product of 0; fmix64 maps
+                # The state is the last fold, which is 0 only for a product of 0; fmix64 maps
                 # exactly one input to 0, which would lock an LFSR: that one gets WEYL instead.
                 m.d.comb += [
                     self.o.valid.eq(1),
                     self.o.payload.block.eq(block),
-                    self.o.payload.state.eq(fold(product) | Mux(product == 0, _WEYL, 0)),
+                    self.o.payload.state.eq(shifted | Mux(shifted == 0, _WEYL, 0)),
                 ]
                 with m.If(self.o.ready):
                     m.d.sync += block.eq(block + 1)
                     with m.If(block == self.count - 1):
                         m.next = "IDLE"
                     with m.Else():
-                        m.next = "START"
+                        next_block()
         return m

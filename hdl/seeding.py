@@ -11,7 +11,7 @@ adds, shifts, XORs and two constant multiplications, so gateware can compute it 
 shift-and-add multiplier when a job starts.
 """
 
-__all__ = ["SEED_BITS", "DIGIT_BITS", "seed_state", "fmix64", "block_cycles"]
+__all__ = ["SEED_BITS", "DIGIT_BITS", "seed_state", "fmix64", "block_cycles", "seeding_cycles"]
 
 SEED_BITS = 64
 #: The bits of fmix64's constants a gateware seeder may multiply by a cycle.
@@ -41,6 +41,13 @@ def seed_state(seed, block):
 
 def block_cycles(digit_bits):
     """Cycles the gateware seeder (:class:`~spinemu.hdl.seeder.Seeder`) multiplying ``digit_bits``
-    bits a cycle takes per block, its state taken at once: a start cycle, ``64 / digit_bits + 1``
-    for each multiplication and its fold, a cycle to offer the state."""
+    bits a cycle takes per block, its state taken at once: a fold and ``64 / digit_bits`` cycles
+    for each multiplication, the last fold, a cycle to offer the state."""
     return 2 * (64 // digit_bits + 1) + 2
+
+
+def seeding_cycles(blocks, digit_bits):
+    """Cycles from the seeder taking a job's seed to its last of ``blocks`` states taken, that
+    cycle included, its states taken at once: the seed, block 0's Weyl value, then
+    :func:`block_cycles` per block."""
+    return 2 + blocks * block_cycles(digit_bits)

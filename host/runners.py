@@ -5,8 +5,9 @@ engine's input vectors, ``(jobs, N_0)``) with its seed and S samples, wherever t
 them: the bit-exact golden model, a simulator of the design (Amaranth, or its Verilog under
 Icarus or Verilator), a design behind a pyserial URL (a board, or ``spinemu serve``) through the
 :class:`~spinemu.host.client.Client`, or the trained float model of a model's companion file.
-Every runner but the float one gives the same counts for the same arguments (contract 6); the
-lanes set the noise schedule. :func:`open_runner` picks one by name (:data:`RUNNERS`) or URL.
+Every runner but the float one gives the same counts for the same arguments (contract 6), whatever
+its lanes (they set a design's cycles, not its noise schedule). :func:`open_runner` picks one by
+name (:data:`RUNNERS`) or URL.
 """
 
 import abc
@@ -47,7 +48,7 @@ class JobResult:
 
 
 class JobRunner(abc.ABC):
-    """Runs jobs of one model. ``name`` says where, for people; ``lanes`` set the noise schedule.
+    """Runs jobs of one model. ``name`` says where, for people; ``lanes``, the design's.
     Use it as a context manager, or call :meth:`close`."""
 
     name: str
@@ -145,10 +146,10 @@ def open_runner(backend=None, *, url=None, model, source=None, lanes=None, input
     """The :class:`JobRunner` for ``backend`` (a name of :data:`RUNNERS`, default golden) or, with
     ``url``, for the design there, holding ``model`` (read from ``source``, for messages).
 
-    ``lanes`` (None: the default, or with ``url`` the design's) must equal a design's lanes, which
-    set the noise schedule; ``inputs_per_cycle`` sizes a simulated design (it changes its cycles,
-    never its counts); ``companion`` is needed by the float model; ``client_options`` go to
-    the :class:`~spinemu.host.client.Client` of a URL. Raises
+    ``lanes`` (None: the default, or with ``url`` the design's, which it must then equal) and
+    ``inputs_per_cycle`` size a simulated design (they change its cycles, never its counts);
+    ``companion`` is needed by the float model; ``client_options`` go to the
+    :class:`~spinemu.host.client.Client` of a URL. Raises
     :class:`~spinemu.host.errors.SpinemuError` naming what failed: nothing answers at ``url``, the
     design cannot hold the model (with the reasons), the lanes differ.
     """
@@ -176,8 +177,8 @@ def _open_client(url, model, source, lanes, options):
         try:
             design = client.info.config.lanes
             if lanes is not None and lanes != design:
-                raise InputError(f"--lanes {lanes}: the design at {url} has {design} lanes, "
-                                 f"which set the noise schedule (leave --lanes out to use them)")
+                raise InputError(f"--lanes {lanes}: the design at {url} has {design} lanes "
+                                 f"(leave --lanes out to use them)")
             try:
                 client.load_model(model)
             except ModelError as error:

@@ -69,7 +69,7 @@ class Golden(Backend):
     def engine(self, config, model, inputs, seeds, samples, valid_p, ready_p, stall_seed,
                progress):
         from .engine_model import run_jobs
-        counts = run_jobs(model, inputs, seeds, samples, config.lanes)
+        counts = run_jobs(model, inputs, seeds, samples)
         cycles = np.full(len(inputs), job_cycles(model.sizes, config, samples), np.int64)
         return counts, cycles, None
 

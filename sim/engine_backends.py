@@ -68,8 +68,8 @@ def run_engine(backend, config, model, inputs, seeds, samples, *, valid_p=1.0, r
     samples on ``backend``; returns an :class:`EngineRun`.
 
     ``config`` is the engine the simulation backends build (it must fit the model, else
-    :class:`~spinemu.hdl.model_image.ModelError`); the golden model uses only its ``lanes``, which
-    set the noise schedule. ``valid_p`` / ``ready_p`` (simulation backends) are the per-cycle
+    :class:`~spinemu.hdl.model_image.ModelError`); the golden model uses it only for the cycles
+    (the counts do not depend on it). ``valid_p`` / ``ready_p`` (simulation backends) are the per-cycle
     probabilities of offering a write and of taking a count, drawn from ``stall_seed``; at 1 the
     cycles equal the documented count. ``progress`` (optional) is called with the number of jobs
     finished (Amaranth backend only: the golden model is fast and the RTL backends run in a separate

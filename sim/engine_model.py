@@ -1,12 +1,13 @@
 """The job-level golden model of the layer engine: (model image, jobs) -> spin counts, bit-exact.
 
-Vectorised over a batch of jobs and over samples. The noise schedule is the engine's: lane ``p``
-takes one code per group it evaluates, in the order sample, layer, group (``docs/engine.md``), from
-its noise block seeded with ``seed_state(seed, p)``, every block with the model's noise table.
-Lanes beyond a layer's last neuron still take their code.
+Vectorised over a batch of jobs and over samples. The noise schedule is the engine's
+(``docs/engine.md``): for sample after sample and layer after layer, neuron ``j`` takes the next
+code of noise stream ``j mod V`` (:data:`~spinemu.hdl.memory_map.NOISE_STREAMS`), stream ``v``
+seeded with ``seed_state(seed, v)``, every stream with the model's noise table. So the counts
+depend on the network, the inputs and the seeds alone, not on an engine's lanes.
 
-For speed the model holds a layer's neurons in lane order and its values by feature (:class:`_Network`),
-so that each lane's codes, stepped by cycle for all jobs at once, are read in place.
+For speed the model holds a layer's neurons in stream order and its values by feature
+(:class:`_Network`), so that each layer's codes, for all jobs at once, are one slab.
 """
 
 import math
@@ -16,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from spinemu.hdl.memory_map import groups
+from spinemu.hdl.memory_map import NOISE_STREAMS
 
 from . import golden
 
-__all__ = ["run_jobs", "run_network"]
+__all__ = ["run_jobs", "run_network", "stream_order"]
 
 
 def _exact_dtype(w, x_bound):
@@ -31,7 +32,7 @@ def _exact_dtype(w, x_bound):
     return np.float32 if bound < 2 ** 24 else np.float64 if bound < 2 ** 53 else object
 
 
-def run_jobs(model, inputs, seeds, samples, lanes):
+def run_jobs(model, inputs, seeds, samples):
     """Spin counts of the last layer for each job: int64 array of shape ``(jobs, N_L)``.
 
     ``inputs`` has shape ``(jobs, N_0)`` (see :func:`~spinemu.hdl.memory_map.job_inputs`);
@@ -41,10 +42,10 @@ def run_jobs(model, inputs, seeds, samples, lanes):
     if inputs.size and (inputs.min() < 0 or inputs.max() >= 1 << model.input_bits):
         raise ValueError(f"inputs must be {model.input_bits}-bit unsigned values")
     return run_network(model.sizes, model.weights, model.bias, model.theta, model.sigma,
-                       model.fmt, inputs, seeds, samples, lanes, model.noise)
+                       model.fmt, inputs, seeds, samples, model.noise)
 
 
-def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples, lanes, table):
+def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples, table):
     """:func:`run_jobs` on the parameters themselves (as a design holds them, unvalidated), with
     noise table ``table``."""
     inputs = np.asarray(inputs, dtype=np.int64)
@@ -54,7 +55,7 @@ def run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples,
     if not 1 <= samples < 1 << 16:
         raise ValueError(f"samples must be 1..65535, not {samples}")
     x_bound = int(np.abs(inputs).max(initial=0))
-    network = _Network(sizes, weights, bias, theta, sigma, fmt, table, lanes, x_bound)
+    network = _Network(sizes, weights, bias, theta, sigma, fmt, table, x_bound)
     # Batches of jobs, in threads, as numpy releases the GIL in its loops, each with one BLAS thread
     # (more only contend): equal batches of at most _BATCH jobs, as many as a multiple of the
     # threads. Within a batch, _COLUMNS samples x jobs at a time go through the layers, so that
@@ -74,63 +75,75 @@ _COLUMNS = 1024
 _REPEATS = 8        # layer 1's limits repeated over up to this many samples: long inner loops
 
 
+def stream_order(n):
+    """Layer neurons ``0 .. n-1`` in stream order: stream 0's (``0, V, 2V, ..``), then stream 1's,
+    and so on, a stream's in the order it gives them codes."""
+    return np.concatenate([np.arange(v, n, NOISE_STREAMS) for v in range(NOISE_STREAMS)])
+
+
 class _Network:
     """The network rearranged for the model (all for speed: the counts are the design's).
 
-    * Neurons in lane order: layer ``l``'s neuron ``j = g P + p`` (lane ``p``, group ``g``) is row
-      ``p G_l + g``, and the rows are padded to ``P G_l`` with neurons of zero weights (the lanes
-      past the last neuron, which take their codes as the design's do); the next layer's weight
-      columns follow, zero for the padding. Then the codes of lane ``p`` for layer ``l`` are one
-      slab of its codes.
-    * Values by feature: a layer's spins are ``(P G_l, samples, jobs)`` (a matrix product per layer
-      for all of them), and lane ``p``'s codes ``(T, samples, jobs)``, ``T = sum_l G_l`` codes a
-      sample, as :func:`~spinemu.sim.golden.period_codes` gives them.
+    * Neurons in stream order (:func:`stream_order`): layer ``l``'s row ``r`` is neuron
+      ``rows_l[r]``, and the next layer's weight columns follow. Then stream ``v``'s codes for
+      layer ``l`` are the rows of its neurons, in order.
+    * Values by feature: a layer's spins are ``(N_l, samples, jobs)`` (a matrix product per layer
+      for all of them), and so are its codes, one slab of ``codes (sum N_l, samples, jobs)``.
     """
 
-    def __init__(self, sizes, weights, bias, theta, sigma, fmt, table, lanes, x_bound):
-        self.sizes, self.fmt, self.table, self.lanes = sizes, fmt, table, lanes
-        self.groups = [groups(n, lanes) for n in sizes[1:]]
-        self.offsets = np.cumsum([0] + self.groups)
+    def __init__(self, sizes, weights, bias, theta, sigma, fmt, table, x_bound):
+        self.sizes, self.fmt, self.table = sizes, fmt, table
+        self.offsets = np.cumsum([0, *sizes[1:]])
+        # per stream and layer, the codes it gives a sample: rows at[l, v] .. at[l, v + 1] of the
+        # layer's slab, codes at[l, v] - first[l, v] .. of the stream's sample
+        taken = np.array([[len(range(v, n, NOISE_STREAMS)) for v in range(NOISE_STREAMS)]
+                          for n in sizes[1:]], dtype=np.int64).reshape(-1, NOISE_STREAMS)
+        self.taken, self.period = taken, taken.sum(axis=0)
         self.layers = []
         order = np.arange(sizes[0])                       # the inputs keep their order
-        for l, (n, g) in enumerate(zip(sizes[1:], self.groups, strict=True)):
-            rows = (np.arange(lanes)[:, None] + lanes * np.arange(g)).reshape(-1)  # j of row p G + g
-            real = rows < n
-            # a zero column for the padded rows of the layer before
-            w = np.c_[np.asarray(weights[l], dtype=np.int64), np.zeros(n, dtype=np.int64)]
-            w = np.where(real[:, None], w[np.minimum(rows, n - 1)][:, order], 0)
-            b, t, s = (self._padded(v, n, rows, real) for v in (bias[l], theta[l], sigma[l]))
+        for l, n in enumerate(sizes[1:]):
+            rows = stream_order(n)
+            w = np.asarray(weights[l], dtype=np.int64)[rows][:, order]
+            b, t, s = (np.broadcast_to(np.asarray(v, dtype=np.int64), (n,))[rows]
+                       for v in (bias[l], theta[l], sigma[l]))
             dtype = _exact_dtype(w, x_bound if l == 0 else 1)    # later layers take spins
-            self.layers.append(_Layer(w.astype(dtype), b, t, s, rows, real, fmt, lanes))
-            order = np.minimum(rows, n)          # padded rows: past every real neuron
+            self.layers.append(_Layer(w.astype(dtype), b, t, s, rows, fmt))
+            order = rows
 
-    @staticmethod
-    def _padded(values, n, rows, real):
-        out = np.zeros(len(rows), dtype=np.int64)
-        out[real] = np.broadcast_to(np.asarray(values, dtype=np.int64), (n,))[rows[real]]
-        return out
+    def codes(self, seeds, samples, space):
+        """Every layer's codes for a batch, by stream: ``(sum N_l, samples, jobs)``."""
+        jobs = len(seeds)
+        codes = space.get("codes", (self.offsets[-1], samples, jobs), np.int16)
+        words = space.get("words", (int(self.period.max()) * samples, jobs), np.uint32)
+        rows = self.offsets[:-1, None] + np.c_[np.zeros(len(self.taken), np.int64),
+                                               np.cumsum(self.taken, axis=1)]
+        for v in np.flatnonzero(self.period):
+            stream = golden.stream_words(seeds, int(v), int(self.period[v]), samples,
+                                         words=words[:self.period[v] * samples])
+            t = 0
+            for l, c in enumerate(self.taken[:, v]):
+                if c:
+                    golden.stream_codes(stream[t:t + c], self.table,
+                                        codes[rows[l, v]:rows[l, v] + c])
+                    t += c
+        return codes
 
     def run(self, inputs, seeds, samples):
         """The counts ``(jobs, N_L)`` of a batch."""
-        jobs, lanes, offsets, space = len(inputs), self.lanes, self.offsets, _Space()
-        codes = space.get("codes", (lanes, offsets[-1], samples, jobs), np.int16)
-        words = space.get("words", (offsets[-1] * samples, jobs), np.uint32)
-        for p in range(lanes):
-            golden.period_codes(seeds, p, offsets[-1], samples, table=self.table, out=codes[p],
-                                words=words)
+        jobs, offsets, space = len(inputs), self.offsets, _Space()
+        codes = self.codes(seeds, samples, space)
         first, last = self.layers[0], self.layers[-1]
         limit = first.code_limit(inputs)
         counts = np.zeros((len(last.rows), jobs), dtype=np.int64)
         step = 1 << (max(1, _COLUMNS // jobs).bit_length() - 1)        # samples at a time
         for s in range(0, samples, step):
-            noise = codes[:, :, s:s + step]
             x = limit
             for l, layer in enumerate(self.layers):
                 after = self.layers[l + 1].w.dtype if l + 1 < len(self.layers) else np.uint8
-                x = layer.spins(x, noise[:, offsets[l]:offsets[l + 1]], after, space, l)
+                x = layer.spins(x, codes[offsets[l]:offsets[l + 1], s:s + step], after, space, l)
             counts += x.sum(axis=1, dtype=np.int64)
         out = np.empty((jobs, self.sizes[-1]), dtype=np.int64)
-        out[:, last.rows[last.real]] = counts[last.real].T
+        out[:, last.rows] = counts.T
         return out
 
 
@@ -149,11 +162,11 @@ class _Space:
 
 
 class _Layer:
-    """One layer of a :class:`_Network`: weights ``w`` (rows in lane order, in an exact type) and
-    the rows' parameters."""
+    """One layer of a :class:`_Network`: weights ``w`` (rows in stream order, in an exact type)
+    and the rows' parameters."""
 
-    def __init__(self, w, bias, theta, sigma, rows, real, fmt, lanes):
-        self.w, self.bias, self.sigma, self.rows, self.real = w, bias, sigma, rows, real
+    def __init__(self, w, bias, theta, sigma, rows, fmt):
+        self.w, self.bias, self.sigma, self.rows = w, bias, sigma, rows
         self.frac = frac = fmt.value.frac
         self.threshold = threshold = theta << (frac - fmt.theta_frac)
         # With a = w x (no bias) the spin is a 2^F + bias 2^F + sigma code > threshold, that is
@@ -164,29 +177,27 @@ class _Layer:
         fits = (w.dtype == np.float32 and np.abs(self.level).max(initial=0)
                 + np.abs(sigma).max(initial=0) * golden._CODE_BOUND < 2 ** 31)
         self.int = np.int32 if fits else np.int64
-        column = (lanes, -1, 1, 1)                       # (P, G, samples, jobs)
-        self.sigma_column, self.level_column = (v.astype(self.int).reshape(column)
+        self.sigma_column, self.level_column = (v.astype(self.int).reshape(-1, 1, 1)
                                                 for v in (sigma, self.level))
 
     def code_limit(self, inputs):
         """Layer 1's pre-activations are shared by all samples: a spin is ``code > limit``, with
-        ``limit`` of shape ``(P G, jobs)``."""
+        ``limit`` of shape ``(N_1, jobs)``."""
         a = np.asarray(_dot(inputs, self.w.T) + self.bias, dtype=np.int64)
         return golden._code_limit(self.threshold - (a << self.frac), self.sigma).T
 
     def spins(self, x, noise, dtype, space, l):
-        """The spins ``(P G, samples, jobs)`` in ``dtype`` for layer 1's :meth:`code_limit` or the
-        spins ``x`` of the layer before; ``noise`` is ``(P, G, samples, jobs)``."""
-        lanes, g, samples, jobs = noise.shape
+        """The spins ``(N_l, samples, jobs)`` in ``dtype`` for layer 1's :meth:`code_limit` or the
+        spins ``x`` of the layer before; ``noise`` is ``(N_l, samples, jobs)``."""
+        n, samples, jobs = noise.shape
         into = dtype if dtype in (np.float32, np.float64) else np.uint8
         out = space.get(f"spins{l}", noise.shape, into)
         if l == 0:
             reps = math.gcd(samples, _REPEATS)       # the limits repeated: long inner loops
-            limit = np.tile(x.reshape(lanes, g, 1, jobs), reps)
-            np.greater(noise.reshape(lanes, g, -1, reps * jobs), limit,
-                       out=out.reshape(lanes, g, -1, reps * jobs))
+            limit = np.tile(x.reshape(n, 1, jobs), reps)
+            np.greater(noise.reshape(n, -1, reps * jobs), limit, out=out.reshape(n, -1, reps * jobs))
         else:
-            a = space.get(f"a{l}", (len(self.w), samples * jobs), self.w.dtype)
+            a = space.get(f"a{l}", (n, samples * jobs), self.w.dtype)
             np.matmul(self.w, x.reshape(len(x), -1), out=a)
             a = a.reshape(noise.shape)
             left, right = (space.get(name, noise.shape, self.int) for name in "lr")
@@ -195,7 +206,6 @@ class _Layer:
             np.subtract(self.level_column, right, out=right)
             right >>= self.frac
             np.greater(left, right, out=out)
-        out = out.reshape(lanes * g, samples, jobs)
         return out if into == dtype else out.astype(dtype)
 
 

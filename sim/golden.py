@@ -17,10 +17,12 @@ from spinemu.hdl import noise as hw
 from spinemu.hdl import noise_table as nt
 from spinemu.hdl.formats import CODE_WIDTH
 from spinemu.hdl.lfsr import check_lfsr, lfsr_step
+from spinemu.hdl.noise_unit import STREAM_TAPS
 from spinemu.hdl.polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_TAPS
 from spinemu.hdl.seeding import seed_state
 
-__all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "period_codes", "words_to_codes",
+__all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "period_codes", "stream_words",
+           "stream_codes", "words_to_codes",
            "neuron", "spins", "switch_probability"]
 
 _WIDE = 1 << 15  # elements per numpy operation worth aiming for: fewer, longer operations (and
@@ -330,17 +332,31 @@ def job_noise_codes(seeds, blocks, samples, *, first=0, table=None):
 def period_codes(seeds, index, period, periods, *, table=None, out=None, words=None):
     """The codes of noise block ``index`` for ``period * periods`` cycles after loading each job
     seed, cycle ``n * period + t`` at ``[t, n, job]``: shape ``(period, periods, len(seeds))``,
-    into ``out`` if given (int16, C-contiguous). (A lane of the layer engine takes ``period``
-    codes a sample.) ``words``: a uint32 array ``(period * periods, len(seeds))`` to step the LFSR
-    in, or None."""
-    table = nt.gaussian() if table is None else table
+    into ``out`` if given (int16, C-contiguous). ``words``: a uint32 array
+    ``(period * periods, len(seeds))`` to step the LFSR in, or None."""
     _check_block(index)
-    words = _words([seed_state(int(seed), index) for seed in seeds], period * periods,
-                   NOISE_TAPS[index], words)
-    words = words.reshape(periods, period, len(seeds)).transpose(1, 0, 2)
-    if out is None:
-        out = np.empty(words.shape, dtype=np.int16)
+    words = _period_words(seeds, index, NOISE_TAPS[index], period, periods, words)
+    return _permuted_codes(words, nt.gaussian() if table is None else table,
+                           np.empty(words.shape, dtype=np.int16) if out is None else out)
+
+
+def stream_words(seeds, stream, period, periods, *, words=None):
+    """The permuted LFSR words of noise-unit stream ``stream`` (polynomial :data:`STREAM_TAPS`,
+    loaded with ``seed_state(seed, stream)``) laid out as :func:`period_codes`' codes: shape
+    ``(period, periods, len(seeds))``, a view of ``words`` if given. :func:`stream_codes` turns any
+    part of them into codes."""
+    return _period_words(seeds, stream, STREAM_TAPS, period, periods, words)
+
+
+def stream_codes(words, table, out):
+    """The codes of :func:`stream_words` ``words`` (any slice of them) with noise table
+    ``table``, into ``out`` (int16, C-contiguous, of the words' shape)."""
     return _permuted_codes(words, table, out)
+
+
+def _period_words(seeds, index, taps, period, periods, words):
+    words = _words([seed_state(int(seed), index) for seed in seeds], period * periods, taps, words)
+    return words.reshape(periods, period, len(seeds)).transpose(1, 0, 2)
 
 
 def neuron(a, theta, sigma, codes, fmt):

@@ -53,7 +53,7 @@ def _write(path, report):
 def test_job_wire_bytes_by_hand():
     config = fitted_config(SMALL, 2)
     x, seed, samples = np.arange(8) % 32, 7, 3
-    counts = run_jobs(SMALL, [x], [seed], samples, 2)[0]
+    counts = run_jobs(SMALL, [x], [seed], samples)[0]
     # Payloads: WRITE 2 + region 1 + address 4 + 8 one-byte inputs; RUN 2 + seed 8 + samples 2;
     # READ 2 + offset 2 + count 1. Each frame adds CRC 2, COBS 1 (under 254 bytes) and the
     # delimiter 1; each request also has the 0x00 sent before it.
@@ -66,7 +66,7 @@ def test_job_wire_bytes_by_hand():
 def test_job_frame_bytes_by_hand_and_the_digits_figures():
     config = fitted_config(SMALL, 2)
     x, seed, samples = np.arange(8) % 32, 7, 3
-    counts = run_jobs(SMALL, [x], [seed], samples, 2)[0]
+    counts = run_jobs(SMALL, [x], [seed], samples)[0]
     # JOB: header 2 + seed 8 + samples 2 + 8 inputs of 5 bits (5 bytes); its answer: header 2 +
     # cycles 4 + 2 counts of 2 bits (1 byte). Each frame adds CRC 2, COBS 1 and the delimiter 1;
     # no 0x00 before a request (only a resend gets one).
@@ -78,7 +78,7 @@ def test_job_frame_bytes_by_hand_and_the_digits_figures():
     config = BOARDS["ulx3s"].config
     jobs, _ = _occluded_digits(1)
     x, seed = jobs.inputs[0], int(jobs.seeds[0])
-    counts = run_jobs(model, [x], [seed], 32, config.lanes)[0]
+    counts = run_jobs(model, [x], [seed], 32)[0]
     assert job_frame_bytes(model, config, MAX_PAYLOAD, x, seed, 32, counts) == (96, 58)
     assert job_wire_bytes(model, config, MAX_PAYLOAD, x, seed, 32, counts) == (167, 150)
     with pytest.raises(ValueError, match="over the design's 64"):
@@ -116,41 +116,42 @@ def test_pipelined_seconds_by_hand():
 
 
 def test_throughput_is_the_slower_of_engine_and_link_and_the_window_bounds_it():
-    # sizes 8-4-2, 2 lanes, W = 1, S = 3: groups 2 and 1; seeding 132 x 2 + 1, layer 1 once
-    # 2 x (8 + 4), per sample 3 x 2 + (5 + 2 + 4) for layer 2's one group, counts out 2 x 2 + 5.
-    cycles = 265 + 24 + 3 * 17 + 9
+    # sizes 8-4-2, 2 lanes, W = 1, S = 3: groups 2 and 1; seeding 16 streams of 68 cycles (2 bits
+    # a cycle) + 2, behind which layer 1's one pass of 2 x (8 + 4) hides, per sample 3 x 2 +
+    # (5 + 2 + 4) for layer 2's one group, counts out 2 x 2 + 5.
+    cycles = 2 + 16 * 68 + 3 * 17 + 9
     assert job_cycles(SMALL.sizes, EngineConfig(lanes=2), 3) == cycles
     sent, answered, baud = 100, 40, 1_000_000
     link_s = sent * 10 / baud                      # the larger direction: 1 ms
-    fast = throughput(cycles, sent, answered, 1_000_000, baud, rtts=())   # 344 us of engine
-    assert fast["engine_s"] == pytest.approx(cycles / 1e6) and BITS_PER_BYTE == 10
+    fast = throughput(cycles, sent, answered, 10_000_000, baud, rtts=())   # 115 us of engine
+    assert fast["engine_s"] == pytest.approx(cycles / 1e7) and BITS_PER_BYTE == 10
     assert fast["link_s"] == pytest.approx(link_s)
     rate = fast["images_per_s"]
-    assert rate["engine"] == pytest.approx(1e6 / cycles)
+    assert rate["engine"] == pytest.approx(1e7 / cycles)
     assert rate["link"] == pytest.approx(1 / link_s)
     assert rate["both"] == pytest.approx(1 / link_s)     # the slower, not the sum of the times
     assert fast["engine_to_link"] == pytest.approx(rate["engine"] / rate["link"])
     assert fast["bottleneck"] == "link"
     # Answers larger than requests: the answers' direction bounds the link.
-    back = throughput(cycles, answered, sent, 1_000_000, baud, rtts=())
+    back = throughput(cycles, answered, sent, 10_000_000, baud, rtts=())
     assert back["link_s"] == pytest.approx(link_s) and back["bottleneck"] == "link"
-    slow = throughput(cycles, sent, answered, 100_000, baud, rtts=(0.0, 0.016))   # 3.44 ms
+    slow = throughput(cycles, sent, answered, 200_000, baud, rtts=(0.0, 0.016))   # 5.745 ms
     assert slow["bottleneck"] == "engine"
-    assert slow["images_per_s"]["both"] == pytest.approx(1e5 / cycles)
+    assert slow["images_per_s"]["both"] == pytest.approx(2e5 / cycles)
     # A window of 1024 bytes holds 10 requests of 100: at 16 ms a round trip at most
-    # 10 / (16 ms + 1 ms + 3.44 ms + 0.4 ms), above the engine's 290/s.
+    # 10 / (16 ms + 1 ms + 5.745 ms + 0.4 ms) = 432/s, above the engine's 174/s.
     direct, far = slow["at_rtt"]
     assert slow["in_flight"] == 10
-    assert far["window_bound"] == pytest.approx(10 / (0.016 + 0.001 + cycles / 1e5 + 0.0004))
-    assert far["images_per_s"] == pytest.approx(1e5 / cycles) and far["ratio"] == 1.0
+    assert far["window_bound"] == pytest.approx(10 / (0.016 + 0.001 + cycles / 2e5 + 0.0004))
+    assert far["images_per_s"] == pytest.approx(2e5 / cycles) and far["ratio"] == 1.0
     assert direct["bottleneck"] == far["bottleneck"] == "engine"
-    # A window of 300 bytes holds 3: then the window is the bottleneck.
-    narrow = throughput(cycles, sent, answered, 100_000, baud, window=300, rtts=(0.016,))
+    # A window of 300 bytes holds 3: then the window is the bottleneck (130/s).
+    narrow = throughput(cycles, sent, answered, 200_000, baud, window=300, rtts=(0.016,))
     (point,) = narrow["at_rtt"]
     assert point["bottleneck"] == "window"
-    assert point["images_per_s"] == pytest.approx(3 / (0.016 + 0.001 + cycles / 1e5 + 0.0004))
-    assert point["ratio"] == pytest.approx(point["images_per_s"] / (1e5 / cycles))
-    capped = throughput(cycles, sent, answered, 100_000, baud, rtts=(0.016,), max_in_flight=2)
+    assert point["images_per_s"] == pytest.approx(3 / (0.016 + 0.001 + cycles / 2e5 + 0.0004))
+    assert point["ratio"] == pytest.approx(point["images_per_s"] / (2e5 / cycles))
+    capped = throughput(cycles, sent, answered, 200_000, baud, rtts=(0.016,), max_in_flight=2)
     assert capped["in_flight"] == 2
 
 

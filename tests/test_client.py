@@ -292,7 +292,7 @@ def _check_batch(url, jobs=20, seed=0, **options):
         dev.load_model(MODEL)
         result = dev.run(x, seeds, SAMPLES)
         stats = dev.stats
-    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
+    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES))
     return result, stats
 
 
@@ -315,10 +315,10 @@ def test_identify_body_errors():
     assert DesignInfo.from_body(body).config == CONFIG
     with pytest.raises(ProtocolError, match="bytes, not"):
         DesignInfo.from_body(body[:-1])
-    with pytest.raises(ProtocolError, match="format version 9; this client speaks version 5"):
+    with pytest.raises(ProtocolError, match="format version 9; this client speaks version 6"):
         DesignInfo.from_body(bytes([9]) + body[1:])
     # The version is judged before the length: a version-3 body is shorter (no window).
-    with pytest.raises(ProtocolError, match="format version 3; this client speaks version 5"):
+    with pytest.raises(ProtocolError, match="format version 3; this client speaks version 6"):
         DesignInfo.from_body(bytes([3]) + body[1:-6])
     fields = unpack(IDENTIFY_RESPONSE, body)
     fields["lanes"] = 3                              # 3 lanes: not a power of two
@@ -337,7 +337,7 @@ def test_jobs_equal_the_golden_model(server):
         dev.load_model(MODEL)
         result = dev.run(x, seeds, SAMPLES)
         status = dev.status()
-    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
+    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES))
     assert result.counts.dtype == np.int64 and result.counts.shape == (12, 4)
     assert (result.cycles == job_cycles(MODEL.sizes, CONFIG, SAMPLES)).all()
     assert result.link.requests == 12 and result.link.resends == 0      # one JOB per job
@@ -357,7 +357,7 @@ def test_iter_run_yields_each_job_in_order_as_it_comes():
     assert [k for k, _, _ in results] == list(range(60))
     assert 1 < first < 60
     np.testing.assert_array_equal(np.array([c for _, c, _ in results]),
-                                  run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
+                                  run_jobs(MODEL, x, seeds, SAMPLES))
     assert {c for _, _, c in results} == {job_cycles(MODEL.sizes, CONFIG, SAMPLES)}
     # Stopped early, the rest is left to the design; the next request starts with ABORT.
     jobs = dev.iter_run(x, seeds, SAMPLES)
@@ -383,7 +383,7 @@ def test_the_window_is_respected(monkeypatch):
         port.peak = 0
         result = dev.run(x, seeds, SAMPLES)
         np.testing.assert_array_equal(result.counts,
-                                      run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
+                                      run_jobs(MODEL, x, seeds, SAMPLES))
         assert window - frame < port.peak <= window or in_flight == MAX_IN_FLIGHT
         assert port.peak <= window and result.link.in_flight == in_flight
         assert result.link.resends == 0 and board.counters["overflows"] == 0
@@ -402,7 +402,7 @@ def test_repeated_inputs_are_written_once_where_jobs_need_writes():
     assert dev.fits_job(5) and not dev.fits_job(16)
     taken = len(port.taken)
     result = dev.run(x, [1, 2, 3], 16)
-    np.testing.assert_array_equal(result.counts, run_jobs(WIDE_MODEL, x, [1, 2, 3], 16, 2))
+    np.testing.assert_array_equal(result.counts, run_jobs(WIDE_MODEL, x, [1, 2, 3], 16))
     W, R, D = Opcode.WRITE.value, Opcode.RUN.value, Opcode.READ.value
     job = [R, D, D, D, D]                        # 64 counts, 19 per READ of 40 bytes
     assert port.opcodes()[taken:] == [W, W] + job * 3
@@ -416,7 +416,7 @@ def test_repeated_inputs_are_written_once_where_jobs_need_writes():
     taken = len(port.taken)
     result = dev.run(x, [1, 2, 3], SAMPLES)
     assert port.opcodes()[taken:] == [Opcode.JOB.value] * 3
-    np.testing.assert_array_equal(result.counts, run_jobs(WIDE_MODEL, x, [1, 2, 3], SAMPLES, 2))
+    np.testing.assert_array_equal(result.counts, run_jobs(WIDE_MODEL, x, [1, 2, 3], SAMPLES))
 
 
 def test_wire_bytes_per_digit_image():
@@ -428,7 +428,7 @@ def test_wire_bytes_per_digit_image():
     dev, port = _fake_client(GoldenBoard(fitted_config(model, 16), 256))
     dev.load_model(model)
     result = dev.reconstruct(images, masks, list(range(24)), 32, max_value=16)
-    counts = run_jobs(model, job_inputs(images, masks), list(range(24)), 32, 16)
+    counts = run_jobs(model, job_inputs(images, masks), list(range(24)), 32)
     np.testing.assert_array_equal(result.counts, counts)
     out, back = result.link.bytes_out / 24, result.link.bytes_in / 24
     assert (out, back) == (96, 58) and out + back <= 158
@@ -444,7 +444,7 @@ def test_reconstruct_keeps_known_pixels(server):
     with Client.connect(server.url) as dev:
         dev.load_model(model)
         result = dev.reconstruct(images, masks, seeds, SAMPLES)
-    counts = run_jobs(model, job_inputs(images, masks), seeds, SAMPLES, CONFIG.lanes)
+    counts = run_jobs(model, job_inputs(images, masks), seeds, SAMPLES)
     np.testing.assert_array_equal(result.counts, counts)
     expect = np.where(masks == 1, images / 31, counts.reshape(images.shape) / SAMPLES)
     np.testing.assert_array_equal(result.reconstructed, expect)
@@ -575,7 +575,7 @@ def test_connect_drops_what_a_previous_host_left_in_flight(lose_abort):
     x, seeds = _jobs(30, seed=5)
     dev.load_model(MODEL)
     result = dev.run(x, seeds, SAMPLES)
-    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
+    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES))
     assert board.counters["bad_requests"] == 0 and result.link.resends == 0
 
 
@@ -601,12 +601,12 @@ class _OtherVersion:
         return _answer(seq, Status.OK, bytes([self.version]) + body[1:-6])
 
 
-@pytest.mark.parametrize("version", [3, 4, 6])
+@pytest.mark.parametrize("version", [3, 5, 7])
 def test_a_design_of_another_version_is_refused_with_both_versions(version):
     port = FakePort(_OtherVersion(version), sees_abort=False)
     dev = Client(port, url="fake://old", timeout=0.1)
     with pytest.raises(ProtocolError, match=f"the design at fake://old speaks protocol format "
-                                            f"version {version}; this client speaks version 5"):
+                                            f"version {version}; this client speaks version 6"):
         dev.open()
     assert dev.info is None
 
@@ -653,7 +653,7 @@ def test_random_frame_faults_with_many_jobs_in_flight(seed, wide):
     dev.load_model(model)
     result = dev.run(x, seeds, samples)
     np.testing.assert_array_equal(result.counts,
-                                  run_jobs(model, x, seeds, samples, config.lanes))
+                                  run_jobs(model, x, seeds, samples))
     assert (result.cycles == job_cycles(model.sizes, config, samples)).all()
     s = dev.stats
     assert s.resends > 0 and s.stale > 0 and s.damaged + s.unreadable > 0
@@ -667,7 +667,7 @@ def test_duplicated_frames_are_dropped():
     dev, port = _fake_client(GoldenBoard(CONFIG, MAX_PAYLOAD), port={"fault": fault})
     dev.load_model(MODEL)
     result = dev.run(x, seeds, SAMPLES)
-    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
+    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES))
     assert result.link.requests == 40 and result.link.stale == 3 * 40
     assert result.link.resends == 0
 
@@ -720,7 +720,7 @@ def test_a_job_answered_after_its_resend_is_taken_once(server):
             stats = dev.stats
     finally:
         proxy.close()
-    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
+    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, SAMPLES))
     assert (result.link.timeouts, result.link.resends, result.link.requests) == (1, 1, 1)
     assert stats.stale == 1
 
@@ -743,7 +743,7 @@ def test_a_run_resent_in_the_fallback_reads_the_same_counts():
                              port={"fault": late_run}, timeout=0.3)
     dev.load_model(WIDE_MODEL)
     result = dev.run(x, seeds, 16)
-    np.testing.assert_array_equal(result.counts, run_jobs(WIDE_MODEL, x, seeds, 16, 2))
+    np.testing.assert_array_equal(result.counts, run_jobs(WIDE_MODEL, x, seeds, 16))
     assert result.link.timeouts == 1 and result.link.resends == 1 and result.link.stale == 1
 
 
@@ -863,8 +863,8 @@ def test_a_model_runs_with_its_noise_table_or_not_at_all(fresh_server):
         dev.load_model(model)
         assert dev.info.noise_hash == thermal().hash
         counts = dev.run(x, seeds, SAMPLES).counts
-    np.testing.assert_array_equal(counts, run_jobs(model, x, seeds, SAMPLES, CONFIG.lanes))
-    assert not np.array_equal(counts, run_jobs(MODEL, x, seeds, SAMPLES, CONFIG.lanes))
+    np.testing.assert_array_equal(counts, run_jobs(model, x, seeds, SAMPLES))
+    assert not np.array_equal(counts, run_jobs(MODEL, x, seeds, SAMPLES))
 
     # A design that keeps another table (its NOISE writes lost) is refused, with both hashes.
     board, write = fresh_server.board, fresh_server.board._write

@@ -49,7 +49,7 @@ def test_engine_matches_golden_under_stalls(lanes, shape, samples, table):
     seeds = [0, 2 ** 64 - 1, int(rng.integers(0, 2 ** 63))]
     counts, _ = run_engine_amaranth(config, model, inputs, seeds, samples, valid_p=0.6,
                                     ready_p=0.5, stall_seed=lanes)
-    expect = run_jobs(model, inputs, seeds, samples, lanes)
+    expect = run_jobs(model, inputs, seeds, samples)
     np.testing.assert_array_equal(counts, expect)
     assert 0 < expect.sum() < expect.size * samples  # neurons neither all silent nor all firing
 
@@ -85,27 +85,36 @@ def test_spin_layers_by_adder_trees_match_golden(lanes, inputs_per_cycle, shape)
     config, model, inputs, seeds = _wide_job(lanes, inputs_per_cycle, shape, 2)
     counts, _ = run_engine_amaranth(config, model, inputs, seeds, 3, valid_p=0.7, ready_p=0.4,
                                     stall_seed=lanes)
-    expect = run_jobs(model, inputs, seeds, 3, lanes)
+    expect = run_jobs(model, inputs, seeds, 3)
     np.testing.assert_array_equal(counts, expect)
     assert 0 < expect.sum() < expect.size * 3
     counts, cycles = run_engine_amaranth(config, model, inputs[:1], seeds[:1], 2, valid_p=1,
                                          ready_p=1)
-    np.testing.assert_array_equal(counts, run_jobs(model, inputs[:1], seeds[:1], 2, lanes))
+    np.testing.assert_array_equal(counts, run_jobs(model, inputs[:1], seeds[:1], 2))
     assert cycles[0] == job_cycles(shape, config, 2)
 
 
-def test_counts_do_not_depend_on_inputs_per_cycle():
-    """The noise schedule is W's: the same jobs give the same counts for every W."""
-    shape, lanes = (9, 18, 7, 5), 4
+def test_counts_do_not_depend_on_lanes_or_inputs_per_cycle():
+    """The noise schedule is the streams': the same jobs give the same counts on engines of every
+    lane count and W (layers of 18, 7 and 5 neurons: partial groups and streams that take no code
+    in a layer)."""
+    shape = (9, 18, 7, 5)
     results = []
-    for inputs_per_cycle in (1, 2, 8, 32):
+    for lanes, inputs_per_cycle in ((1, 1), (2, 8), (4, 2), (16, 32)):
         config = _config(lanes, inputs_per_cycle=inputs_per_cycle)
         model = random_model(shape, seed=5, fmt=config.fmt)
         inputs = np.random.default_rng(5).integers(0, 32, size=(2, shape[0]))
         counts, _ = run_engine_amaranth(config, model, inputs, [3, 4], 3)
         results.append(counts)
+    assert 0 < results[0].sum() < results[0].size * 3
     for counts in results[1:]:
         np.testing.assert_array_equal(counts, results[0])
+
+
+def test_lanes_beyond_the_noise_streams_are_refused():
+    with pytest.raises(ValueError, match=r"lanes must be a power of two 1..16 \(the noise streams\), "
+                                         r"not 32"):
+        _config(32)
 
 
 @pytest.mark.parametrize("lanes,inputs_per_cycle", [(16, 8), (16, 16), (4, 8), (1, 2), (1, 1)])
@@ -137,8 +146,8 @@ def test_golden_batches_and_threads_do_not_change_a_job():
     rng = np.random.default_rng(4)
     inputs = rng.integers(0, 1 << model.input_bits, size=(700, 12))
     seeds = [int(s) for s in rng.integers(0, 2 ** 63, 700)]
-    together = run_jobs(model, inputs, seeds, 3, 4)
-    alone = np.concatenate([run_jobs(model, inputs[k:k + 1], seeds[k:k + 1], 3, 4)
+    together = run_jobs(model, inputs, seeds, 3)
+    alone = np.concatenate([run_jobs(model, inputs[k:k + 1], seeds[k:k + 1], 3)
                             for k in range(700)])
     np.testing.assert_array_equal(together, alone)
     assert together.shape == (700, 6) and 0 < together.sum() < together.size * 3
@@ -222,7 +231,7 @@ def test_abort_stops_a_job_anywhere_and_the_next_job_is_exact(inputs_per_cycle):
     config, samples = _config(2, inputs_per_cycle=inputs_per_cycle), 3
     model = random_model((7, 9, 4), seed=2, fmt=config.fmt)
     x = np.random.default_rng(2).integers(0, 32, size=7)
-    expect = run_jobs(model, x[None], [21], samples, 2)[0]
+    expect = run_jobs(model, x[None], [21], samples)[0]
     dut = LayerEngine(config)
     rng = random.Random(0)
     counts, cycles = [], []

@@ -1,7 +1,7 @@
 """The golden model's fast paths against plain reference implementations of the same definitions:
 the word recurrence and the code table against the generic LFSR model and ``words_to_codes``, and
 the job-level model against a job-by-job, sample-by-sample loop over ``golden.neuron`` with the
-documented noise schedule (``docs/engine.md``)."""
+documented noise schedule (``docs/engine.md``): neuron ``j`` takes stream ``j mod V``'s next code."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,9 @@ import pytest
 from spinemu.hdl import noise as hw
 from spinemu.hdl import noise_table as nt
 from spinemu.hdl.formats import NeuronFormat
+from spinemu.hdl.memory_map import NOISE_STREAMS
 from spinemu.hdl.model_image import random_model
+from spinemu.hdl.noise_unit import STREAM_TAPS
 from spinemu.hdl.polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_TAPS
 from spinemu.hdl.seeding import seed_state
 from spinemu.sim import golden
@@ -59,47 +61,59 @@ def test_code_table_decides_every_word_as_words_to_codes(name):
     assert np.array_equal(golden._permute(golden._permute(words), inverse=True), words)
 
 
-def _reference_counts(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples, lanes,
-                      table):
-    """Spin counts by the definition: one job, one sample, one layer at a time, exact integers."""
-    groups = [-(-n // lanes) for n in sizes[1:]]
-    offsets = np.cumsum([0] + groups)
+def _stream_codes(seed, streams, count, table):
+    """The first ``count`` codes of every noise-unit stream for ``seed``: ``(streams, count)``."""
+    states = [seed_state(seed, v) for v in range(streams)]
+    words = golden.lfsr_outputs(states, count, width=NOISE_DEGREE, taps=STREAM_TAPS,
+                                step=hw.WORD_BITS)
+    return golden.words_to_codes(words, table)
+
+
+def _reference_counts(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples, table):
+    """Spin counts by the definition: one job, one sample, one layer at a time, exact integers,
+    neuron ``j`` taking the next code of stream ``j mod V``."""
+    V = NOISE_STREAMS
     counts = np.zeros((len(inputs), sizes[-1]), dtype=np.int64)
+    taken = [sum(len(range(v, n, V)) for n in sizes[1:]) for v in range(V)]
     for k, (x0, seed) in enumerate(zip(inputs, seeds, strict=True)):
-        codes = golden.job_noise_codes([seed], lanes, samples * int(offsets[-1]), table=table)[0]
-        for s in range(samples):
+        codes = _stream_codes(seed, V, samples * max(taken), table)
+        at = [0] * V
+        for _ in range(samples):
             x = [int(v) for v in x0]
             for l, n in enumerate(sizes[1:]):
                 a = [sum(int(w) * v for w, v in zip(weights[l][j], x, strict=True)) + int(bias[l][j])
                      for j in range(n)]
-                j = np.arange(n)
-                code = codes[s * offsets[-1] + offsets[l] + j // lanes, j % lanes]
+                code = []
+                for j in range(n):
+                    code.append(codes[j % V, at[j % V]])
+                    at[j % V] += 1
                 spin, _ = golden.neuron(np.array(a, dtype=object).astype(np.int64), theta[l],
-                                        sigma[l], code, fmt)
+                                        sigma[l], np.array(code), fmt)
                 x = [int(v) for v in spin]
             counts[k] += x
     return counts
 
 
-@pytest.mark.parametrize("lanes,shape,samples,jobs", [
-    (1, (5, 3), 3, 1),
-    (2, (7, 9, 4), 5, 3),
-    (4, (16, 16, 16, 8), 2, 7),       # full groups
-    (3, (9, 13, 17, 5), 4, 5),        # partial groups in every layer
-    (8, (3, 2), 6, 4),                # one layer, wider than the lanes
-    (5, (6, 11, 1), 9, 2),
+@pytest.mark.parametrize("shape,samples,jobs", [
+    ((5, 3), 3, 1),
+    ((7, 9, 4), 5, 3),
+    ((16, 16, 16, 8), 2, 7),          # one code per stream and layer
+    ((9, 13, 17, 5), 4, 5),           # a stream past the end of some layers
+    ((3, 40), 6, 4),                  # one layer, more neurons than streams
+    ((6, 33, 1), 9, 2),
+    ((20, 48, 17, 31), 3, 2),         # several codes per stream and layer
 ])
 @pytest.mark.parametrize("name", ["gaussian", "thermal"])
-def test_run_jobs_is_the_definition(lanes, shape, samples, jobs, name):
-    model = random_model(shape, seed=sum(shape) + lanes)
-    rng = np.random.default_rng(lanes)
+def test_run_jobs_is_the_definition(shape, samples, jobs, name):
+    model = random_model(shape, seed=sum(shape))
+    rng = np.random.default_rng(samples * jobs)
     inputs = rng.integers(0, 1 << model.input_bits, size=(jobs, shape[0]))
     seeds = [int(s) for s in rng.integers(0, 2 ** 63, jobs)]
     table = TABLES[name]
     got = run_network(model.sizes, model.weights, model.bias, model.theta, model.sigma, model.fmt,
-                      inputs, seeds, samples, lanes, table)
+                      inputs, seeds, samples, table)
     expect = _reference_counts(model.sizes, model.weights, model.bias, model.theta, model.sigma,
-                               model.fmt, inputs, seeds, samples, lanes, table)
+                               model.fmt, inputs, seeds, samples, table)
     np.testing.assert_array_equal(got, expect)
 
 
@@ -128,10 +142,9 @@ def test_run_network_at_the_edges(weight_bound, input_bound):
     network = _edge_network(rng, sizes, weight_bound, fmt)
     inputs = rng.integers(0, input_bound + 1, size=(4, sizes[0]))
     seeds = [1, 2, 3, 2 ** 64 - 1]
-    for lanes in (1, 3, 4):
-        got = run_network(sizes, *network, fmt, inputs, seeds, 5, lanes, nt.gaussian())
-        expect = _reference_counts(sizes, *network, fmt, inputs, seeds, 5, lanes, nt.gaussian())
-        np.testing.assert_array_equal(got, expect)
+    got = run_network(sizes, *network, fmt, inputs, seeds, 5, nt.gaussian())
+    expect = _reference_counts(sizes, *network, fmt, inputs, seeds, 5, nt.gaussian())
+    np.testing.assert_array_equal(got, expect)
 
 
 def test_ties_between_the_noisy_value_and_the_threshold():
@@ -139,20 +152,18 @@ def test_ties_between_the_noisy_value_and_the_threshold():
     # equals the threshold whenever a = m and the code is d = +-1 (1 in 150 codes). A tie is no spin.
     fmt = NeuronFormat()
     rng = np.random.default_rng(5)
-    sizes = (5, 8, 9, 4)
-    weights = [rng.integers(0, 4, size=(8, 5)), rng.integers(0, 2, size=(9, 8)),
-               rng.integers(0, 2, size=(4, 9))]
+    sizes = (5, 8, 19, 4)
+    weights = [rng.integers(0, 4, size=(8, 5)), rng.integers(0, 2, size=(19, 8)),
+               rng.integers(0, 2, size=(4, 19))]
     bias = [rng.integers(-3, 4, size=n) for n in sizes[1:]]
     theta = [(rng.integers(0, 5, size=n) << 8) + rng.choice([-1, 0, 1], size=n) for n in sizes[1:]]
     sigma = [np.full(n, 1 << fmt.sigma_frac) for n in sizes[1:]]
     inputs = rng.integers(0, 3, size=(6, 5))
     seeds = list(range(6))
-    for lanes in (1, 2, 4):
-        got = run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, 300, lanes,
-                          nt.gaussian())
-        expect = _reference_counts(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, 300,
-                                   lanes, nt.gaussian())
-        np.testing.assert_array_equal(got, expect)
+    got = run_network(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, 300, nt.gaussian())
+    expect = _reference_counts(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, 300,
+                               nt.gaussian())
+    np.testing.assert_array_equal(got, expect)
 
 
 def test_batches_of_unequal_size_in_threads():
@@ -162,8 +173,8 @@ def test_batches_of_unequal_size_in_threads():
     rng = np.random.default_rng(3)
     inputs = rng.integers(0, 1 << model.input_bits, size=(1027, 12))
     seeds = [int(s) for s in rng.integers(0, 2 ** 63, 1027)]
-    together = run_jobs(model, inputs, seeds, 3, 4)
+    together = run_jobs(model, inputs, seeds, 3)
     for k in (0, 513, 1026):
         np.testing.assert_array_equal(together[k], run_jobs(model, inputs[k:k + 1],
-                                                            seeds[k:k + 1], 3, 4)[0])
-    assert run_jobs(model, inputs[:0], [], 3, 4).shape == (0, 6)
+                                                            seeds[k:k + 1], 3)[0])
+    assert run_jobs(model, inputs[:0], [], 3).shape == (0, 6)

@@ -92,7 +92,7 @@ def test_golden_reconstruction(model_file, tmp_path):
     # Hidden pixels are the fraction of samples their spin fired, from the golden model.
     model = ModelImage.from_bytes(model_file.read_bytes())
     seeds = [job_seed(7, k) for k in range(30)]
-    counts = run_jobs(model, job_inputs(images, mask), seeds, 8, 4)
+    counts = run_jobs(model, job_inputs(images, mask), seeds, 8)
     np.testing.assert_array_equal(r["counts"], counts)
     np.testing.assert_array_equal(rec[mask == 0], (counts.reshape(30, 8, 8) / 8)[mask == 0])
     assert 0 < rec[mask == 0].mean() < 1

@@ -50,7 +50,7 @@ def test_engine_verilog_matches_golden_under_stalls(simulator, lanes, inputs_per
     config, model, inputs, seeds = _jobs(lanes, inputs_per_cycle, shape, 4)
     run = run_engine(simulator, config, model, inputs, seeds, samples, valid_p=0.6, ready_p=0.4,
                      stall_seed=lanes)
-    expect = run_jobs(model, inputs, seeds, samples, lanes)
+    expect = run_jobs(model, inputs, seeds, samples)
     np.testing.assert_array_equal(run.counts, expect)
     assert 0 < expect.sum() < expect.size * samples  # neurons neither all silent nor all firing
     # Back-pressure on the counts stretches jobs beyond the unstalled count.
@@ -64,6 +64,6 @@ def test_engine_verilog_cycles_are_the_documented_count(simulator, lanes, inputs
                                                         samples):
     config, model, inputs, seeds = _jobs(lanes, inputs_per_cycle, shape, 2)
     run = run_engine(simulator, config, model, inputs, seeds, samples, valid_p=0.7, ready_p=1)
-    np.testing.assert_array_equal(run.counts, run_jobs(model, inputs, seeds, samples, lanes))
+    np.testing.assert_array_equal(run.counts, run_jobs(model, inputs, seeds, samples))
     np.testing.assert_array_equal(run.cycles, [job_cycles(shape, config, samples)] * 2)
     assert run.job_seconds > 0 and run.rate > 0

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from spinemu.hdl.seeder import Seeder
-from spinemu.hdl.seeding import block_cycles, seed_state
+from spinemu.hdl.seeding import seed_state, seeding_cycles
 from spinemu.sim.streams import receive, run, send
 
 WEYL = 0x9E3779B97F4A7C15
@@ -40,8 +40,9 @@ def test_seeder_takes_its_documented_cycles(digit_bits):
         await send(ctx, dut.i, [7], random.Random(0), idle=0)
         await ctx.tick().until(dut.o.valid & (dut.o.payload.block == 4))
 
-    # the cycle that takes the seed, then the blocks one after the other
-    assert run(dut, bench, cycles=2000) == 1 + 5 * block_cycles(digit_bits)
+    # the cycle that takes the seed, block 0's Weyl value, then the blocks one after the other
+    assert run(dut, bench, cycles=2000) == seeding_cycles(5, digit_bits)
+    assert seeding_cycles(5, digit_bits) == 2 + 5 * (2 * (64 // digit_bits + 1) + 2)
 
 
 def test_seeder_refuses_a_digit_it_cannot_multiply():

@@ -183,7 +183,7 @@ def _next_client(server, jobs, model=MODEL, config=CONFIG, samples=4, timeout=5,
         dev.load_model(model)
         x = np.arange(2 * model.sizes[0]).reshape(2, -1) % (1 << model.input_bits)
         counts = dev.run(x, [5, 6], samples).counts
-    np.testing.assert_array_equal(counts, run_jobs(model, x, [5, 6], samples, config.lanes))
+    np.testing.assert_array_equal(counts, run_jobs(model, x, [5, 6], samples))
     assert first < timeout
     return first
 
@@ -197,7 +197,7 @@ def _end_to_end(server, jobs=8, samples=4, **options):
         dev.load_model(MODEL)
         result = dev.run(x, seeds, samples)
         status = dev.status()
-    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, samples, CONFIG.lanes))
+    np.testing.assert_array_equal(result.counts, run_jobs(MODEL, x, seeds, samples))
     assert (result.cycles == job_cycles(MODEL.sizes, CONFIG, samples)).all()
     assert result.link.resends == result.link.overflows == 0
     assert status.jobs == jobs and status.crc_errors == status.bad_requests == status.overflows == 0
@@ -426,7 +426,7 @@ def test_serve_command_runs_the_native_verilator_board_and_stops_it_on_ctrl_c():
             assert dev.status().jobs == 0
             dev.load_model(MODEL)
             counts = dev.run(x, seeds, 3).counts
-        np.testing.assert_array_equal(counts, run_jobs(MODEL, x, seeds, 3, 2))
+        np.testing.assert_array_equal(counts, run_jobs(MODEL, x, seeds, 3))
         os.killpg(process.pid, signal.SIGINT)
         out, _ = process.communicate(timeout=30)
     finally:

@@ -10,9 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinemu.hdl.memory_map import EngineConfig, check_fits
+from spinemu.hdl.memory_map import NOISE_STREAMS, EngineConfig, check_fits
 from spinemu.hdl.model_image import ModelImage
+from spinemu.hdl.noise import WORD_BITS
 from spinemu.hdl.noise_table import from_cdf, gaussian
+from spinemu.hdl.noise_unit import STREAM_TAPS
+from spinemu.hdl.polynomials import NOISE_DEGREE
+from spinemu.hdl.seeding import seed_state
 from spinemu.host.calibration import noise_entry, read_noise_table
 from spinemu.host.cli import main
 from spinemu.host.datasets import load_digits
@@ -178,22 +182,27 @@ def test_integer_model_with_the_design_noise_is_the_golden_model(digits, tmp_pat
     model = train(digits, TINY, calibration, progress=False).model
     assert model.noise == (gaussian() if calibration is None else _thermal())
     rng = np.random.default_rng(2)
-    jobs, samples, lanes = 12, 9, 4
+    jobs, samples, streams = 12, 9, NOISE_STREAMS
     inputs = np.c_[rng.integers(0, 17, size=(jobs, 64)), rng.integers(0, 2, size=(jobs, 64))]
     seeds = [int(s) for s in rng.integers(0, 1 << 63, size=jobs)]
     sizes = model.sizes
-    per_sample = [-(-n // lanes) for n in sizes[1:]]
-    offsets = np.cumsum([0] + per_sample)
-    codes = golden.job_noise_codes(seeds, lanes, samples * int(offsets[-1]), table=model.noise)
+    # stream v gives neuron j = i V + v of each layer, in order, one code a sample and layer
+    taken = [sum(len(range(v, n, streams)) for n in sizes[1:]) for v in range(streams)]
+    words = golden.lfsr_outputs([seed_state(seed, v) for seed in seeds for v in range(streams)],
+                                samples * max(taken), width=NOISE_DEGREE, taps=STREAM_TAPS,
+                                step=WORD_BITS)
+    codes = golden.words_to_codes(words, model.noise).reshape(jobs, streams, -1)
     s = np.arange(samples)[:, None]
-    noise = []
-    for l, n in enumerate(sizes[1:]):
+    noise, first = [], np.zeros(streams, dtype=np.int64)
+    for n in sizes[1:]:
         j = np.arange(n)
-        noise.append(codes[:, s * offsets[-1] + offsets[l] + j // lanes, j % lanes] / 256)
+        v = j % streams
+        noise.append(codes[:, v, s * np.array(taken)[v] + first[v] + j // streams] / 256)
+        first += [len(range(v, n, streams)) for v in range(streams)]
     theta = [t / 256 for t in model.theta]
     sigma = [g / 256 for g in model.sigma]
     mine = sample_counts(model.weights, model.bias, theta, sigma, inputs, noise)
-    assert np.array_equal(mine, run_jobs(model, inputs, seeds, samples, lanes))
+    assert np.array_equal(mine, run_jobs(model, inputs, seeds, samples))
     assert 0 < mine.sum() < jobs * samples * sizes[-1]
 
 
@@ -354,7 +363,7 @@ def test_float_model_with_the_table_counts_like_the_golden_model(digits, tmp_pat
     weights = [w / (s[:, None] / 256) for w, s in zip(model.weights, model.sigma, strict=True)]
     bias = [(b - t / 256) / (s / 256)
             for b, t, s in zip(model.bias, model.theta, model.sigma, strict=True)]
-    hardware = run_jobs(model, inputs, seeds, samples, 4) / samples
+    hardware = run_jobs(model, inputs, seeds, samples) / samples
 
     def t_statistic(noise):
         fired = FloatNetwork(weights, bias, noise).counts(inputs, seeds, samples) / samples

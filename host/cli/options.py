@@ -66,8 +66,9 @@ def add_job_arguments(parser, backends):
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of the jobs and of random masks, 0..2^64-1 (default: 1)")
     parser.add_argument("--lanes", type=int, default=None,
-                        help="engine lanes (a power of two); they set the noise schedule, so "
-                             "results depend on them (default: 4; with --url, the design's)")
+                        help="engine lanes (a power of two 1..16) of a simulated design; they "
+                             "set its cycles, never its counts (default: 4; with --url, the "
+                             "design's)")
 
 
 def open_job_runner(args, model, source, companion=None):

@@ -8,18 +8,19 @@ fraction of the S samples in which its output spin fired; known pixels are kept 
 The jobs run on --backend (default golden), or with --url on the design that answers at a pyserial
 URL: a board's serial port (/dev/ttyUSB1) or a simulated board (`spinemu serve`,
 socket://127.0.0.1:PORT), through the host client, which identifies the design and loads the model
-first (refused, with the reason, if the design cannot hold it). The design's lanes set the noise
-schedule there; --lanes, if given, must equal them.
+first (refused, with the reason, if the design cannot hold it). --lanes, if given, must equal the
+design's lanes there.
 
 Image k of the split runs with job seed (SEED * 2^20 + k) mod 2^64, so an image's result depends
 only on the arguments and on k, never on --count; the same arguments give the same `reconstructed`
-on every backend and on every design with the same lanes.
+on every backend and on every design.
 
 Writes --out R.npz with `indices` (into the data set's own order: scikit-learn's load_digits order
 for digits), `mask` (uint8, 1 = known pixel), `reconstructed` (float in [0, 1], known pixels
 unchanged), `counts` (the output spin counts, int64 (N, pixels)), `seeds` (the job seeds),
-`samples` and `lanes` (which set the noise schedule), and for the simulation backends and --url
-`cycles` (the engine's cycles per image; a design reports them with each job).
+`samples` and `lanes` (the design's; they set its cycles, never its counts), and for the
+simulation backends and --url `cycles` (the engine's cycles per image; a design reports them with
+each job).
 
 examples:
   spinemu model random --shape 128,256,256,64 --out model.bin

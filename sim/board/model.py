@@ -325,7 +325,7 @@ class GoldenBoard:
         sizes, weights, bias, theta, sigma = self._network()
         x = self.memory[Region.INPUT][:sizes[0]][None, :]
         counts = run_network(sizes, weights, bias, theta, sigma, c.fmt, x, [seed], samples,
-                             c.lanes, self._noise_table())[0]
+                             self._noise_table())[0]
         self.results = [int(v) & 0xFFFF for v in counts]
         self.counters["jobs"] = (self.counters["jobs"] + 1) & 0xFFFFFFFF
         # The engine's cycle counter is 32 bits: a job that long would wrap it.
