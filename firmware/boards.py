@@ -22,6 +22,7 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from spinemu.hdl.framing import MAX_PAYLOAD
 from spinemu.hdl.memory_map import sized_config
+from spinemu.hdl.protocol import WINDOW
 from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.hdl.uart import UARTRx, UARTTx, divisor_for
 from spinemu.hdl.weight_memory import SPRAM_DEPTH
@@ -50,7 +51,8 @@ class Board:
     (W, ``docs/engine.md``) and is sized for ``network``, the layer sizes (N_0, ...,
     N_L) of the largest reference network the board holds, with its weight memory rounded up to
     ``weight_quantum`` words (:func:`~spinemu.hdl.memory_map.sized_config`). ``leds`` maps
-    ``(resource, number)`` to an entry of :data:`LED_ROLES`.
+    ``(resource, number)`` to an entry of :data:`LED_ROLES`. ``window`` is the receive window in
+    bytes (:class:`~spinemu.hdl.rx_window.ReceiveWindow`): the requests a host keeps in flight.
     """
 
     name: str
@@ -64,6 +66,7 @@ class Board:
     clock_hz: int
     baud: int
     description: str
+    window: int = WINDOW
 
     def __post_init__(self):
         for _resource, role in self.leds:
@@ -126,7 +129,10 @@ BOARDS = {
         network=(128, 256, 256, 64), weight_quantum=1024,
         leds=((("led", 0), "heartbeat"), (("led", 1), "busy"), (("led", 2), "error")),
         clock_hz=45_000_000, baud=3_000_000,
-        description="Radiona ULX3S, Lattice ECP5 LFE5U-85F"),
+        description="Radiona ULX3S, Lattice ECP5 LFE5U-85F",
+        # at 2282 images/s a 16 ms round trip needs about 40 JOBs of 96 bytes in flight, beyond
+        # the 1024-byte default; 8 KiB is 8 of the 96 DP16KD left (the client keeps at most 64)
+        window=8192),
 }
 
 
@@ -151,15 +157,17 @@ class BoardTop(Elaboratable):
     configuration).
     """
 
-    def __init__(self, config, *, leds, baud, pll=None, max_payload=MAX_PAYLOAD, por_cycles=1024):
+    def __init__(self, config, *, leds, baud, pll=None, max_payload=MAX_PAYLOAD, window=WINDOW,
+                 por_cycles=1024):
         self.config, self.leds, self.baud, self.pll = config, tuple(leds), baud, pll
-        self.max_payload, self.por_cycles = max_payload, por_cycles
+        self.max_payload, self.window, self.por_cycles = max_payload, window, por_cycles
 
     @classmethod
     def for_board(cls, board, config=None, **kwargs):
         """The top for ``board`` with ``config`` (default: the board's), its LED map, its PLL and
-        its baud rate (``baud=`` in ``kwargs`` overrides it)."""
+        its baud rate and receive window (``baud=`` or ``window=`` in ``kwargs`` overrides them)."""
         kwargs.setdefault("baud", board.baud)
+        kwargs.setdefault("window", board.window)
         return cls(board.config if config is None else config, leds=board.leds, pll=board.pll,
                    **kwargs)
 
@@ -177,7 +185,7 @@ class BoardTop(Elaboratable):
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.submodules.uart_rx = rx = UARTRx(divisor)
         m.submodules.uart_tx = tx = UARTTx(divisor)
-        m.submodules.engine = engine = ProtocolEngine(self.config, self.max_payload)
+        m.submodules.engine = engine = ProtocolEngine(self.config, self.max_payload, self.window)
         m.d.comb += [rx.rx.eq(rx_buf.i), tx_buf.o.eq(tx.tx),
                      engine.uart_frame_errors.eq(rx.frame_errors),
                      engine.uart_overruns.eq(rx.overruns)]

@@ -33,7 +33,7 @@ REPORT_FIELDS = (
     "board", "device", "package", "family", "bitstream", "lut", "ff", "bram", "dsp", "spram",
     "carry", "placed", "fmax_mhz", "clock_mhz", "timing_met", "clock_net", "oscillator_mhz", "pll",
     "baud", "uart_divisor",
-    "lanes", "inputs_per_cycle", "layer_sizes", "config", "max_payload", "build_hash",
+    "lanes", "inputs_per_cycle", "layer_sizes", "config", "max_payload", "window", "build_hash",
     "updates_per_s", "updates_per_s_at_fmax", "spin_adds_per_s", "sample_cycles", "samples_per_s",
     "build_seconds", "tools",
 )
@@ -206,7 +206,8 @@ def build_board(name, out_dir, *, lanes=None, inputs_per_cycle=None, network=Non
         "layer_sizes": list(sizes),
         "config": config.as_dict(),
         "max_payload": MAX_PAYLOAD,
-        "build_hash": f"0x{build_hash(config, MAX_PAYLOAD):08x}",
+        "window": board.window,
+        "build_hash": f"0x{build_hash(config, MAX_PAYLOAD, board.window):08x}",
         # Every lane's noise block and comparator update one neuron per cycle.
         "updates_per_s": config.lanes * clock_hz,
         "updates_per_s_at_fmax": config.lanes * fmax * 1e6,

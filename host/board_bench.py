@@ -566,7 +566,7 @@ def board_rows(model, samples, reports, *, rtts=(0.0, *LINK_RTTS_S)):
     for name, board in BOARDS.items():
         path, report = reports.get(name, (None, None))
         if report is None:
-            config, max_payload, window = board.config, MAX_PAYLOAD, WINDOW
+            config, max_payload, window = board.config, MAX_PAYLOAD, board.window
             clock_hz, baud = board.clock_hz, board.baud
         else:
             config, clock_hz = _report_config(report), report["clock_mhz"] * 1e6

@@ -209,6 +209,17 @@ def test_board_rows_use_the_clock_and_the_reported_fmax(tmp_path):
     assert ice["fits"] and ice["cycles"] == job_cycles(model.sizes, BOARDS["icebreaker"].config, 32)
 
 
+def test_board_rows_without_a_report_take_the_boards_window():
+    # The ULX3S's 8 KiB window keeps 64 JOBs in flight (the client's most): its engine's whole
+    # rate at 16 ms, where the 1024-byte default held 10.
+    rows = {row["board"]: row for row in board_rows(ModelImage.read(DEFAULT_MODEL), 32, {})}
+    assert rows["icebreaker"]["window"] == WINDOW == 1024
+    ulx = rows["ulx3s"]
+    assert ulx["window"] == BOARDS["ulx3s"].window == 8192
+    far = ulx["at_clock"]["at_rtt"][-1]
+    assert far["rtt_s"] == 0.016 and far["bottleneck"] == "engine" and far["ratio"] == 1.0
+
+
 def test_board_rows_fall_back_to_run_and_read_where_a_job_does_not_fit(tmp_path):
     model = random_model((128, 8, 64), seed=2, fmt=BOARDS["ulx3s"].config.fmt)   # few weights
     small = _report("ulx3s", 49.5)

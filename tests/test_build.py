@@ -325,12 +325,12 @@ class SimPlatform:
 
 def test_board_top_serves_the_link():
     """Through its serial pins the top answers IDENTIFY after the power-on reset (naming the noise
-    table it was built with), counts a UART frame error into STATUS, and shows it and the
-    heartbeat on the LEDs."""
+    table and the receive window it was built with), counts a UART frame error into STATUS, and
+    shows it and the heartbeat on the LEDs."""
     clk_hz, baud, por = 4000, 1000, 20              # 4 cycles per bit keeps the simulation short
     config = sized_config((8, 4, 4), 2, noise=thermal())
     leds = tuple((("led", n), role) for n, role in enumerate(LED_ROLES))
-    top = BoardTop(config, leds=leds, baud=baud, por_cycles=por)
+    top = BoardTop(config, leds=leds, baud=baud, window=64, por_cycles=por)
     platform = SimPlatform(clk_hz)
     fragment = Fragment.get(top, platform)
     clk, uart = platform.pins["clk", 0], platform.pins["uart", 0]
@@ -369,8 +369,10 @@ def test_board_top_serves_the_link():
 
     payloads = [decode_frame(f) for f in FrameSplitter().feed(_uart_bytes(trace["tx"], divisor))]
     assert len(payloads) == 2
-    assert payloads[0] == bytes([7, Status.OK.value]) + identify_body(config, MAX_PAYLOAD)
-    assert unpack(IDENTIFY_RESPONSE, payloads[0][2:])["noise_hash"] == thermal().hash
+    assert payloads[0] == bytes([7, Status.OK.value]) + identify_body(config, MAX_PAYLOAD,
+                                                                      window=64)
+    identify = unpack(IDENTIFY_RESPONSE, payloads[0][2:])
+    assert identify["noise_hash"] == thermal().hash and identify["window"] == 64
     assert payloads[1][:2] == bytes([8, Status.OK.value])
     assert unpack(STATUS_RESPONSE, payloads[1][nbytes(RESPONSE_HEADER):])["uart_frame_errors"] == 1
     assert trace["error"][0] == 0 and trace["error"][-1] == 1
@@ -457,6 +459,7 @@ def test_icebreaker_build(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert set(REPORT_FIELDS) <= set(report)
     board = BOARDS["icebreaker"]
+    assert report["window"] == board.window
     config = board.config
     assert (out / report["bitstream"]).stat().st_size > 100_000    # UP5K images are 104 KB
     assert report["board"] == "icebreaker" and report["device"] == "iCE40UP5K"

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from protocol_traffic import CONFIG, MAX_PAYLOAD
+from spinemu.firmware.boards import BOARDS
 from spinemu.hdl.framing import DELIMITER, decode_frame, encode_frame
 from spinemu.hdl.memory_map import (
     Region,
@@ -389,6 +390,21 @@ def test_serve_command_prints_the_url_and_stops_after_the_client_with_once():
         process.kill()
     assert process.returncode == 0
     assert "stopped (the client disconnected)" in out
+
+
+def test_serve_command_simulates_a_boards_build_with_its_window():
+    # what `spinemu build --board ulx3s` builds: its configuration and its 8 KiB window
+    process, url, lines = _spawn("--backend", "golden", "--port", "0", "--once", "--board",
+                                 "ulx3s")
+    board = BOARDS["ulx3s"]
+    try:
+        with Client.connect(url) as dev:
+            assert dev.info.window == board.window == 8192
+            assert dev.info.config == board.config and dev.info.hash_matches
+        process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert "a receive window of 8192 bytes" in "".join(lines)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

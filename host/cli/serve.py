@@ -28,6 +28,7 @@ from spinemu.firmware.boards import board as find_board
 from spinemu.hdl.framing import MAX_PAYLOAD
 from spinemu.hdl.memory_map import EngineConfig, fitted_config, sized_config
 from spinemu.hdl.model_image import ModelImage
+from spinemu.hdl.protocol import WINDOW
 from spinemu.sim.backends import BACKENDS
 from spinemu.sim.board import DEFAULT_HOST, ServeError, start_server
 
@@ -67,17 +68,18 @@ def add_arguments(parser):
 
 
 def resolve_config(args):
-    """The :class:`EngineConfig` the arguments ask for, and a few words saying where from."""
+    """The :class:`EngineConfig` and the receive window (bytes) the arguments ask for, and a few
+    words saying where from: a board's are those of its build."""
     lanes = 4 if args.lanes is None else args.lanes
     inputs_per_cycle = 1 if args.inputs_per_cycle is None else args.inputs_per_cycle
     try:
         if args.model is not None:
             model = ModelImage.read(args.model)
-            return (fitted_config(model, lanes, inputs_per_cycle),
+            return (fitted_config(model, lanes, inputs_per_cycle), WINDOW,
                     f"sized for {args.model}")
         if args.network is not None:
             sizes = layer_sizes(args.network, "--network")
-            return (sized_config(sizes, lanes, inputs_per_cycle=inputs_per_cycle),
+            return (sized_config(sizes, lanes, inputs_per_cycle=inputs_per_cycle), WINDOW,
                     f"sized for {'-'.join(map(str, sizes))}")
         name = args.board or _DEFAULT_BOARD
         try:
@@ -85,7 +87,7 @@ def resolve_config(args):
         except KeyError as error:
             raise UserError(error.args[0]) from None
         return (found.configure(args.lanes, inputs_per_cycle=args.inputs_per_cycle),
-                f"the {name} configuration")
+                found.window, f"the {name} configuration")
     except ValueError as error:
         raise UserError(str(error)) from None
 
@@ -112,9 +114,10 @@ def run(args):
         raise UserError(f"--port must be 0..65535, not {args.port}")
     if not 8 <= args.max_payload <= 0xFFFF:
         raise UserError(f"--max-payload must be 8..65535, not {args.max_payload}")
-    config, origin = resolve_config(args)
+    config, window, origin = resolve_config(args)
     kind = "native Verilator" if args.backend == "verilator" else args.backend
-    print(f"spinemu serve: {kind} board, {origin}: {describe_config(config)}", flush=True)
+    print(f"spinemu serve: {kind} board, {origin}: {describe_config(config)}, a receive window "
+          f"of {window} bytes", flush=True)
     if args.backend in ("verilator", "icarus"):
         print("spinemu serve: building the design (the first time for a configuration takes a "
               "while; builds are cached)...", flush=True)
@@ -122,8 +125,8 @@ def run(args):
     server, stop_error = None, None
     try:
         try:
-            server = start_server(args.backend, config, args.max_payload, host=DEFAULT_HOST,
-                                  port=args.port, once=args.once)
+            server = start_server(args.backend, config, args.max_payload, window=window,
+                                  host=DEFAULT_HOST, port=args.port, once=args.once)
         except OSError as error:
             raise UserError(f"cannot listen on {DEFAULT_HOST}:{args.port}: "
                             f"{error.strerror or error}") from None

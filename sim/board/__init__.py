@@ -38,6 +38,7 @@ such waits and while bytes are moving.
 
 from spinemu.hdl.framing import MAX_PAYLOAD
 from spinemu.hdl.memory_map import EngineConfig
+from spinemu.hdl.protocol import WINDOW
 
 from ..backends import find_backend
 from .base import DEFAULT_HOST, ServeError, Server
@@ -45,9 +46,10 @@ from .base import DEFAULT_HOST, ServeError, Server
 __all__ = ["DEFAULT_HOST", "ServeError", "Server", "start_server"]
 
 
-def start_server(backend, config=EngineConfig(), max_payload=MAX_PAYLOAD, *, host=DEFAULT_HOST,
-                 port=0, once=False):
-    """Start the simulated board of ``config`` on ``backend`` and return its :class:`Server` once
+def start_server(backend, config=EngineConfig(), max_payload=MAX_PAYLOAD, *, window=WINDOW,
+                 host=DEFAULT_HOST, port=0, once=False):
+    """Start the simulated board of ``config`` and a receive window of ``window`` bytes on
+    ``backend`` and return its :class:`Server` once
     it listens on ``host:port`` (port 0: a free one, see ``server.url``).
 
     ``once``: stop when the first client disconnects. The design keeps its state between
@@ -55,4 +57,4 @@ def start_server(backend, config=EngineConfig(), max_payload=MAX_PAYLOAD, *, hos
     requests it left in flight are dropped). Verilator (the native board, which listens on
     127.0.0.1 only) and Icarus compile the design the first time (cached).
     """
-    return find_backend(backend).board()(config, max_payload, host, port, once)
+    return find_backend(backend).board()(config, max_payload, host, port, once, window=window)

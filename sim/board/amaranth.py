@@ -30,7 +30,7 @@ class AmaranthServer(ThreadServer):
     backend = "amaranth"
 
     def _serve(self):
-        dut = ProtocolEngine(self.config, self.max_payload)
+        dut = ProtocolEngine(self.config, self.max_payload, self.window)
         top = Module()
         top.submodules.dut = dut
         cycle = Signal(64)                  # simulated cycles, which bound a flush

@@ -317,10 +317,10 @@ class Server(abc.ABC):
 
     backend = None
 
-    def __init__(self, config, max_payload, host, port, once):
-        self.config, self.max_payload = config, max_payload
+    def __init__(self, config, max_payload, host, port, once, window=WINDOW):
+        self.config, self.max_payload, self.window = config, max_payload, window
         self.host, self.port, self.once = host, port, once
-        self.flush = Flush.of(config, max_payload)
+        self.flush = Flush.of(config, max_payload, window)
         self.error = None
         self._thread = None
 
@@ -363,8 +363,8 @@ class ThreadServer(Server):
     """A backend served from a thread of this process (golden, amaranth): ``_serve()`` runs there
     on :attr:`link`."""
 
-    def __init__(self, *args):
-        super().__init__(*args)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._stop = threading.Event()
         self.link = LinkSocket(self.host, self.port, self._stop.is_set)
         self.port = self.link.port

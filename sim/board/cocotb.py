@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from spinemu.hdl.protocol import WINDOW
 from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.sim import rtl
 
@@ -27,10 +28,10 @@ class RTLServer(Server):
     process started by :func:`spinemu.sim.rtl.run_bench` from a thread of this one.
     """
 
-    def __init__(self, config, max_payload, host, port, once, *, simulator="icarus",
-                 start_timeout=600.0):
+    def __init__(self, config, max_payload, host, port, once, *, window=WINDOW,
+                 simulator="icarus", start_timeout=600.0):
         self.backend = simulator
-        super().__init__(config, max_payload, host, port, once)
+        super().__init__(config, max_payload, host, port, once, window)
         self.out_dir = Path(tempfile.mkdtemp(prefix=f"spinemu-serve-{simulator}-"))
         self.pid = None
         flush = self.flush
@@ -38,7 +39,7 @@ class RTLServer(Server):
                         "out_dir": str(self.out_dir), "simulator": simulator,
                         "flush": {"request": flush.request.hex(), "answer": flush.answer.hex(),
                                   "cycles": flush.cycles, "settle": flush.settle}}
-        component = ProtocolEngine(config, max_payload)
+        component = ProtocolEngine(config, max_payload, window)
 
         def main():
             try:

@@ -1,6 +1,8 @@
 """The golden board behind the socket: :class:`~spinemu.sim.board.model.GoldenBoard` in a thread,
 the exact answer bytes with no clock."""
 
+from spinemu.hdl.protocol import WINDOW
+
 from .base import ThreadServer
 from .model import GoldenBoard
 
@@ -17,9 +19,9 @@ class GoldenServer(ThreadServer):
 
     backend = "golden"
 
-    def __init__(self, config, max_payload, host, port, once):
-        self.board = GoldenBoard(config, max_payload)
-        super().__init__(config, max_payload, host, port, once)
+    def __init__(self, config, max_payload, host, port, once, window=WINDOW):
+        self.board = GoldenBoard(config, max_payload, window)
+        super().__init__(config, max_payload, host, port, once, window)
 
     def _serve(self):
         while self.link.accept():

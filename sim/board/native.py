@@ -26,6 +26,7 @@ from amaranth.back import verilog
 
 from spinemu.hdl.framing import MAX_PAYLOAD
 from spinemu.hdl.memory_map import EngineConfig
+from spinemu.hdl.protocol import WINDOW
 from spinemu.hdl.protocol_engine import ProtocolEngine
 from spinemu.sim import rtl
 
@@ -54,12 +55,14 @@ def _cpu():
     return flags[0] if flags else f"{platform.machine()} {platform.processor()}"
 
 
-def build_native(config=EngineConfig(), max_payload=MAX_PAYLOAD, *, log=None):
-    """Build (or find in the cache) the native server of ``config``; returns its executable.
+def build_native(config=EngineConfig(), max_payload=MAX_PAYLOAD, *, window=WINDOW, log=None):
+    """Build (or find in the cache) the native server of ``config`` with a receive window of
+    ``window`` bytes; returns its executable.
 
     Raises :class:`ServeError` (naming the build log) if Verilator fails."""
     rtl.simulator_environment("verilator")
-    text = verilog.convert(ProtocolEngine(config, max_payload), name=TOPLEVEL, emit_src=False)
+    text = verilog.convert(ProtocolEngine(config, max_payload, window), name=TOPLEVEL,
+                           emit_src=False)
     cpp = SOURCE.read_text()
     key = hashlib.sha256(f"{_VERILATOR_ARGS}\0{_cpu()}\0{text}\0{cpp}".encode()).hexdigest()[:16]
     build_dir = rtl.cache_dir() / "native" / key
@@ -87,11 +90,12 @@ class NativeServer(Server):
 
     backend = "native"
 
-    def __init__(self, config, max_payload, host, port, once, start_timeout=900.0, poll=4096):
-        super().__init__(config, max_payload, host, port, once)
+    def __init__(self, config, max_payload, host, port, once, window=WINDOW, start_timeout=900.0,
+                 poll=4096):
+        super().__init__(config, max_payload, host, port, once, window)
         if host not in ("127.0.0.1", "localhost"):
             raise ServeError("the native board listens on 127.0.0.1 only")
-        self.exe = build_native(config, max_payload)
+        self.exe = build_native(config, max_payload, window=window)
         self.out_dir = Path(tempfile.mkdtemp(prefix="spinemu-serve-native-"))
         self.log = self.out_dir / "sim.log"
         flush = self.flush
@@ -162,8 +166,8 @@ class NativeServer(Server):
         return f"; see {self.log}"
 
 
-def start_native_server(config=EngineConfig(), max_payload=MAX_PAYLOAD, *, host=DEFAULT_HOST,
-                        port=0, once=False):
+def start_native_server(config=EngineConfig(), max_payload=MAX_PAYLOAD, *, window=WINDOW,
+                        host=DEFAULT_HOST, port=0, once=False):
     """Build (cached) and start the native board of ``config``; returns its :class:`Server` once it
     listens on ``host:port`` (port 0: a free one, see ``server.url``)."""
-    return NativeServer(config, max_payload, host, port, once)
+    return NativeServer(config, max_payload, host, port, once, window)
