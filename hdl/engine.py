@@ -72,8 +72,8 @@ class LayerEngine(wiring.Component):
         The configuration registers as CONFIG writes left them: ``layers`` (L) and ``sizes``
         (N_0 .. N_max_layers, 0 until written).
     table_read, table_data : In(TABLE_READ), Out(26)
-        Read an entry of the noise table (generator 0's copy) while idle; the next job's load restarts
-        the noise blocks.
+        Read an entry of the noise table (generator 0's copy) while idle; the next job's seeding
+        restarts the noise unit.
     busy : Out(1)
     cycles : Out(32)
         Cycles from accepting ``start`` to the last count, of the latest job.

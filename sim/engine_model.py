@@ -94,11 +94,13 @@ class _Network:
     def __init__(self, sizes, weights, bias, theta, sigma, fmt, table, x_bound):
         self.sizes, self.fmt, self.table = sizes, fmt, table
         self.offsets = np.cumsum([0, *sizes[1:]])
-        # per stream and layer, the codes it gives a sample: rows at[l, v] .. at[l, v + 1] of the
-        # layer's slab, codes at[l, v] - first[l, v] .. of the stream's sample
+        # taken[l, v]: the codes stream v gives layer l a sample, which go to rows row[l, v] ..
+        # of the codes and are codes first[l, v] .. of the stream's sample
         taken = np.array([[len(range(v, n, NOISE_STREAMS)) for v in range(NOISE_STREAMS)]
                           for n in sizes[1:]], dtype=np.int64).reshape(-1, NOISE_STREAMS)
         self.taken, self.period = taken, taken.sum(axis=0)
+        self.row = self.offsets[:-1, None] + np.cumsum(taken, axis=1) - taken
+        self.first = np.cumsum(taken, axis=0) - taken
         self.layers = []
         order = np.arange(sizes[0])                       # the inputs keep their order
         for l, n in enumerate(sizes[1:]):
@@ -115,17 +117,12 @@ class _Network:
         jobs = len(seeds)
         codes = space.get("codes", (self.offsets[-1], samples, jobs), np.int16)
         words = space.get("words", (int(self.period.max()) * samples, jobs), np.uint32)
-        rows = self.offsets[:-1, None] + np.c_[np.zeros(len(self.taken), np.int64),
-                                               np.cumsum(self.taken, axis=1)]
         for v in np.flatnonzero(self.period):
             stream = golden.stream_words(seeds, int(v), int(self.period[v]), samples,
                                          words=words[:self.period[v] * samples])
-            t = 0
-            for l, c in enumerate(self.taken[:, v]):
-                if c:
-                    golden.stream_codes(stream[t:t + c], self.table,
-                                        codes[rows[l, v]:rows[l, v] + c])
-                    t += c
+            for l in np.flatnonzero(self.taken[:, v]):
+                t, c, r = self.first[l, v], self.taken[l, v], self.row[l, v]
+                golden.stream_codes(stream[t:t + c], self.table, codes[r:r + c])
         return codes
 
     def run(self, inputs, seeds, samples):

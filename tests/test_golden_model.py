@@ -6,12 +6,12 @@ documented noise schedule (``docs/engine.md``): neuron ``j`` takes stream ``j mo
 import numpy as np
 import pytest
 
+from noise_schedule import schedule
 from spinemu.hdl import noise as hw
 from spinemu.hdl import noise_table as nt
 from spinemu.hdl.formats import NeuronFormat
 from spinemu.hdl.memory_map import NOISE_STREAMS
 from spinemu.hdl.model_image import random_model
-from spinemu.hdl.noise_unit import STREAM_TAPS
 from spinemu.hdl.polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_TAPS
 from spinemu.hdl.seeding import seed_state
 from spinemu.sim import golden
@@ -61,34 +61,19 @@ def test_code_table_decides_every_word_as_words_to_codes(name):
     assert np.array_equal(golden._permute(golden._permute(words), inverse=True), words)
 
 
-def _stream_codes(seed, streams, count, table):
-    """The first ``count`` codes of every noise-unit stream for ``seed``: ``(streams, count)``."""
-    states = [seed_state(seed, v) for v in range(streams)]
-    words = golden.lfsr_outputs(states, count, width=NOISE_DEGREE, taps=STREAM_TAPS,
-                                step=hw.WORD_BITS)
-    return golden.words_to_codes(words, table)
-
-
 def _reference_counts(sizes, weights, bias, theta, sigma, fmt, inputs, seeds, samples, table):
     """Spin counts by the definition: one job, one sample, one layer at a time, exact integers,
     neuron ``j`` taking the next code of stream ``j mod V``."""
-    V = NOISE_STREAMS
     counts = np.zeros((len(inputs), sizes[-1]), dtype=np.int64)
-    taken = [sum(len(range(v, n, V)) for n in sizes[1:]) for v in range(V)]
     for k, (x0, seed) in enumerate(zip(inputs, seeds, strict=True)):
-        codes = _stream_codes(seed, V, samples * max(taken), table)
-        at = [0] * V
+        codes = iter(schedule(seed, NOISE_STREAMS, sizes[1:], samples, table))
         for _ in range(samples):
             x = [int(v) for v in x0]
             for l, n in enumerate(sizes[1:]):
                 a = [sum(int(w) * v for w, v in zip(weights[l][j], x, strict=True)) + int(bias[l][j])
                      for j in range(n)]
-                code = []
-                for j in range(n):
-                    code.append(codes[j % V, at[j % V]])
-                    at[j % V] += 1
                 spin, _ = golden.neuron(np.array(a, dtype=object).astype(np.int64), theta[l],
-                                        sigma[l], np.array(code), fmt)
+                                        sigma[l], next(codes), fmt)
                 x = [int(v) for v in spin]
             counts[k] += x
     return counts

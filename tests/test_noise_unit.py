@@ -6,34 +6,11 @@ import random
 import numpy as np
 import pytest
 
+from noise_schedule import schedule, stream_codes
 from spinemu.hdl import noise_table as nt
-from spinemu.hdl.noise_unit import STREAM_TAPS, NoiseUnit
+from spinemu.hdl.noise_unit import NoiseUnit
 from spinemu.hdl.seeding import seed_state
-from spinemu.sim import golden
 from spinemu.sim.streams import receive, run
-
-
-def stream_codes(seed, streams, count, table):
-    """The first ``count`` codes of each stream after loading ``seed``: ``(streams, count)``."""
-    states = [seed_state(seed, v) for v in range(streams)]
-    words = golden.lfsr_outputs(states, count, width=64, taps=STREAM_TAPS, step=32)
-    return golden.words_to_codes(words, table)
-
-
-def schedule(seed, streams, sizes, samples, table):
-    """The reference, straight from the definition: per sample and layer, neuron ``j`` takes the
-    next code of stream ``j mod V``. A list of one code array per (sample, layer)."""
-    taken = [sum(-(-(n - v) // streams) for n in sizes if n > v) for v in range(streams)]
-    codes = stream_codes(seed, streams, samples * max(taken), table)
-    at, out = [0] * streams, []
-    for _ in range(samples):
-        for n in sizes:
-            layer = []
-            for j in range(n):
-                layer.append(codes[j % streams, at[j % streams]])
-                at[j % streams] += 1
-            out.append(np.array(layer))
-    return out
 
 
 async def load(ctx, dut, seed, sizes, rng):

@@ -10,13 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from noise_schedule import schedule
 from spinemu.hdl.memory_map import NOISE_STREAMS, EngineConfig, check_fits
 from spinemu.hdl.model_image import ModelImage
-from spinemu.hdl.noise import WORD_BITS
 from spinemu.hdl.noise_table import from_cdf, gaussian
-from spinemu.hdl.noise_unit import STREAM_TAPS
-from spinemu.hdl.polynomials import NOISE_DEGREE
-from spinemu.hdl.seeding import seed_state
 from spinemu.host.calibration import noise_entry, read_noise_table
 from spinemu.host.cli import main
 from spinemu.host.datasets import load_digits
@@ -186,19 +183,10 @@ def test_integer_model_with_the_design_noise_is_the_golden_model(digits, tmp_pat
     inputs = np.c_[rng.integers(0, 17, size=(jobs, 64)), rng.integers(0, 2, size=(jobs, 64))]
     seeds = [int(s) for s in rng.integers(0, 1 << 63, size=jobs)]
     sizes = model.sizes
-    # stream v gives neuron j = i V + v of each layer, in order, one code a sample and layer
-    taken = [sum(len(range(v, n, streams)) for n in sizes[1:]) for v in range(streams)]
-    words = golden.lfsr_outputs([seed_state(seed, v) for seed in seeds for v in range(streams)],
-                                samples * max(taken), width=NOISE_DEGREE, taps=STREAM_TAPS,
-                                step=WORD_BITS)
-    codes = golden.words_to_codes(words, model.noise).reshape(jobs, streams, -1)
-    s = np.arange(samples)[:, None]
-    noise, first = [], np.zeros(streams, dtype=np.int64)
-    for n in sizes[1:]:
-        j = np.arange(n)
-        v = j % streams
-        noise.append(codes[:, v, s * np.array(taken)[v] + first[v] + j // streams] / 256)
-        first += [len(range(v, n, streams)) for v in range(streams)]
+    per_job = [schedule(seed, streams, sizes[1:], samples, model.noise) for seed in seeds]
+    layers = len(sizes) - 1
+    noise = [np.array([[codes[s * layers + l] for s in range(samples)] for codes in per_job]) / 256
+             for l in range(layers)]                       # (jobs, samples, N_l) a layer
     theta = [t / 256 for t in model.theta]
     sigma = [g / 256 for g in model.sigma]
     mine = sample_counts(model.weights, model.bias, theta, sigma, inputs, noise)
