@@ -20,6 +20,7 @@ from .datasets import split
 from .errors import InputError
 from .evaluate import CLASSIFIER_HIDDEN, benchmark_report, feature_statistics, method_figures
 from .jobs import check_model_for, image_jobs
+from .pool import PoolRunner
 from .runners import ClientRunner, FloatRunner
 
 __all__ = ["FID_FEATURES", "check_companion", "evaluate", "target", "finite"]
@@ -62,9 +63,9 @@ def evaluate(model, companion, dataset, runner, *, occlusion="bottom", samples=3
     report = {
         "dataset": dataset.name, "split": "held-out test split (datasets.split)",
         "images": len(jobs), "occlusion": occlusion,
-        **({"backend": "url", "url": runner.url} if isinstance(runner, ClientRunner)
-           else {"backend": runner.name}),
-        "samples": int(samples), "seed": int(seed), "lanes": int(runner.lanes),
+        **_where(runner),
+        "samples": int(samples), "seed": int(seed),
+        "lanes": runner.lanes if isinstance(runner.lanes, int) else list(runner.lanes),
         "sizes": list(sizes),
         "macs_per_image": {"once": sizes[0] * sizes[1], "per_sample": model.macs_per_sample,
                            "total": macs_per_job(sizes, samples)},
@@ -102,8 +103,20 @@ def evaluate(model, companion, dataset, runner, *, occlusion="bottom", samples=3
     return report, arrays
 
 
+def _where(runner):
+    """The report's fields saying what ran the jobs."""
+    if isinstance(runner, ClientRunner):
+        return {"backend": "url", "url": runner.url}
+    if isinstance(runner, PoolRunner):
+        return {"backend": "pool", "urls": [r.url for r in runner.runners],
+                "left": [{"url": url, "reason": why} for url, why in runner.left]}
+    return {"backend": runner.name}
+
+
 def target(report):
-    """What ran the jobs, for people: the backend, or the URL of the design."""
+    """What ran the jobs, for people: the backend, or the URL of the design (or the pool's)."""
+    if "urls" in report:
+        return "a pool of " + ", ".join(report["urls"])
     return report.get("url", report["backend"])
 
 

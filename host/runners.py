@@ -24,7 +24,7 @@ from spinemu.sim.backends import BACKENDS
 from .errors import InputError, SpinemuError
 
 __all__ = ["DEFAULT_LANES", "JobResult", "JobRunner", "EngineRunner", "FloatRunner",
-           "ClientRunner", "RUNNERS", "open_runner"]
+           "ClientRunner", "RUNNERS", "open_runner", "connect_runner"]
 
 #: The lanes of the golden model and the simulators unless asked otherwise.
 DEFAULT_LANES = 4
@@ -117,9 +117,24 @@ class ClientRunner(JobRunner):
         self.name = f"the design at {url}"
         self.lanes = client.info.config.lanes
 
-    def run(self, inputs, seeds, samples, *, progress=None):
+    def hold(self, model, source="the model", lanes=None):
+        """Load ``model`` (read from ``source``, for messages) into the design, refused with the
+        reasons if it cannot hold it; ``lanes``, if given, must be the design's."""
+        design = self.client.info.config.lanes
+        if lanes is not None and lanes != design:
+            raise InputError(f"--lanes {lanes}: the design at {self.url} has {design} lanes "
+                             f"(leave --lanes out to use them)")
         with _naming(self.url):
-            result = self.client.run(inputs, seeds, samples)
+            try:
+                self.client.load_model(model)
+            except ModelError as error:
+                raise InputError(f"{self.url}: {source}: {error}") from None
+
+    def run(self, inputs, seeds, samples, *, progress=None, bar=True):
+        """:meth:`JobRunner.run`, with the client's progress bar unless ``bar`` is False (a
+        :class:`~spinemu.host.pool.PoolRunner` draws one for all its boards)."""
+        with _naming(self.url):
+            result = self.client.run(inputs, seeds, samples, progress=None if bar else False)
         return JobResult(result.counts, result.cycles, result.seconds)
 
     def close(self):
@@ -144,7 +159,9 @@ def _naming(url):
 def open_runner(backend=None, *, url=None, model, source=None, lanes=None, inputs_per_cycle=1,
                 companion=None, **client_options):
     """The :class:`JobRunner` for ``backend`` (a name of :data:`RUNNERS`, default golden) or, with
-    ``url``, for the design there, holding ``model`` (read from ``source``, for messages).
+    ``url``, for the design there, holding ``model`` (read from ``source``, for messages). ``url``
+    may also be a list of URLs: a :class:`~spinemu.host.pool.PoolRunner` of their designs (one URL
+    alone is a plain :class:`ClientRunner`), each loaded with the model before any job runs.
 
     ``lanes`` (None: the default, or with ``url`` the design's, which it must then equal) and
     ``inputs_per_cycle`` size a simulated design (they change its cycles, never its counts);
@@ -156,7 +173,22 @@ def open_runner(backend=None, *, url=None, model, source=None, lanes=None, input
     if url is not None:
         if backend is not None:
             raise InputError("give a backend or a URL, not both")
-        return _open_client(url, model, source or "the model", lanes, client_options)
+        urls = [url] if isinstance(url, str) else list(url)
+        if len(set(urls)) != len(urls):
+            raise InputError(f"a design appears twice among {', '.join(urls)}")
+        runners = []
+        try:
+            for one in urls:
+                runners.append(_open_client(one, model, source or "the model", lanes,
+                                            client_options))
+        except BaseException:
+            for runner in runners:
+                runner.close()
+            raise
+        if len(runners) == 1:
+            return runners[0]
+        from .pool import PoolRunner
+        return PoolRunner(runners)
     backend = backend or "golden"
     if backend not in RUNNERS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(RUNNERS)}")
@@ -169,22 +201,21 @@ def open_runner(backend=None, *, url=None, model, source=None, lanes=None, input
 
 
 def _open_client(url, model, source, lanes, options):
+    runner = connect_runner(url, **options)
+    try:
+        runner.hold(model, source, lanes)
+    except BaseException:
+        runner.close()
+        raise
+    return runner
+
+
+def connect_runner(url, **options):
+    """A :class:`ClientRunner` for the design at ``url``, connected and identified but holding no
+    model yet (:meth:`ClientRunner.hold`); ``options`` go to the
+    :class:`~spinemu.host.client.Client`."""
     from .client import Client
     if url.startswith("socket://"):
         options = {"min_clock_hz": SIMULATED_CLOCK_HZ, **options}
     with _naming(url):
-        client = Client.connect(url, **options)
-        try:
-            design = client.info.config.lanes
-            if lanes is not None and lanes != design:
-                raise InputError(f"--lanes {lanes}: the design at {url} has {design} lanes "
-                                 f"(leave --lanes out to use them)")
-            try:
-                client.load_model(model)
-            except ModelError as error:
-                raise InputError(f"{url}: {source}: {error}") from None
-        except BaseException:
-            client.close()
-            raise
-    return ClientRunner(client, url)
-
+        return ClientRunner(Client.connect(url, **options), url)

@@ -38,7 +38,7 @@ from ..plots import draw_grid
 from ..runners import RUNNERS
 from . import UserError
 from .files import write_npz, write_text
-from .options import add_job_arguments, dataset_from_args, open_job_runner
+from .options import add_job_arguments, dataset_from_args, open_job_runner, report_departures
 
 __all__ = ["add_arguments", "run"]
 
@@ -122,6 +122,7 @@ def run(args):
                                       occlusion=args.occlusion, samples=args.samples,
                                       seed=args.seed, count=args.count, sweep=sweep,
                                       progress=bar.update)
+        report_departures(runner)
         report["model"] = str(path)
         report["model_sha256"] = companion.meta["model_sha256"]
         for line in _summary(report):

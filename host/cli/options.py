@@ -1,5 +1,6 @@
 """Options that several commands share: which data set, and what the jobs are and where they run."""
 
+import sys
 from pathlib import Path
 
 from ..datasets import DATASETS, load_dataset
@@ -8,7 +9,7 @@ from ..runners import open_runner
 from . import UserError
 
 __all__ = ["layer_sizes", "add_dataset_arguments", "dataset_from_args", "add_job_arguments",
-           "open_job_runner"]
+           "open_job_runner", "report_departures"]
 
 
 def layer_sizes(text, option, *, least=2, example="128,256,64"):
@@ -53,9 +54,10 @@ def add_job_arguments(parser, backends):
     # tells given from default by identity, and the interned "golden" is the default object)
     target.add_argument("--backend", choices=backends, default=None,
                         help="where the jobs run (default: golden)")
-    target.add_argument("--url", metavar="URL",
+    target.add_argument("--url", metavar="URL", action="append",
                         help="run the jobs on the design at this pyserial URL instead: a board "
-                             "(/dev/ttyUSB1) or `spinemu serve` (socket://127.0.0.1:PORT)")
+                             "(/dev/ttyUSB1) or `spinemu serve` (socket://127.0.0.1:PORT); "
+                             "repeat it for a pool of boards, which share the jobs by demand")
     add_dataset_arguments(parser)
     parser.add_argument("--occlusion", choices=OCCLUSIONS, default="bottom",
                         help="which pixels are hidden (default: bottom)")
@@ -69,6 +71,14 @@ def add_job_arguments(parser, backends):
                         help="engine lanes (a power of two 1..16) of a simulated design; they "
                              "set its cycles, never its counts (default: 4; with --url, the "
                              "design's)")
+
+
+def report_departures(runner):
+    """Say on stderr which boards left a pool during the run, and why (their jobs ran on the
+    others)."""
+    for url, why in getattr(runner, "left", ()):
+        print(f"warning: {url} left the pool and its jobs ran on the other boards: {why}",
+              file=sys.stderr)
 
 
 def open_job_runner(args, model, source, companion=None):

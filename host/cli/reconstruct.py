@@ -9,7 +9,9 @@ The jobs run on --backend (default golden), or with --url on the design that ans
 URL: a board's serial port (/dev/ttyUSB1) or a simulated board (`spinemu serve`,
 socket://127.0.0.1:PORT), through the host client, which identifies the design and loads the model
 first (refused, with the reason, if the design cannot hold it). --lanes, if given, must equal the
-design's lanes there.
+design's lanes there. --url repeated makes a pool: every design gets the model and its own client,
+the jobs go to whichever is free, and the results are the same as on one; a board that stops
+answering leaves the pool (named on stderr) and the others run its jobs.
 
 Image k of the split runs with job seed (SEED * 2^20 + k) mod 2^64, so an image's result depends
 only on the arguments and on k, never on --count; the same arguments give the same `reconstructed`
@@ -41,7 +43,7 @@ from spinemu.sim.backends import BACKENDS
 from ..jobs import check_jobs, check_model_for, image_jobs
 from ..models import resolve_model
 from .files import write_npz
-from .options import add_job_arguments, dataset_from_args, open_job_runner
+from .options import add_job_arguments, dataset_from_args, open_job_runner, report_departures
 
 __all__ = ["add_arguments", "run", "run_jobs"]
 
@@ -70,9 +72,11 @@ def run(args):
     jobs = image_jobs(dataset, args.occlusion, args.seed, args.count)
     what = f"{len(jobs)} {dataset.name} images ({args.occlusion} occluded) with {args.model}"
     with open_job_runner(args, model, args.model) as runner:
+        lanes = runner.lanes if isinstance(runner.lanes, int) else "/".join(map(str, runner.lanes))
         print(f"reconstructing {what} on {runner.name}: {args.samples} samples, "
-              f"{runner.lanes} lanes", file=sys.stderr)
+              f"{lanes} lanes", file=sys.stderr)
         result = run_jobs(runner, jobs.inputs, jobs.seeds, args.samples)
+        report_departures(runner)
 
     outputs = {"indices": jobs.indices, "mask": jobs.masks,
                "reconstructed": jobs.reconstruct(result.counts, args.samples, dataset.max_value),
@@ -81,9 +85,10 @@ def run(args):
     per_image = f"{result.seconds / len(jobs):.3g} s per image"
     if runner.name != "golden":
         outputs["cycles"] = result.cycles
-        ideal = macs_per_job(model.sizes, args.samples) / runner.lanes
-        per_image += (f"; {result.cycles.mean():,.0f} engine cycles per image, "
-                      f"{ideal / result.cycles.mean():.1%} of the MACs/lanes ideal")
+        per_image += f"; {result.cycles.mean():,.0f} engine cycles per image"
+        if isinstance(runner.lanes, int):   # a pool's designs may differ
+            ideal = macs_per_job(model.sizes, args.samples) / runner.lanes
+            per_image += f", {ideal / result.cycles.mean():.1%} of the MACs/lanes ideal"
     write_npz(args.out, outputs)
     print(f"{runner.name}: {result.seconds:.2f} s ({per_image})", file=sys.stderr)
     print(f"wrote {args.out}")
