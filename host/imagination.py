@@ -20,8 +20,7 @@ from .datasets import split
 from .errors import InputError
 from .evaluate import CLASSIFIER_HIDDEN, benchmark_report, feature_statistics, method_figures
 from .jobs import check_model_for, image_jobs
-from .pool import PoolRunner
-from .runners import ClientRunner, FloatRunner
+from .runners import FloatRunner
 
 __all__ = ["FID_FEATURES", "check_companion", "evaluate", "target", "finite"]
 
@@ -63,7 +62,7 @@ def evaluate(model, companion, dataset, runner, *, occlusion="bottom", samples=3
     report = {
         "dataset": dataset.name, "split": "held-out test split (datasets.split)",
         "images": len(jobs), "occlusion": occlusion,
-        **_where(runner),
+        **runner.where(),
         "samples": int(samples), "seed": int(seed),
         "lanes": runner.lanes if isinstance(runner.lanes, int) else list(runner.lanes),
         "sizes": list(sizes),
@@ -103,18 +102,11 @@ def evaluate(model, companion, dataset, runner, *, occlusion="bottom", samples=3
     return report, arrays
 
 
-def _where(runner):
-    """The report's fields saying what ran the jobs."""
-    if isinstance(runner, ClientRunner):
-        return {"backend": "url", "url": runner.url}
-    if isinstance(runner, PoolRunner):
-        return {"backend": "pool", "urls": [r.url for r in runner.runners],
-                "left": [{"url": url, "reason": why} for url, why in runner.left]}
-    return {"backend": runner.name}
-
-
 def target(report):
-    """What ran the jobs, for people: the backend, or the URL of the design (or the pool's)."""
+    """What ran the jobs, for people: the backend, or the URL of the design (a pool's or a
+    cluster's)."""
+    if "scheduler" in report:
+        return f"the cluster at {report['scheduler']}"
     if "urls" in report:
         return "a pool of " + ", ".join(report["urls"])
     return report.get("url", report["backend"])

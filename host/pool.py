@@ -18,11 +18,30 @@ import numpy as np
 from .errors import SpinemuError
 from .runners import JobResult, JobRunner
 
-__all__ = ["BATCH", "PoolRunner"]
+__all__ = ["BATCH", "LAST_BATCH", "PoolRunner", "batches", "left"]
 
 #: Jobs a board takes at a time: enough to keep its client's window full, few enough that the
 #: last batches spread over the boards.
 BATCH = 16
+#: The smallest batch: the last ones shrink to this so that the boards finish together.
+LAST_BATCH = 4
+
+
+def batches(jobs, boards, batch=BATCH):
+    """The ``(start, end)`` of each batch of ``jobs`` jobs for ``boards`` boards: ``batch`` jobs,
+    then smaller, down to :data:`LAST_BATCH`, once fewer than two batches per board are left (so
+    that no board idles for long while another runs a last large batch)."""
+    at, out = 0, []
+    while at < jobs:
+        size = min(batch, max(LAST_BATCH, -(-(jobs - at) // (2 * boards))), jobs - at)
+        out.append((at, at + size))
+        at += size
+    return out
+
+
+def left(departures):
+    """A report's list of the boards that left, from ``(url, reason)`` pairs."""
+    return [{"url": url, "reason": why} for url, why in departures]
 
 
 class PoolRunner(JobRunner):
@@ -50,7 +69,7 @@ class PoolRunner(JobRunner):
         if not jobs:
             return active[0].run(inputs, seeds, samples, bar=False)
         began = time.perf_counter()
-        todo = deque((at, min(at + self.batch, jobs)) for at in range(0, jobs, self.batch))
+        todo = deque(batches(jobs, len(active), self.batch))
         done, running = {}, [0]
         ready = threading.Condition()
 
@@ -93,6 +112,9 @@ class PoolRunner(JobRunner):
         parts = [done[at] for at in sorted(done)]
         return JobResult(np.concatenate([p.counts for p in parts]),
                          np.concatenate([p.cycles for p in parts]), time.perf_counter() - began)
+
+    def where(self):
+        return {"backend": "pool", "urls": [r.url for r in self.runners], "left": left(self.left)}
 
     def _reasons(self):
         return "; ".join(f"{url}: {why}" for url, why in self.left)

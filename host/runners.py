@@ -60,6 +60,10 @@ class JobRunner(abc.ABC):
     def run(self, inputs, seeds, samples, *, progress=None):
         """A :class:`JobResult`; ``progress``, if given, is called with the jobs finished."""
 
+    def where(self):
+        """What ran the jobs, as the fields of a report (``spinemu evaluate``'s)."""
+        return {"backend": self.name}
+
     def close(self):  # noqa: B027 (not abstract: most runners hold nothing)
         """Release what the runner holds (a connection); nothing by default."""
 
@@ -129,6 +133,9 @@ class ClientRunner(JobRunner):
                 self.client.load_model(model)
             except ModelError as error:
                 raise InputError(f"{self.url}: {source}: {error}") from None
+
+    def where(self):
+        return {"backend": "url", "url": self.url}
 
     def run(self, inputs, seeds, samples, *, progress=None, bar=True):
         """:meth:`JobRunner.run`, with the client's progress bar unless ``bar`` is False (a

@@ -15,7 +15,7 @@ from spinemu.hdl.model_image import ModelImage
 from spinemu.host.cli import main
 from spinemu.host.errors import SpinemuError
 from spinemu.host.models import DEFAULT_MODEL
-from spinemu.host.pool import PoolRunner
+from spinemu.host.pool import PoolRunner, batches
 from spinemu.host.runners import JobResult, open_runner
 from spinemu.sim.board import start_server
 from spinemu.sim.engine_model import run_jobs
@@ -46,6 +46,14 @@ class _Fake:
 
     def close(self):
         self.closed = True
+
+
+def test_batches_shrink_at_the_end_so_the_boards_finish_together():
+    sizes = [end - at for at, end in batches(256, 2)]
+    assert sizes[:13] == [16] * 13 and sizes[13:] == [12, 9, 7, 5, 4, 4, 4, 3]
+    assert batches(256, 2)[0] == (0, 16) and batches(256, 2)[-1] == (253, 256)
+    assert [end - at for at, end in batches(10, 2)] == [4, 4, 2] and batches(0, 3) == []
+    assert sum(end - at for at, end in batches(1000, 3, 32)) == 1000
 
 
 def test_jobs_spread_over_the_boards_in_order():
@@ -93,7 +101,8 @@ def test_a_batch_back_from_a_failing_board_waits_for_the_last_one():
     threading.Timer(0.2, slow.set).start()
     result = pool.run(np.zeros((10, 2)), list(range(10)), 2)
     np.testing.assert_array_equal(result.counts[:, 0], np.arange(10))
-    assert [url for url, _ in pool.left] == ["a://1"] and boards[1].batches == [list(range(10))]
+    assert [url for url, _ in pool.left] == ["a://1"]
+    assert sorted(s for batch in boards[1].batches for s in batch) == list(range(10))
 
 
 def test_every_board_gone_names_each():
@@ -124,7 +133,8 @@ def test_a_pool_of_served_designs_equals_golden(two_boards):
         result = pool.run(inputs, seeds, 4)
         np.testing.assert_array_equal(result.counts, run_jobs(MODEL, inputs, seeds, 4))
         jobs = [r.client.status().jobs - b for r, b in zip(pool.runners, before, strict=True)]
-        assert sum(jobs) == 60 and min(jobs) > 0             # both boards worked
+        # both boards worked (a job the client resent after a timeout, under load, runs twice)
+        assert sum(jobs) >= 60 and min(jobs) > 0
 
 
 def test_a_board_that_stops_answering_leaves_the_pool(tmp_path):
@@ -179,3 +189,13 @@ def test_a_url_twice_is_refused(two_boards, tmp_path, capsys):
     assert main(["reconstruct", "--model", "default", "--out", str(tmp_path / "r.npz"),
                  "--url", url, "--url", url, *ARGS]) == 2
     assert f"a design appears twice among {url}, {url}" in capsys.readouterr().err
+
+
+def test_demo_on_a_pool_of_boards(two_boards, tmp_path, capsys):
+    urls = [arg for b in two_boards for arg in ("--url", b.url)]
+    assert main(["demo", "--count", "12", "--samples", "4", "--out", str(tmp_path), *urls]) == 0
+    report = json.loads((tmp_path / "demo.json").read_text())
+    assert report["bit_exact"] and report["urls"] == [b.url for b in two_boards]
+    assert report["backend"] == "url" and report["lanes"] == [4, 2]
+    assert report["cycles_match_model"] is None and report["board_stats"] is None
+    assert "running on a pool of 2 designs" in capsys.readouterr().out

@@ -20,7 +20,7 @@ from spinemu.sim.errors import SimulationError
 __all__ = ["UserError", "REPORTED", "main"]
 
 COMMANDS = ("noise", "bench", "calibrate", "model", "reconstruct", "train", "evaluate", "serve",
-            "program", "build", "demo")
+            "program", "build", "demo", "cluster")
 
 
 class UserError(Exception):

@@ -25,8 +25,14 @@ prefer (it must be the true one), the emulated neuron's exact and sampled (`--ba
 the TRUE curve (target 0.005), and that forcing the probit on the thermal device fails
 verification.
 
-The figures are measured by :mod:`spinemu.host.speed`, :mod:`spinemu.host.board_bench` and
-:mod:`spinemu.host.shape_bench`; this module prints them.
+`spinemu bench pool` streams the same digits through one native simulated board, a pool of
+`--boards` of them, and a Dask cluster on loopback with a worker per board (started and stopped by
+the bench), then once more on the cluster with a worker killed mid-run; it prints each run's
+images/s, the speed-up over one board (target 1.7 for 2 boards) and whether every result is the
+golden model's.
+
+The figures are measured by :mod:`spinemu.host.speed`, :mod:`spinemu.host.board_bench`,
+:mod:`spinemu.host.pool_bench` and :mod:`spinemu.host.shape_bench`; this module prints them.
 """
 
 import json
@@ -55,7 +61,7 @@ from . import UserError
 from .files import write_text
 from .options import layer_sizes
 
-TARGETS = ("noise", "engine", "board", "link", "shapes")
+TARGETS = ("noise", "engine", "board", "link", "shapes", "pool")
 
 
 def add_arguments(parser):
@@ -83,17 +89,19 @@ def add_arguments(parser):
                              "taking turns (default: 3)")
     parser.add_argument("--no-rtl", action="store_true", help="engine: skip the Verilator run")
     parser.add_argument("--count", type=int, default=64,
-                        help="board, link: occluded digits streamed through the simulated board "
-                             "(default: 64)")
+                        help="board, link, pool: occluded digits streamed through the simulated "
+                             "board (default: 64; pool: 96)")
+    parser.add_argument("--boards", type=int, default=2,
+                        help="pool: simulated boards in the pool and the cluster (default: 2)")
     parser.add_argument("--board", default="ulx3s",
-                        help="board, link: the simulated board has this board's lanes "
+                        help="board, link, pool: the simulated board has this board's lanes "
                              "(default: ulx3s)")
     parser.add_argument("--report", action="append", metavar="[BOARD=]PATH",
                         help="board, link: a build's report.json (or its folder) whose clock, "
                              "Fmax and baud to use; "
                              "repeat for each board")
     parser.add_argument("--json", type=Path, metavar="PATH",
-                        help="board, link, shapes: write the figures here")
+                        help="board, link, shapes, pool: write the figures here")
     parser.add_argument("--backend", choices=BACKENDS, default="golden",
                         help="shapes: where the emulated neurons are swept (default: golden)")
     parser.add_argument("--trials", type=int,
@@ -421,7 +429,48 @@ def _shapes(args):
     return 0 if ok else 1
 
 
+def _pool(args):
+    from tqdm import tqdm
+
+    from ..pool_bench import pool_bench, pool_targets
+    if args.count == 64:                                 # the pool's own default
+        args.count = 96
+    if args.boards < 2:
+        raise UserError(f"--boards must be at least 2, not {args.boards}")
+    path, model, lanes, w = _model_and_lanes(args)
+    f = pool_bench(model, args.count, args.job_samples, lanes, w, boards=args.boards,
+                   bar=lambda total, label: tqdm(total=total, unit="image", desc=label,
+                                                 file=sys.stderr))
+    print(f"pool: the shipped model {'-'.join(map(str, model.sizes))} on native simulated boards "
+          f"({lanes} lanes x {w} inputs a cycle as on the {args.board}, each a process), "
+          f"{f['images']} occluded digits, S = {f['samples']}, the same seeds in every run; "
+          f"{f['boards']} boards started in {f['start_s']:.1f} s; the Dask scheduler and a worker "
+          f"per board on loopback")
+    print(f"  {'run':<28} {'images/s':>9} {'x 1 board':>9} {'identical':>9}  left")
+    for run in f["runs"]:
+        left = "; ".join(f"{d['url']} ({d['reason']})" for d in run["left"]) or "-"
+        if run["killed_after"] is not None:
+            left = f"killed after {run['killed_after']} images: {left}"
+        print(f"  {run['run']:<28} {run['images_per_s']:>9.2f} {run['speedup']:>9.3f} "
+              f"{'yes' if run['identical'] else 'NO':>9}  {left}")
+    print("  the reference is the first run, one board, in this run; the host's client, the "
+          "scheduler and the workers share the machine's cores with the boards")
+    targets = pool_targets(f)
+    print("targets (issue #15):")
+    for t in targets:
+        value = t["value"]
+        shown = f"{value:.3f}" if isinstance(value, float) else ("yes" if value else "no")
+        print(f"  {t['target']}: {shown}: {'met' if t['met'] else 'MISSED'}")
+    if args.json is not None:
+        write_text(args.json, json.dumps({"model": str(path), "pool": f, "targets": targets},
+                                         indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if all(t["met"] for t in targets) else 1
+
+
 def run(args):
+    if args.target == "pool":
+        return _pool(args)
     if args.target == "shapes":
         return _shapes(args)
     if args.target == "board":

@@ -4,7 +4,9 @@ Starts the native simulated board (the design's Verilog compiled by Verilator wi
 socket loop, ``spinemu.sim.board.native``), loads the shipped model through the client, streams the
 held-out digits with their bottom half occluded through it, checks every result bit for bit against
 the golden model, and writes a PNG grid and a report (``demo.png``, ``demo.json`` in ``--out``,
-default ``out/demo/``). Exit status 1 if any result differs from the golden model.
+default ``out/demo/``). Exit status 1 if any result differs from the golden model. With --url
+(repeatable) it runs on those designs instead (a pool of boards, `docs/cluster.md`); --lanes and
+--inputs-per-cycle then only size the simulated board it no longer starts.
 """
 
 import json
@@ -25,6 +27,7 @@ from ..plots import draw_grid
 from ..runners import open_runner
 from . import UserError
 from .files import write_text
+from .reconstruct import run_jobs
 
 __all__ = ["add_arguments", "run", "DEFAULT_LANES", "DEFAULT_INPUTS_PER_CYCLE", "DEFAULT_OUT",
            "SEED"]
@@ -46,6 +49,10 @@ def add_arguments(parser):
     parser.add_argument("--inputs-per-cycle", type=int, default=DEFAULT_INPUTS_PER_CYCLE,
                         metavar="W", help="spin inputs each lane adds per cycle (default: "
                                           "%(default)s)")
+    parser.add_argument("--url", action="append", metavar="URL",
+                        help="run on the design at this pyserial URL (a board, or `spinemu "
+                             "serve`) instead of starting a simulated board; repeat it for a "
+                             "pool of boards")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                         help="where the grid and the report go (default: %(default)s)")
     parser.add_argument("--prepare", action="store_true",
@@ -70,27 +77,33 @@ def run(args):
 
     top = dataset.max_value
     per_job = job_cycles(model.sizes, config, args.samples)
+    simulated = "" if args.url else (f", {args.lanes} lanes x {args.inputs_per_cycle} inputs a "
+                                     f"cycle ({per_job} cycles per digit)")
     print(f"demo: shipped model {'-'.join(map(str, model.sizes))}, {count} held-out digits, "
-          f"bottom half occluded, S = {args.samples} samples, {args.lanes} lanes x "
-          f"{args.inputs_per_cycle} inputs a cycle "
-          f"({per_job} cycles per digit)")
-    began = time.perf_counter()
-    board = start_board(config, MAX_PAYLOAD)
-    print(f"demo: simulated board ({BOARD_KIND}) on {board.url}, started in "
-          f"{time.perf_counter() - began:.1f} s")
+          f"bottom half occluded, S = {args.samples} samples{simulated}")
+    board, urls = None, args.url
+    if not urls:
+        began = time.perf_counter()
+        board = start_board(config, MAX_PAYLOAD)
+        urls = [board.url]
+        print(f"demo: simulated board ({BOARD_KIND}) on {board.url}, started in "
+              f"{time.perf_counter() - began:.1f} s")
     try:
-        # the client's own progress bar (over jobs), shown even off a terminal
-        with open_runner(url=board.url, model=model, source=str(DEFAULT_MODEL), timeout=5.0,
+        # one board: the client's own progress bar (over jobs), shown even off a terminal
+        with open_runner(url=urls, model=model, source=str(DEFAULT_MODEL), timeout=5.0,
                          progress=True) as design:
-            result = design.run(jobs.inputs, jobs.seeds, args.samples)
-        board_stats = board.stats()
+            print(f"demo: running on {design.name}")
+            result = run_jobs(design, jobs.inputs, jobs.seeds, args.samples)
+        board_stats = board.stats() if board is not None else None
     finally:
-        board.stop()
+        if board is not None:
+            board.stop()
     seconds = result.seconds
     golden = open_runner("golden", model=model, lanes=args.lanes)
     golden_counts = golden.run(jobs.inputs, jobs.seeds, args.samples).counts
     mismatched = int(np.sum(np.any(golden_counts != result.counts, axis=1)))
-    cycles_ok = bool(np.all(result.cycles == per_job))
+    # a design of --url has its own configuration, and so its own cycles per job
+    cycles_ok = bool(np.all(result.cycles == per_job)) if board is not None else None
     bit_exact = mismatched == 0
 
     reconstructed = jobs.reconstruct(result.counts, args.samples, top)
@@ -102,8 +115,10 @@ def run(args):
     report = {
         "model": str(DEFAULT_MODEL), "sizes": list(model.sizes), "dataset": "digits",
         "images": count, "occlusion": "bottom", "samples": args.samples, "seed": SEED,
-        "lanes": args.lanes, "inputs_per_cycle": args.inputs_per_cycle, "board": BOARD_KIND,
-        "backend": BOARD_KIND,
+        "lanes": args.lanes if board is not None else _listed(design.lanes),
+        "inputs_per_cycle": args.inputs_per_cycle if board is not None else None,
+        "board": BOARD_KIND if board is not None else design.name,
+        "backend": BOARD_KIND if board is not None else "url", "urls": urls,
         "accuracy": {"reconstructed": acc["reconstructed"], "zero_filled": acc["zero_filled"]},
         "improvement_ratio": figures["improvement_ratio"],
         "seconds": round(seconds, 3),
@@ -132,3 +147,7 @@ def run(args):
     print(f"wrote {grid}")
     print(f"wrote {out / 'demo.json'}")
     return 0 if bit_exact else 1
+
+
+def _listed(lanes):
+    return lanes if isinstance(lanes, int) else list(lanes)

@@ -9,7 +9,7 @@ from ..runners import open_runner
 from . import UserError
 
 __all__ = ["layer_sizes", "add_dataset_arguments", "dataset_from_args", "add_job_arguments",
-           "open_job_runner", "report_departures"]
+           "open_job_runner", "report_departures", "add_tls_arguments", "security_from_args"]
 
 
 def layer_sizes(text, option, *, least=2, example="128,256,64"):
@@ -58,6 +58,10 @@ def add_job_arguments(parser, backends):
                         help="run the jobs on the design at this pyserial URL instead: a board "
                              "(/dev/ttyUSB1) or `spinemu serve` (socket://127.0.0.1:PORT); "
                              "repeat it for a pool of boards, which share the jobs by demand")
+    target.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the jobs on the boards of the Dask cluster whose scheduler is "
+                             "here (tcp://HOST:PORT; see `spinemu cluster`)")
+    add_tls_arguments(parser)
     add_dataset_arguments(parser)
     parser.add_argument("--occlusion", choices=OCCLUSIONS, default="bottom",
                         help="which pixels are hidden (default: bottom)")
@@ -73,16 +77,39 @@ def add_job_arguments(parser, backends):
                              "design's)")
 
 
+def add_tls_arguments(parser):
+    """Dask's TLS options: the files of :func:`~spinemu.host.cluster.security`."""
+    group = parser.add_argument_group("TLS to the Dask cluster (all three, or none)")
+    group.add_argument("--tls-ca-file", type=Path, metavar="PEM",
+                       help="the certificate authority the cluster's certificates are signed by")
+    group.add_argument("--tls-cert", type=Path, metavar="PEM", help="this side's certificate")
+    group.add_argument("--tls-key", type=Path, metavar="PEM", help="this side's private key")
+
+
+def security_from_args(args):
+    """Dask's security settings of --tls-ca-file, --tls-cert and --tls-key (None: plain TCP)."""
+    from ..cluster import security
+    return security(args.tls_ca_file, args.tls_cert, args.tls_key)
+
+
 def report_departures(runner):
     """Say on stderr which boards left a pool during the run, and why (their jobs ran on the
     others)."""
     for url, why in getattr(runner, "left", ()):
-        print(f"warning: {url} left the pool and its jobs ran on the other boards: {why}",
+        print(f"warning: {url} left and its jobs ran on the other boards: {why}",
               file=sys.stderr)
 
 
 def open_job_runner(args, model, source, companion=None):
-    """The job runner of --backend or --url (see :func:`add_job_arguments`) holding ``model``,
-    read from ``source``."""
+    """The job runner of --backend, --url or --scheduler (see :func:`add_job_arguments`) holding
+    ``model``, read from ``source``."""
+    tls = security_from_args(args)
+    if args.scheduler is not None:
+        from ..cluster import ClusterRunner
+        if args.lanes is not None:
+            raise UserError("--lanes sizes a simulated design; a cluster's boards have their own")
+        return ClusterRunner(args.scheduler, model, source=str(source), security=tls)
+    if tls is not None:
+        raise UserError("--tls-* are for a Dask cluster (--scheduler)")
     return open_runner(args.backend, url=args.url, model=model, source=str(source),
                        lanes=args.lanes, companion=companion)
