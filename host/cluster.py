@@ -240,7 +240,7 @@ class ClusterRunner(JobRunner):
             except BoardLost as error:
                 self.left.append((error.url, error.reason))
 
-        for at, end in batches(jobs, len(self.boards), self.batch):
+        for at, end in batches(jobs, max(1, len(self.boards)), self.batch):
             submit(at, end)
         done = {}
         while pending:
