@@ -70,8 +70,8 @@ from .latency_proxy import LatencyProxy
 from .link import MAX_IN_FLIGHT
 from .runners import open_runner
 
-__all__ = ["start_board", "stream_digits", "stream_link", "link_targets", "job_wire_bytes",
-           "job_frame_bytes", "load_frame_bytes", "pipelined_seconds", "throughput",
+__all__ = ["start_board", "stream_digits", "stream_designs", "stream_link", "link_targets",
+           "job_wire_bytes", "job_frame_bytes", "load_frame_bytes", "pipelined_seconds", "throughput",
            "load_reports", "board_rows", "BITS_PER_BYTE", "DEMO_SEED",
            "LINK_RTTS_S", "RATIO_TARGET"]
 
@@ -232,6 +232,24 @@ def stream_digits(model, count=64, samples=32, lanes=16, inputs_per_cycle=1, *, 
         "python_s_per_image": cpu / count,
         "bit_exact": mismatched == 0, "mismatched_images": mismatched,
     }
+
+
+def stream_designs(model, urls, count=64, samples=32, *, progress=None):
+    """Stream ``count`` occluded digits with ``samples`` samples through ``model`` on the designs
+    at ``urls`` (one, or a pool of several: boards or ``spinemu serve``); the figures as a
+    JSON-able dict, ``bit_exact`` saying whether every count equals the golden model's."""
+    jobs, _ = _occluded_digits(count)
+    began = time.perf_counter()
+    with open_runner(url=list(urls), model=model, timeout=5.0) as runner:
+        load_s = time.perf_counter() - began
+        result = runner.run(jobs.inputs, jobs.seeds, samples, progress=progress)
+        where = runner.where()
+    golden = open_runner("golden", model=model).run(jobs.inputs, jobs.seeds, samples).counts
+    mismatched = int(np.sum(np.any(golden != result.counts, axis=1)))
+    return {"urls": list(urls), "images": count, "samples": samples, "load_s": load_s,
+            "seconds": result.seconds, "images_per_s": count / result.seconds,
+            "left": where.get("left", []), "bit_exact": mismatched == 0,
+            "mismatched_images": mismatched}
 
 
 def _stream_once(url, model, jobs, top, samples, progress, board=None, offset=(0, 0)):

@@ -199,3 +199,14 @@ def test_demo_on_a_pool_of_boards(two_boards, tmp_path, capsys):
     assert report["backend"] == "url" and report["lanes"] == [4, 2]
     assert report["cycles_match_model"] is None and report["board_stats"] is None
     assert "running on a pool of 2 designs" in capsys.readouterr().out
+
+
+def test_bench_board_through_a_pool_of_urls(two_boards, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    urls = [arg for b in two_boards for arg in ("--url", b.url)]
+    assert main(["bench", "board", "--count", "10", "--job-samples", "3", "--json", str(out),
+                 *urls]) == 0
+    f = json.loads(out.read_text())["designs"]
+    assert f["bit_exact"] and f["images"] == 10 and f["urls"] == [b.url for b in two_boards]
+    assert f["images_per_s"] > 0 and f["left"] == []
+    assert "bit-exact against the golden model: yes" in capsys.readouterr().out

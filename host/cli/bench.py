@@ -12,7 +12,8 @@ jobs, same run), and the engine's cycles per image on Verilator against multiply
 `spinemu bench board` measures the images per second of the shipped digits model through the
 simulated board and the shares of the simulator, the transport and Python in that time, and
 computes what each board would reach: the slower of its engine and its UART, with requests in
-flight, at each round-trip latency, and its model load time.
+flight, at each round-trip latency, and its model load time. With --url (repeatable) it streams
+through those designs instead (boards, or a pool of them) and checks every result.
 
 `spinemu bench link` streams the same digits through the simulated board directly and through a
 loopback proxy adding 8 and 16 ms per round trip (`spinemu.host.latency_proxy`), in one run, and
@@ -51,6 +52,7 @@ from ..board_bench import (
     board_rows,
     link_targets,
     load_reports,
+    stream_designs,
     stream_digits,
     stream_link,
 )
@@ -91,6 +93,10 @@ def add_arguments(parser):
     parser.add_argument("--count", type=int, default=64,
                         help="board, link, pool: occluded digits streamed through the simulated "
                              "board (default: 64; pool: 96)")
+    parser.add_argument("--url", action="append", metavar="URL",
+                        help="board: stream through the design at this pyserial URL (a board, "
+                             "or `spinemu serve`) instead of a simulated board; repeat it for a "
+                             "pool")
     parser.add_argument("--boards", type=int, default=2,
                         help="pool: simulated boards in the pool and the cluster (default: 2)")
     parser.add_argument("--board", default="ulx3s",
@@ -287,7 +293,26 @@ def _model_and_lanes(args):
     return DEFAULT_MODEL, ModelImage.read(DEFAULT_MODEL), found.lanes, found.inputs_per_cycle
 
 
+def _designs(args):
+    path, model, _, _ = _model_and_lanes(args)
+    f = stream_designs(model, args.url, args.count, args.job_samples)
+    print(f"board: the shipped model {'-'.join(map(str, model.sizes))} on "
+          f"{', '.join(f['urls'])}: {f['images']} occluded digits, S = {f['samples']}; model "
+          f"loaded in {f['load_s']:.2f} s")
+    print(f"  {f['images_per_s']:.2f} images/s ({f['seconds']:.2f} s); bit-exact against the "
+          f"golden model: {'yes' if f['bit_exact'] else 'NO'}"
+          + ("" if f["bit_exact"] else f" ({f['mismatched_images']} images differ)"))
+    for gone in f["left"]:
+        print(f"  {gone['url']} left the pool: {gone['reason']}")
+    if args.json is not None:
+        write_text(args.json, json.dumps({"model": str(path), "designs": f}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if f["bit_exact"] else 1
+
+
 def _board(args):
+    if args.url:
+        return _designs(args)
     reports = load_reports(args.report)
     path, model, lanes, w = _model_and_lanes(args)
     sim = stream_digits(model, args.count, args.job_samples, lanes, w)
