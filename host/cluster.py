@@ -28,8 +28,9 @@ from distributed.security import Security
 from spinemu.hdl.model_image import ModelImage
 
 from .errors import InputError, SpinemuError
+from .job_runner import JobResult, JobRunner
 from .pool import BATCH, batches, left
-from .runners import JobResult, JobRunner, connect_runner
+from .runners import connect_runner
 
 __all__ = ["RESOURCE", "Board", "BoardLost", "ModelMissing", "ClusterRunner", "LoopbackCluster",
            "run_worker", "security"]

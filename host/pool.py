@@ -16,7 +16,7 @@ from collections import deque
 import numpy as np
 
 from .errors import SpinemuError
-from .runners import JobResult, JobRunner
+from .job_runner import JobResult, JobRunner
 
 __all__ = ["BATCH", "LAST_BATCH", "PoolRunner", "batches", "left"]
 

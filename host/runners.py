@@ -10,20 +10,17 @@ its lanes (they set a design's cycles, not its noise schedule). :func:`open_runn
 name (:data:`RUNNERS`) or URL.
 """
 
-import abc
 import contextlib
 import time
-from dataclasses import dataclass
-
-import numpy as np
 
 from spinemu.hdl.memory_map import fitted_config
 from spinemu.hdl.model_image import ModelError
 from spinemu.sim.backends import BACKENDS
 
 from .errors import InputError, SpinemuError
+from .job_runner import JobResult, JobRunner
 
-__all__ = ["DEFAULT_LANES", "JobResult", "JobRunner", "EngineRunner", "FloatRunner",
+__all__ = ["DEFAULT_LANES", "EngineRunner", "FloatRunner",
            "ClientRunner", "RUNNERS", "open_runner", "connect_runner"]
 
 #: The lanes of the golden model and the simulators unless asked otherwise.
@@ -32,46 +29,6 @@ DEFAULT_LANES = 4
 #: simulator's. A board's serial port gets the client's default. Too slow a guess only lengthens
 #: the wait for a lost answer to the first job; after it the client times the design itself.
 SIMULATED_CLOCK_HZ = 1000
-
-
-@dataclass
-class JobResult:
-    """``counts``: int64 ``(jobs, N_L)``, the last layer's spin counts; ``cycles``: int64
-    ``(jobs,)``, the engine's cycles per job (``None`` for the float model); ``seconds``: the
-    wall-clock time of the run; ``job_seconds``: the part of it in the jobs themselves, without
-    building and loading (the Verilog simulators only)."""
-
-    counts: np.ndarray
-    cycles: np.ndarray | None
-    seconds: float
-    job_seconds: float | None = None
-
-
-class JobRunner(abc.ABC):
-    """Runs jobs of one model. ``name`` says where, for people; ``lanes``, the design's.
-    Use it as a context manager, or call :meth:`close`."""
-
-    name: str
-    lanes: int
-    #: whether the jobs are slow and the runner draws no progress bar of its own: the caller should
-    needs_bar = False
-
-    @abc.abstractmethod
-    def run(self, inputs, seeds, samples, *, progress=None):
-        """A :class:`JobResult`; ``progress``, if given, is called with the jobs finished."""
-
-    def where(self):
-        """What ran the jobs, as the fields of a report (``spinemu evaluate``'s)."""
-        return {"backend": self.name}
-
-    def close(self):  # noqa: B027 (not abstract: most runners hold nothing)
-        """Release what the runner holds (a connection); nothing by default."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class EngineRunner(JobRunner):

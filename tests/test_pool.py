@@ -14,9 +14,10 @@ from spinemu.hdl.memory_map import fitted_config, job_inputs
 from spinemu.hdl.model_image import ModelImage
 from spinemu.host.cli import main
 from spinemu.host.errors import SpinemuError
+from spinemu.host.job_runner import JobResult
 from spinemu.host.models import DEFAULT_MODEL
 from spinemu.host.pool import PoolRunner, batches
-from spinemu.host.runners import JobResult, open_runner
+from spinemu.host.runners import open_runner
 from spinemu.sim.board import start_server
 from spinemu.sim.engine_model import run_jobs
 
