@@ -29,7 +29,7 @@ from spinemu.hdl.model_image import ModelImage
 
 from .errors import InputError, SpinemuError
 from .job_runner import JobResult, JobRunner
-from .pool import BATCH, batches, left
+from .pool import BATCH, batches, common_lanes, left, reasons
 from .runners import connect_runner
 
 __all__ = ["RESOURCE", "Board", "BoardLost", "ModelMissing", "ClusterRunner", "LoopbackCluster",
@@ -93,7 +93,9 @@ class Board(WorkerPlugin):
 
     def __init__(self, runner):
         self.runner, self.url = runner, runner.url
-        self._model, self._image, self._jobs, self._lost = None, None, 0, None
+        # _held: (SHA-256, bytes) of the model given last; _jobs: the STATUS jobs counter the
+        # board should show if it still holds it (None: not loaded there)
+        self._held, self._jobs, self._lost = None, None, None
         self._lock = threading.Lock()
 
     def setup(self, worker):
@@ -102,16 +104,17 @@ class Board(WorkerPlugin):
     def teardown(self, worker):
         self.runner.close()
 
-    def hold(self, image):
-        """Have the board hold the model of bytes ``image`` (kept here for :meth:`run`); loaded
-        only if it is another model than the last or the board was reset since (its STATUS jobs
-        counter went back)."""
-        digest = hashlib.sha256(image).hexdigest()
-        if self._model == digest and self.runner.client.status().jobs >= self._jobs:
+    def hold(self, image, digest=None):
+        """Have the board hold the model of bytes ``image`` (of SHA-256 ``digest``, computed if
+        not given; kept here for :meth:`run`); loaded only if it is another model than the last
+        or the board was reset since (its STATUS jobs counter went back)."""
+        digest = digest or hashlib.sha256(image).hexdigest()
+        if (self._held is not None and self._held[0] == digest and self._jobs is not None
+                and self.runner.client.status().jobs >= self._jobs):
             return
-        self._model = None
+        self._jobs = None
         self.runner.hold(ModelImage.from_bytes(image, source="the cluster's model"))
-        self._model, self._image, self._jobs = digest, image, self.runner.client.status().jobs
+        self._held, self._jobs = (digest, image), self.runner.client.status().jobs
 
     def run(self, digest, inputs, seeds, samples):
         """Run one batch of the model of SHA-256 ``digest`` (given to :meth:`hold` before); a
@@ -119,10 +122,10 @@ class Board(WorkerPlugin):
         with self._lock:
             if self._lost is not None:
                 raise BoardLost(self.url, self._lost)
-            if self._image is None or hashlib.sha256(self._image).hexdigest() != digest:
+            if self._held is None or self._held[0] != digest:
                 raise ModelMissing(self._worker.address)
             try:
-                self.hold(self._image)
+                self.hold(self._held[1], digest)
                 result = self.runner.run(inputs, seeds, samples, bar=False)
             except InputError:
                 raise                           # the model, not the board
@@ -177,7 +180,7 @@ class ClusterRunner(JobRunner):
         except (OSError, TimeoutError) as error:
             raise SpinemuError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
         try:
-            self._image = model.to_bytes()
+            self._image, self._outputs = model.to_bytes(), model.sizes[-1]
             self._digest = hashlib.sha256(self._image).hexdigest()
             self._start(source, timeout, max(1, boards))
         except BaseException:
@@ -204,11 +207,10 @@ class ClusterRunner(JobRunner):
                 raise InputError(f"{source}: {error}") from None
         if not self.boards:
             raise SpinemuError(f"no board of the cluster at {self.scheduler} answers: "
-                               + "; ".join(f"{url}: {why}" for url, why in self.left))
+                               f"{reasons(self.left)}")
         urls = [url for url, _ in self.boards.values()]
         self.name = f"the cluster at {self.scheduler} ({len(urls)} boards: {', '.join(urls)})"
-        lanes = [lanes for _, lanes in self.boards.values()]
-        self.lanes = lanes[0] if len(set(lanes)) == 1 else tuple(lanes)
+        self.lanes = common_lanes([lanes for _, lanes in self.boards.values()])
 
     def _send_model(self, worker):
         """The model to ``worker``: once each, never with the jobs (a Dask task of its own, not
@@ -274,12 +276,12 @@ class ClusterRunner(JobRunner):
                     raise SpinemuError(f"the cluster at {self.scheduler}: {error}") from None
             if pending and not finished and not self._workers():
                 self._cancel(pending)
-                why = "; ".join(f"{url}: {reason}" for url, reason in self.left) or "workers gone"
+                why = reasons(self.left) or "workers gone"
                 raise SpinemuError(f"every board of the cluster at {self.scheduler} left with "
                                    f"jobs unrun ({why})")
         self._note_departures()
         if not jobs:
-            return JobResult(np.zeros((0, 0), np.int64), np.zeros(0, np.int64), 0.0)
+            return JobResult(np.zeros((0, self._outputs), np.int64), np.zeros(0, np.int64), 0.0)
         parts = [done[at] for at in sorted(done)]
         return JobResult(np.concatenate([c for c, _ in parts]),
                          np.concatenate([c for _, c in parts]), time.perf_counter() - began)

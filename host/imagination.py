@@ -64,7 +64,7 @@ def evaluate(model, companion, dataset, runner, *, occlusion="bottom", samples=3
         "images": len(jobs), "occlusion": occlusion,
         **runner.where(),
         "samples": int(samples), "seed": int(seed),
-        "lanes": runner.lanes if isinstance(runner.lanes, int) else list(runner.lanes),
+        "lanes": runner.lanes,
         "sizes": list(sizes),
         "macs_per_image": {"once": sizes[0] * sizes[1], "per_sample": model.macs_per_sample,
                            "total": macs_per_job(sizes, samples)},

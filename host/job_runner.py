@@ -27,7 +27,8 @@ class JobResult:
 
 
 class JobRunner(abc.ABC):
-    """Runs jobs of one model. ``name`` says where, for people; ``lanes``, the design's.
+    """Runs jobs of one model. ``name`` says where, for people; ``lanes``, the design's (of
+    several, as a pool's: their one number, or the list of each one's if they differ).
     Use it as a context manager, or call :meth:`close`."""
 
     name: str

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import SpinemuError
 from .job_runner import JobResult, JobRunner
 
-__all__ = ["BATCH", "LAST_BATCH", "PoolRunner", "batches", "left"]
+__all__ = ["BATCH", "LAST_BATCH", "PoolRunner", "batches", "common_lanes", "left", "reasons"]
 
 #: Jobs a board takes at a time: enough to keep its client's window full, few enough that the
 #: last batches spread over the boards.
@@ -44,6 +44,16 @@ def left(departures):
     return [{"url": url, "reason": why} for url, why in departures]
 
 
+def reasons(departures):
+    """``(url, reason)`` pairs for a message: ``url: reason; ...``."""
+    return "; ".join(f"{url}: {why}" for url, why in departures)
+
+
+def common_lanes(lanes):
+    """The lanes of several designs: the one number they share, or the list of each one's."""
+    return lanes[0] if len(set(lanes)) == 1 else list(lanes)
+
+
 class PoolRunner(JobRunner):
     """Runs jobs on every runner of ``runners`` (each a board's
     :class:`~spinemu.host.runners.ClientRunner`), ``batch`` jobs at a time, by demand."""
@@ -55,8 +65,7 @@ class PoolRunner(JobRunner):
             raise ValueError("a pool needs at least one board")
         self.runners, self.batch = list(runners), batch
         self.name = f"a pool of {len(self.runners)} designs ({', '.join(r.url for r in runners)})"
-        lanes = sorted({r.lanes for r in self.runners})
-        self.lanes = lanes[0] if len(lanes) == 1 else tuple(r.lanes for r in self.runners)
+        self.lanes = common_lanes([r.lanes for r in self.runners])
         #: ``(url, reason)`` of every board that left the pool, in the order they left
         self.left = []
 
@@ -65,7 +74,7 @@ class PoolRunner(JobRunner):
         jobs = len(inputs)
         active = [r for r in self.runners if r.url not in {url for url, _ in self.left}]
         if not active:
-            raise SpinemuError(f"every design of the pool has left: {self._reasons()}")
+            raise SpinemuError(f"every design of the pool has left: {reasons(self.left)}")
         if not jobs:
             return active[0].run(inputs, seeds, samples, bar=False)
         began = time.perf_counter()
@@ -108,16 +117,14 @@ class PoolRunner(JobRunner):
         for thread in threads:
             thread.join()
         if todo:
-            raise SpinemuError(f"every design of the pool left with jobs unrun: {self._reasons()}")
+            raise SpinemuError(f"every design of the pool left with jobs unrun: "
+                               f"{reasons(self.left)}")
         parts = [done[at] for at in sorted(done)]
         return JobResult(np.concatenate([p.counts for p in parts]),
                          np.concatenate([p.cycles for p in parts]), time.perf_counter() - began)
 
     def where(self):
         return {"backend": "pool", "urls": [r.url for r in self.runners], "left": left(self.left)}
-
-    def _reasons(self):
-        return "; ".join(f"{url}: {why}" for url, why in self.left)
 
     def close(self):
         for runner in self.runners:

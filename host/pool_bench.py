@@ -87,8 +87,7 @@ def _timed(label, runner, jobs, samples, expected, bar, *, close=True, kill=None
     mismatched = int((result.counts != expected).any(axis=1).sum())
     return {"run": label, "seconds": result.seconds, "images_per_s": len(jobs) / result.seconds,
             "identical": mismatched == 0, "mismatched_images": mismatched,
-            "killed_after": killed[0], "left": [{"url": u, "reason": r}
-                                                for u, r in getattr(runner, "left", ())]}
+            "killed_after": killed[0], "left": runner.where().get("left", [])}
 
 
 def pool_targets(figures):

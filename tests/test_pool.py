@@ -126,7 +126,7 @@ def test_a_pool_of_served_designs_equals_golden(two_boards):
     masks = rng.integers(0, 2, size=(60, 64))
     inputs, seeds = job_inputs(images, masks), [int(s) for s in rng.integers(0, 2 ** 63, 60)]
     with open_runner(url=[b.url for b in two_boards], model=MODEL) as pool:
-        assert isinstance(pool, PoolRunner) and pool.lanes == (4, 2)
+        assert isinstance(pool, PoolRunner) and pool.lanes == [4, 2]
         before = [r.client.status().jobs for r in pool.runners]   # the boards serve other tests
         first = threading.Barrier(2)
         for runner in pool.runners:

@@ -90,7 +90,7 @@ def add_arguments(parser):
                              "(default: 7); link: rounds of the direct and proxied streams, "
                              "taking turns (default: 3)")
     parser.add_argument("--no-rtl", action="store_true", help="engine: skip the Verilator run")
-    parser.add_argument("--count", type=int, default=64,
+    parser.add_argument("--count", type=int,
                         help="board, link, pool: occluded digits streamed through the simulated "
                              "board (default: 64; pool: 96)")
     parser.add_argument("--url", action="append", metavar="URL",
@@ -282,6 +282,8 @@ def _print_boards(rows, python_s_per_image=None):
 def _model_and_lanes(args):
     from spinemu.firmware.boards import board as find_board
 
+    if args.count is None:
+        args.count = 96 if args.target == "pool" else 64
     if not 1 <= args.job_samples < 1 << 16:
         raise UserError(f"--job-samples must be 1..65535, not {args.job_samples}")
     if args.count < 1:
@@ -458,8 +460,6 @@ def _pool(args):
     from tqdm import tqdm
 
     from ..pool_bench import pool_bench, pool_targets
-    if args.count == 64:                                 # the pool's own default
-        args.count = 96
     if args.boards < 2:
         raise UserError(f"--boards must be at least 2, not {args.boards}")
     path, model, lanes, w = _model_and_lanes(args)

@@ -115,7 +115,7 @@ def run(args):
     report = {
         "model": str(DEFAULT_MODEL), "sizes": list(model.sizes), "dataset": "digits",
         "images": count, "occlusion": "bottom", "samples": args.samples, "seed": SEED,
-        "lanes": args.lanes if board is not None else _listed(design.lanes),
+        "lanes": args.lanes if board is not None else design.lanes,
         "inputs_per_cycle": args.inputs_per_cycle if board is not None else None,
         "board": BOARD_KIND if board is not None else design.name,
         "backend": BOARD_KIND if board is not None else "url", "urls": urls,
@@ -147,7 +147,3 @@ def run(args):
     print(f"wrote {grid}")
     print(f"wrote {out / 'demo.json'}")
     return 0 if bit_exact else 1
-
-
-def _listed(lanes):
-    return lanes if isinstance(lanes, int) else list(lanes)

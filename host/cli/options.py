@@ -95,9 +95,9 @@ def security_from_args(args):
 def report_departures(runner):
     """Say on stderr which boards left a pool during the run, and why (their jobs ran on the
     others)."""
-    for url, why in getattr(runner, "left", ()):
-        print(f"warning: {url} left and its jobs ran on the other boards: {why}",
-              file=sys.stderr)
+    for gone in runner.where().get("left", []):
+        print(f"warning: {gone['url']} left and its jobs ran on the other boards: "
+              f"{gone['reason']}", file=sys.stderr)
 
 
 def open_job_runner(args, model, source, companion=None):
