@@ -223,7 +223,9 @@ class ClusterRunner(JobRunner):
                 "urls": [url for url, _ in self.boards.values()], "left": left(self.left)}
 
     def _workers(self):
-        info = self.dask.scheduler_info(n_workers=-1)["workers"]
+        # asked of the scheduler each time: Client.scheduler_info() returns a cache that the
+        # client's own periodic refresh overwrites with one listing no workers
+        info = self.dask.sync(self.dask.scheduler.identity, n_workers=-1)["workers"]
         return [w for w, about in info.items() if about.get("resources", {}).get(RESOURCE)]
 
     def run(self, inputs, seeds, samples, *, progress=None):
