@@ -11,7 +11,12 @@ adds, shifts, XORs and two constant multiplications, so gateware can compute it 
 shift-and-add multiplier when a job starts.
 """
 
-__all__ = ["SEED_BITS", "DIGIT_BITS", "seed_state", "fmix64", "block_cycles", "seeding_cycles"]
+from numbers import Integral
+
+import numpy as np
+
+__all__ = ["SEED_BITS", "DIGIT_BITS", "seed_state", "seed_states", "seed_array", "fmix64",
+           "block_cycles", "seeding_cycles"]
 
 SEED_BITS = 64
 #: The bits of fmix64's constants a gateware seeder may multiply by a cycle.
@@ -21,7 +26,8 @@ _WEYL = 0x9E3779B97F4A7C15
 
 
 def fmix64(x):
-    """MurmurHash3's 64-bit finaliser."""
+    """MurmurHash3's 64-bit finaliser, of an integer or elementwise of a uint64 array (whose
+    arithmetic is already mod 2^64)."""
     x ^= x >> 33
     x = (x * 0xFF51AFD7ED558CCD) & _MASK
     x ^= x >> 33
@@ -37,6 +43,30 @@ def seed_state(seed, block):
     if not isinstance(block, int) or block < 0:
         raise ValueError(f"noise block index must be a non-negative integer, not {block!r}")
     return fmix64((seed + (block + 1) * _WEYL) & _MASK) or _WEYL
+
+
+def seed_array(seeds):
+    """``seeds`` (integers, or an integer array) as a uint64 array; ValueError for one that is not
+    an integer 0..2^64-1."""
+    if isinstance(seeds, np.ndarray) and seeds.dtype.kind in "iu":
+        if seeds.dtype.kind == "i" and seeds.size and seeds.min() < 0:
+            raise ValueError(f"seed must be an integer 0..2^64-1, not {seeds.min()}")
+        return seeds.astype(np.uint64)
+    bad = [s for s in seeds if not isinstance(s, Integral) or not 0 <= s <= _MASK]
+    if bad:
+        raise ValueError(f"seed must be an integer 0..2^64-1, not {bad[0]!r}")
+    return np.array([int(s) for s in seeds], dtype=np.uint64)
+
+
+def seed_states(seeds, block):
+    """:func:`seed_state` of each of ``seeds`` (as :func:`seed_array` takes them) for ``block``, at
+    once: a uint64 array."""
+    if not isinstance(block, int) or block < 0:
+        raise ValueError(f"noise block index must be a non-negative integer, not {block!r}")
+    seeds = seed_array(seeds)
+    states = fmix64(seeds + np.uint64((block + 1) * _WEYL & _MASK))
+    states[states == 0] = _WEYL
+    return states
 
 
 def block_cycles(digit_bits):

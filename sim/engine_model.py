@@ -18,6 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from spinemu.hdl.memory_map import NOISE_STREAMS
+from spinemu.hdl.seeding import seed_array
 
 from . import golden
 
@@ -114,7 +115,7 @@ class _Network:
 
     def codes(self, seeds, samples, space):
         """Every layer's codes for a batch, by stream: ``(sum N_l, samples, jobs)``."""
-        jobs = len(seeds)
+        jobs, seeds = len(seeds), seed_array(seeds)      # checked once, not once per stream
         codes = space.get("codes", (self.offsets[-1], samples, jobs), np.int16)
         words = space.get("words", (int(self.period.max()) * samples, jobs), np.uint32)
         for v in np.flatnonzero(self.period):

@@ -19,7 +19,7 @@ from spinemu.hdl.formats import CODE_WIDTH
 from spinemu.hdl.lfsr import check_lfsr, lfsr_step
 from spinemu.hdl.noise_unit import STREAM_TAPS
 from spinemu.hdl.polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_TAPS
-from spinemu.hdl.seeding import seed_state
+from spinemu.hdl.seeding import seed_states
 
 __all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "period_codes", "stream_words",
            "stream_codes", "words_to_codes",
@@ -319,7 +319,7 @@ def job_noise_codes(seeds, blocks, samples, *, first=0, table=None):
     for j in range(blocks):
         index = first + j
         _check_block(index)
-        states = [seed_state(int(seed), index) for seed in seeds]
+        states = seed_states(seeds, index)
         starts = _starts(states, length, segments, width=NOISE_DEGREE, taps=NOISE_TAPS[index],
                          step=hw.WORD_BITS)
         words = _words(starts, length, NOISE_TAPS[index])
@@ -355,7 +355,7 @@ def stream_codes(words, table, out):
 
 
 def _period_words(seeds, index, taps, period, periods, words):
-    words = _words([seed_state(int(seed), index) for seed in seeds], period * periods, taps, words)
+    words = _words(seed_states(seeds, index), period * periods, taps, words)
     return words.reshape(periods, period, len(seeds)).transpose(1, 0, 2)
 
 

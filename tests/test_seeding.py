@@ -1,8 +1,9 @@
 """The seeding function: deterministic, never zero, distinct per block and per seed."""
 
+import numpy as np
 import pytest
 
-from spinemu.hdl.seeding import fmix64, seed_state
+from spinemu.hdl.seeding import fmix64, seed_state, seed_states
 
 WEYL = 0x9E3779B97F4A7C15
 
@@ -30,3 +31,23 @@ def test_refuses_bad_seeds():
             seed_state(bad, 0)
     with pytest.raises(ValueError, match="noise block index"):
         seed_state(1, -1)
+
+
+def test_seed_states_equal_seed_state_for_lists_and_arrays():
+    rng = np.random.default_rng(7)
+    seeds = [0, 1, 2 ** 63, 2 ** 64 - 1, (-(5 + 1) * WEYL) % 2 ** 64,      # the last: the zero case
+             *(int(s) for s in rng.integers(0, 2 ** 64, 200, dtype=np.uint64))]
+    for block in (0, 5, 63):
+        expected = [seed_state(s, block) for s in seeds]
+        assert seed_states(seeds, block).tolist() == expected
+        assert seed_states(np.array(seeds, dtype=np.uint64), block).tolist() == expected
+    assert seed_states(np.arange(10), 2).tolist() == [seed_state(s, 2) for s in range(10)]
+    assert seed_states(np.array(seeds, dtype=np.uint64), 5)[4] == WEYL
+
+
+def test_seed_states_refuse_bad_seeds():
+    for bad in ([1, -1], [2 ** 64], [1.5], ["7"], np.array([3, -2]), np.array([1.0])):
+        with pytest.raises(ValueError, match="seed must be an integer 0..2\\^64-1"):
+            seed_states(bad, 0)
+    with pytest.raises(ValueError, match="block index"):
+        seed_states([1], -1)
