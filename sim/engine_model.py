@@ -198,12 +198,13 @@ class _Layer:
             a = space.get(f"a{l}", (n, samples * jobs), self.w.dtype)
             np.matmul(self.w, x.reshape(len(x), -1), out=a)
             a = a.reshape(noise.shape)
-            left, right = (space.get(name, noise.shape, self.int) for name in "lr")
-            np.copyto(left, a, casting="unsafe")         # exact integers
+            right = space.get("right", noise.shape, self.int)
             np.multiply(noise, self.sigma_column, out=right)
             np.subtract(self.level_column, right, out=right)
             right >>= self.frac
-            np.greater(left, right, out=out)
+            # a float a (an integer below 2^24 or 2^53) against the integer bound, compared in
+            # float64: exact, as rounding a bound beyond a's range keeps it beyond
+            np.greater(a.astype(np.int64) if a.dtype == object else a, right, out=out)
         return out if into == dtype else out.astype(dtype)
 
 
