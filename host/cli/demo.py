@@ -27,7 +27,7 @@ from ..plots import draw_grid
 from ..runners import open_runner
 from . import UserError
 from .files import write_text
-from .reconstruct import run_jobs
+from .options import run_jobs
 
 __all__ = ["add_arguments", "run", "DEFAULT_LANES", "DEFAULT_INPUTS_PER_CYCLE", "DEFAULT_OUT",
            "SEED"]

@@ -3,13 +3,16 @@
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..datasets import DATASETS, load_dataset
 from ..occlusion import OCCLUSIONS
 from ..runners import open_runner
 from . import UserError
 
 __all__ = ["layer_sizes", "add_dataset_arguments", "dataset_from_args", "add_job_arguments",
-           "open_job_runner", "report_departures", "add_tls_arguments", "security_from_args"]
+           "open_job_runner", "run_jobs", "report_departures", "add_tls_arguments",
+           "security_from_args"]
 
 
 def layer_sizes(text, option, *, least=2, example="128,256,64"):
@@ -90,6 +93,13 @@ def security_from_args(args):
     """Dask's security settings of --tls-ca-file, --tls-cert and --tls-key (None: plain TCP)."""
     from ..cluster import security
     return security(args.tls_ca_file, args.tls_cert, args.tls_key)
+
+
+def run_jobs(runner, inputs, seeds, samples):
+    """``runner.run`` with a progress bar where the runner draws none of its own."""
+    with tqdm(total=len(inputs), unit="image", disable=not runner.needs_bar,
+              file=sys.stderr) as bar:
+        return runner.run(inputs, seeds, samples, progress=bar.update)
 
 
 def report_departures(runner):

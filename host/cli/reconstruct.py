@@ -34,8 +34,6 @@ examples:
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from spinemu.hdl.memory_map import macs_per_job
 from spinemu.hdl.model_image import ModelImage
 from spinemu.sim.backends import BACKENDS
@@ -43,9 +41,15 @@ from spinemu.sim.backends import BACKENDS
 from ..jobs import check_jobs, check_model_for, image_jobs
 from ..models import resolve_model
 from .files import write_npz
-from .options import add_job_arguments, dataset_from_args, open_job_runner, report_departures
+from .options import (
+    add_job_arguments,
+    dataset_from_args,
+    open_job_runner,
+    report_departures,
+    run_jobs,
+)
 
-__all__ = ["add_arguments", "run", "run_jobs"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser):
@@ -55,13 +59,6 @@ def add_arguments(parser):
     add_job_arguments(parser, tuple(BACKENDS))
     parser.add_argument("--out", type=Path, required=True, metavar="R.npz",
                         help="where to write the results")
-
-
-def run_jobs(runner, inputs, seeds, samples):
-    """``runner.run`` with a progress bar where the runner draws none of its own."""
-    with tqdm(total=len(inputs), unit="image", disable=not runner.needs_bar,
-              file=sys.stderr) as bar:
-        return runner.run(inputs, seeds, samples, progress=bar.update)
 
 
 def run(args):
