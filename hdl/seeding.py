@@ -38,11 +38,7 @@ def fmix64(x):
 
 def seed_state(seed, block):
     """The 64-bit LFSR state of noise block ``block`` (0, 1, ...) for job seed ``seed``; never 0."""
-    if not isinstance(seed, int) or not 0 <= seed <= _MASK:
-        raise ValueError(f"seed must be an integer 0..2^64-1, not {seed!r}")
-    if not isinstance(block, int) or block < 0:
-        raise ValueError(f"noise block index must be a non-negative integer, not {block!r}")
-    return fmix64((seed + (block + 1) * _WEYL) & _MASK) or _WEYL
+    return int(seed_states([seed], block)[0])
 
 
 def seed_array(seeds):
@@ -60,7 +56,7 @@ def seed_array(seeds):
 
 def seed_states(seeds, block):
     """:func:`seed_state` of each of ``seeds`` (as :func:`seed_array` takes them) for ``block``, at
-    once: a uint64 array."""
+    once: a uint64 array. The one definition of the formula (see the module)."""
     if not isinstance(block, int) or block < 0:
         raise ValueError(f"noise block index must be a non-negative integer, not {block!r}")
     seeds = seed_array(seeds)

@@ -19,7 +19,7 @@ from spinemu.hdl.formats import CODE_WIDTH
 from spinemu.hdl.lfsr import check_lfsr, lfsr_step
 from spinemu.hdl.noise_unit import STREAM_TAPS
 from spinemu.hdl.polynomials import MAX_BLOCKS, NOISE_DEGREE, NOISE_TAPS
-from spinemu.hdl.seeding import seed_states
+from spinemu.hdl.seeding import seed_array, seed_states
 
 __all__ = ["lfsr_outputs", "noise_codes", "job_noise_codes", "period_codes", "stream_words",
            "stream_codes", "words_to_codes",
@@ -316,6 +316,7 @@ def job_noise_codes(seeds, blocks, samples, *, first=0, table=None):
     # segments long next to their first 64 words, which cost the most (see _words)
     length, segments = _segments(len(seeds), samples, shortest=4 * _HEAD)
     out = np.empty((len(seeds), segments, length, blocks), dtype=np.int16)
+    seeds = seed_array(seeds)           # checked once, not once per block
     for j in range(blocks):
         index = first + j
         _check_block(index)
