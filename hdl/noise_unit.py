@@ -104,9 +104,10 @@ class NoiseUnit(wiring.Component):
         ptr = Signal(range(self.streams // U))            # the states to read next
         at = Signal.like(ptr)                             # the states on rd.data
         # The state memories' reads are not transparent: the round that would read the states
-        # being written back waits a cycle. With one state per generator that is every round, a
-        # vector every two cycles, still faster than an engine takes them.
-        fetch = ~self.hold & (~held | (draw & (ptr != at)))
+        # being written back waits a cycle. A generator of one stream holds its state in a
+        # register instead, which it reads as it writes, so that rounds follow every cycle.
+        apart = (ptr != at) if self.streams > U else 1
+        fetch = ~self.hold & (~held | (draw & apart))
         real = self._walker(m, fetch, ptr)
         with m.If(self.hold):
             m.d.sync += held.eq(0)
@@ -178,13 +179,22 @@ class NoiseUnit(wiring.Component):
     def _generator(self, m, u, coder, ptr, at, fetch, held, draw, real):
         """Generator ``u``: the states of streams ``u, u + U, ...`` and their read-step-write."""
         depth = self.streams // self.generators
+        lb = (self.generators - 1).bit_length()
+        mine = self.load.stream[:lb] == u if lb else 1
+        if depth == 1:
+            state = Signal(NOISE_DEGREE, name=f"state{u}")
+            m.d.comb += [coder.i.valid.eq(held & ~self.hold),
+                         coder.i.payload.eq(state[:WORD_BITS])]
+            with m.If(self.hold & self.load.en & mine):
+                m.d.sync += state.eq(self.load.state)
+            with m.Elif(~self.hold & draw & real):
+                m.d.sync += state.eq(lfsr_next(state, self._taps, WORD_BITS))
+            return
         # a round reads no state being written back (see ``fetch``)
         states = memory.Memory(shape=NOISE_DEGREE, depth=depth, init=[], attrs={RDWR_APART: 1})
         m.submodules[f"states{u}"] = states
         wr = states.write_port()
         rd = states.read_port()
-        lb = (self.generators - 1).bit_length()
-        mine = self.load.stream[:lb] == u if lb else 1
         m.d.comb += [
             coder.i.valid.eq(held & ~self.hold),
             coder.i.payload.eq(rd.data[:WORD_BITS]),

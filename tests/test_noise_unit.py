@@ -57,13 +57,16 @@ def test_vectors_follow_the_schedule_after_every_load(streams, generators, width
             np.testing.assert_array_equal(layer[:len(expect)], expect)   # the rest: no neuron's
 
 
-def test_one_vector_a_cycle_with_a_generator_per_code():
-    # 50 vectors a layer end on the second of the two states, so no round waits for a write
-    dut = NoiseUnit(8, 4, 4, max_layers=2, size_bits=8)
+@pytest.mark.parametrize("streams,generators,sizes", [(8, 4, [200]), (16, 16, [200, 9]),
+                                                      (1, 1, [3, 1])])
+def test_one_vector_a_cycle_with_a_generator_per_code(streams, generators, sizes):
+    # (8, 4): 50 vectors a layer end on the second of the two states, so no round waits for a
+    # write; a generator of one stream holds it in a register and never waits
+    dut = NoiseUnit(streams, generators, generators, max_layers=2, size_bits=8)
     cycles = []
 
     async def bench(ctx):
-        await load(ctx, dut, 5, [200], random.Random(0))
+        await load(ctx, dut, 5, sizes, random.Random(0))
         ctx.set(dut.o.ready, 1)
         for t in range(40):
             _, _, valid = await ctx.tick().sample(dut.o.valid)
