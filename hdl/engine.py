@@ -30,7 +30,7 @@ configuration registers and the memories' contents stay as they were.
 """
 
 from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal, signed
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .memory_map import (
@@ -218,15 +218,17 @@ class LayerEngine(wiring.Component):
                          lanes[p].i.payload.sigma.eq(offer_p[p].sigma)]
         m.d.sync += [offer.eq((offer & ~taken) | load_offer),
                      sent.eq(Mux(taken | ~offer, 0, sent | accepted))]
-        # Tags travel beside the lanes; at most three groups are in flight past the offer.
-        m.submodules.tags = tags = fifo.SyncFIFOBuffered(width=tag_layout.size, depth=4)
-        m.d.comb += [tags.w_data.eq(offer_tag), tags.w_en.eq(taken)]
+        # The tag travels beside the lanes. A lane holds its spin until the writer joins them all,
+        # so the lanes hold at most one group past the offer: the one taken last, whose tag is
+        # this register's once every lane's spin is valid.
+        tag = Signal(tag_layout)
+        with m.If(taken):
+            m.d.sync += tag.eq(offer_tag)
 
         # ---- stage C: join the lanes' spins, write the buffer, count the last layer -------------
-        tag = data.View(tag_layout, tags.r_data)
         all_valid = Cat(lane.o.valid for lane in lanes).all()
         c_busy = Signal()                        # the count write of the previous group
-        join = all_valid & tags.r_rdy & ~c_busy
+        join = all_valid & ~c_busy
         spin_word = Cat(lane.o.payload.spin for lane in lanes)
         written = Signal(layer_count_bits)       # layers C has finished in this job
         finished = Signal()
@@ -237,7 +239,6 @@ class LayerEngine(wiring.Component):
         output_phase = Signal()
         for lane in lanes:
             m.d.comb += lane.o.ready.eq(join)
-        m.d.comb += tags.r_en.eq(join)
         for b in range(2):
             en = join & (tag.buffer == b)
             m.d.comb += [spins[b][0].addr.eq(tag.group >> (groups_per_word.bit_length() - 1)),
@@ -312,8 +313,15 @@ class LayerEngine(wiring.Component):
         spin_term = from_spins & pipe[D - 1]
         with m.If(spin_term & pipe_last[D - 1]):
             m.d.sync += sum_valid.eq(1)
+        # PRESENT streams layer 1 from the cache a group a cycle: there the parameter and cache
+        # reads run one entry ahead and advance only when the offer does, holding their data
+        # while it waits.
+        presenting, advance = Signal(), Signal()
         for p in range(P):
-            m.d.comb += [params[p][1].addr.eq(paddr), cache[p][1].addr.eq(group)]
+            m.d.comb += [params[p][1].addr.eq(Mux(presenting, paddr + 1, paddr)),
+                         cache[p][1].addr.eq(Mux(presenting, group + 1, group)),
+                         params[p][1].en.eq(~presenting | advance),
+                         cache[p][1].en.eq(~presenting | advance)]
             product = (weight_q[slot2] if W > 1 else weight_q[0])[p] * x_q
             tree = self._adder_tree(m, [Mux(spins_q[s], weight_q[s][p], 0) for s in range(W)],
                                     D - 2)
@@ -374,7 +382,7 @@ class LayerEngine(wiring.Component):
                 m.d.sync += [index.eq(0), from_spins.eq(layer != 1), src.eq(~layer[0]),
                              last_index.eq(Mux(layer == 1, n_in, (n_in + (W - 1)) >> lw) - 1)]
                 with m.If((layer == 1) & ~init):
-                    m.next = "CACHED"        # one cycle for the cache read
+                    m.next = "PRESENT"       # the cache and parameters of group 0 are read
                 with m.Elif((layer == 1) | (written == presented)):
                     m.next = "MAC"           # layer l - 1's spins are all written
             with m.State("MAC"):
@@ -399,10 +407,9 @@ class LayerEngine(wiring.Component):
             with m.State("LAYER_END"):
                 with m.If(move):             # the layer's last sum is offered
                     end_layer()
-            with m.State("CACHED"):
-                m.next = "PRESENT"
             with m.State("PRESENT"):
-                advance = init | ((~offer | taken) & unit.o.valid)
+                m.d.comb += [presenting.eq(1),
+                             advance.eq(init | ((~offer | taken) & unit.o.valid))]
                 with m.If(init):
                     for p in range(P):
                         m.d.comb += [cache[p][0].addr.eq(group),
@@ -413,7 +420,8 @@ class LayerEngine(wiring.Component):
                 with m.If(advance):
                     m.d.sync += [group.eq(group + 1), paddr.eq(paddr + 1)]
                     with m.If(~last_group):
-                        m.next = "GROUP"
+                        with m.If(init):
+                            m.next = "GROUP"     # the next group's MAC loop
                     with m.Elif(init):        # layer 1 is cached: the first sample pass begins
                         m.d.sync += [init.eq(0), group.eq(0), paddr.eq(0), wbase.eq(waddr)]
                         m.next = "GROUP"

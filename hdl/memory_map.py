@@ -277,9 +277,9 @@ def _pass_cycles(sizes, lanes, inputs_per_cycle):
     layers = []
     for l in range(2, len(sizes)):
         g, k = groups(sizes[l], lanes), groups(sizes[l - 1], inputs_per_cycle)
-        # 4 to start (3 of them waiting for the spins), groups every max(k, d + 2) cycles (a sum
+        # 3 to start (2 of them waiting for the spins), groups every max(k, d + 2) cycles (a sum
         # must leave the sum register before the next), d + 1 to offer the last group's sum
-        layers.append((5 + d + k + (g - 1) * max(k, d + 2), g * k))
+        layers.append((4 + d + k + (g - 1) * max(k, d + 2), g * k))
     return layers
 
 
@@ -289,16 +289,19 @@ def job_cycles(sizes, config, samples):
     results are taken at once.
 
     The seeding of the noise streams (:func:`seeding_cycles`) while layer 1's pre-activations
-    are computed once (``N_0 + 4`` per group), whichever takes longer; then per sample 3 cycles
-    per layer-1 group from the cache and, for each later layer of ``G`` groups of
-    ``k = ceil(N_(l-1) / W)`` words, ``5 + D + k + (G - 1) max(k, D + 2)`` with
+    are computed once (``N_0 + 4`` per group), whichever takes longer; then per sample layer 1
+    from the cache, ``G_1 + 1`` cycles (``2 G_1`` when it is the last layer), and, for each later
+    layer of ``G`` groups of ``k = ceil(N_(l-1) / W)`` words, ``4 + D + k + (G - 1) max(k, D + 2)`` with
     ``D = spin_latency(W)`` (its inputs' spins must be written first, then its groups follow each
     other), and finally 2 cycles per count out and 5 to drain.
     ``docs/engine.md`` derives it state by state.
     """
     lanes = config.lanes
     g1 = groups(sizes[1], lanes)
-    per_sample = 3 * g1 + sum(c for c, _ in _pass_cycles(sizes, lanes, config.inputs_per_cycle))
+    # layer 1 streams from the cache, a group a cycle; as the last layer every other cycle,
+    # each group's counts being updated in the cycle after it is written
+    cached = g1 + 1 if len(sizes) > 2 else 2 * g1
+    per_sample = cached + sum(c for c, _ in _pass_cycles(sizes, lanes, config.inputs_per_cycle))
     return (max(seeding_cycles(config), g1 * (sizes[0] + 4)) + samples * per_sample
             + 2 * sizes[-1] + 5)
 

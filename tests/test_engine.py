@@ -55,7 +55,7 @@ def test_engine_matches_golden_under_stalls(lanes, shape, samples, table):
 
 
 @pytest.mark.parametrize("lanes,shape,samples", [(2, (7, 9, 4), 3), (4, (16, 16, 16, 16, 8), 2),
-                                                 (4, (3, 1), 3)])
+                                                 (4, (3, 1), 3), (1, (5, 20, 4), 2)])
 def test_cycle_count_is_the_documented_formula(lanes, shape, samples):
     config = _config(lanes)
     model = random_model(shape, seed=9, fmt=config.fmt)
@@ -124,7 +124,7 @@ def test_word_utilisation_is_the_share_of_reading_cycles(lanes, inputs_per_cycle
     sizes = (128, 256, 192, 64)
     config = EngineConfig(lanes=lanes, inputs_per_cycle=inputs_per_cycle)
     per_sample = job_cycles(sizes, config, 2) - job_cycles(sizes, config, 1)
-    spin_cycles = per_sample - 3 * -(-sizes[1] // lanes)
+    spin_cycles = per_sample - (-(-sizes[1] // lanes) + 1)
     words = (network_words(sizes, lanes, inputs_per_cycle)[0]
              - network_words(sizes[:2], lanes, inputs_per_cycle)[0])
     assert word_utilisation(sizes, config) == words / spin_cycles
