@@ -289,7 +289,8 @@ def job_cycles(sizes, config, samples):
     results are taken at once.
 
     The seeding of the noise streams (:func:`seeding_cycles`) while layer 1's pre-activations
-    are computed once (``N_0 + 4`` per group), whichever takes longer; then per sample layer 1
+    are computed once (``N_0 + 4`` per group, less 1 shared with the first sample pass),
+    whichever takes longer; then per sample layer 1
     from the cache, ``G_1 + 1`` cycles (``2 G_1`` when it is the last layer), and, for each later
     layer of ``G`` groups of ``k = ceil(N_(l-1) / W)`` words, ``4 + D + k + (G - 1) max(k, D + 2)`` with
     ``D = spin_latency(W)`` (its inputs' spins must be written first, then its groups follow each
@@ -302,7 +303,9 @@ def job_cycles(sizes, config, samples):
     # each group's counts being updated in the cycle after it is written
     cached = g1 + 1 if len(sizes) > 2 else 2 * g1
     per_sample = cached + sum(c for c, _ in _pass_cycles(sizes, lanes, config.inputs_per_cycle))
-    return (max(seeding_cycles(config), g1 * (sizes[0] + 4)) + samples * per_sample
+    # where layer 1's once-per-job pass outlasts the seeding, its last cycle (the offer) is the
+    # first sample pass's read of group 0
+    return (max(seeding_cycles(config), g1 * (sizes[0] + 4) - 1) + samples * per_sample
             + 2 * sizes[-1] + 5)
 
 

@@ -19,6 +19,7 @@ from spinemu.hdl.memory_map import (
     job_cycles,
     model_writes,
     network_words,
+    seeding_cycles,
     word_utilisation,
 )
 from spinemu.hdl.model_image import ModelError, random_model
@@ -62,6 +63,20 @@ def test_cycle_count_is_the_documented_formula(lanes, shape, samples):
     inputs = np.random.default_rng(0).integers(0, 32, size=(1, shape[0]))
     _, cycles = run_engine_amaranth(config, model, inputs, [1], samples, valid_p=1, ready_p=1)
     assert cycles[0] == job_cycles(shape, EngineConfig(lanes=lanes), samples)
+
+
+@pytest.mark.parametrize("n_in", [105, 106])
+def test_cycle_count_where_layer_1_outlasts_the_seeding(n_in):
+    # 10 groups of 2 lanes: layer 1's once-per-job pass takes 10 (n_in + 4) cycles, 1090 and 1100
+    # around the seeding's 1090, so both branches of the formula's max are met.
+    config = EngineConfig(lanes=2, max_layers=4, max_inputs=128, max_width=32,
+                          weight_depth=4096, param_depth=64)
+    assert seeding_cycles(config) == 1090
+    shape = (n_in, 20, 8)
+    model = random_model(shape, seed=n_in, fmt=config.fmt)
+    inputs = np.random.default_rng(n_in).integers(0, 32, size=(1, n_in))
+    _, cycles = run_engine_amaranth(config, model, inputs, [1], 2, valid_p=1, ready_p=1)
+    assert cycles[0] == job_cycles(shape, config, 2)
 
 
 # (lanes, W, shape): partial groups, partial words, layers wider and narrower than W.
