@@ -317,11 +317,11 @@ class LayerEngine(wiring.Component):
         # reads run one entry ahead and advance only when the offer does, holding their data
         # while it waits.
         presenting, advance = Signal(), Signal()
+        read_en = ~presenting | advance
         for p in range(P):
             m.d.comb += [params[p][1].addr.eq(Mux(presenting, paddr + 1, paddr)),
                          cache[p][1].addr.eq(Mux(presenting, group + 1, group)),
-                         params[p][1].en.eq(~presenting | advance),
-                         cache[p][1].en.eq(~presenting | advance)]
+                         params[p][1].en.eq(read_en), cache[p][1].en.eq(read_en)]
             product = (weight_q[slot2] if W > 1 else weight_q[0])[p] * x_q
             tree = self._adder_tree(m, [Mux(spins_q[s], weight_q[s][p], 0) for s in range(W)],
                                     D - 2)

@@ -290,9 +290,9 @@ def job_cycles(sizes, config, samples):
 
     The seeding of the noise streams (:func:`seeding_cycles`) while layer 1's pre-activations
     are computed once (``N_0 + 4`` per group, less 1 shared with the first sample pass),
-    whichever takes longer; then per sample layer 1
-    from the cache, ``G_1 + 1`` cycles (``2 G_1`` when it is the last layer), and, for each later
-    layer of ``G`` groups of ``k = ceil(N_(l-1) / W)`` words, ``4 + D + k + (G - 1) max(k, D + 2)`` with
+    whichever takes longer; then per sample layer 1 from the cache, ``G_1 + 1`` cycles (``2 G_1``
+    when it is the last layer), and, for each later layer of ``G`` groups of
+    ``k = ceil(N_(l-1) / W)`` words, ``4 + D + k + (G - 1) max(k, D + 2)`` with
     ``D = spin_latency(W)`` (its inputs' spins must be written first, then its groups follow each
     other), and finally 2 cycles per count out and 5 to drain.
     ``docs/engine.md`` derives it state by state.

@@ -181,10 +181,10 @@ class NoiseUnit(wiring.Component):
         depth = self.streams // self.generators
         lb = (self.generators - 1).bit_length()
         mine = self.load.stream[:lb] == u if lb else 1
+        m.d.comb += coder.i.valid.eq(held & ~self.hold)
         if depth == 1:
             state = Signal(NOISE_DEGREE, name=f"state{u}")
-            m.d.comb += [coder.i.valid.eq(held & ~self.hold),
-                         coder.i.payload.eq(state[:WORD_BITS])]
+            m.d.comb += coder.i.payload.eq(state[:WORD_BITS])
             with m.If(self.hold & self.load.en & mine):
                 m.d.sync += state.eq(self.load.state)
             with m.Elif(~self.hold & draw & real):
@@ -196,7 +196,6 @@ class NoiseUnit(wiring.Component):
         wr = states.write_port()
         rd = states.read_port()
         m.d.comb += [
-            coder.i.valid.eq(held & ~self.hold),
             coder.i.payload.eq(rd.data[:WORD_BITS]),
             rd.addr.eq(ptr), rd.en.eq(fetch),
             wr.addr.eq(Mux(self.hold, self.load.stream[lb:], at)),
