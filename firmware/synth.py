@@ -22,21 +22,33 @@ from spinemu.hdl.noise_unit import RDWR_APART
 
 from .toolchain import run_tool
 
-__all__ = ["FAMILIES", "AFTER_READ", "classify_cells", "synth_stats", "place_and_route_fmax",
-           "OutOfContextHarness"]
+__all__ = ["FAMILIES", "AFTER_READ", "ECP5_SYNTH_OPTS", "ECP5_MAP_LUTS", "classify_cells",
+           "synth_stats", "place_and_route_fmax", "OutOfContextHarness"]
 
-#: Per family: the yosys synthesis command, the nextpnr tool and device/package options, and the
-#: default P&R target: the clock the family's board runs at (:attr:`Board.clock_hz
-#: <spinemu.firmware.boards.Board.clock_hz>`: both boards' PLLs).
+#: The ECP5 flow's LUT mapping: yosys 0.70's ABC9 aborts on the ULX3S engine at 16 inputs a cycle
+#: (``ABC_OPS_REINTEGRATE``: assert ``GetSize(conn.first) == GetSize(conn.second)``, rtlil.cc:3091),
+#: so ``synth_ecp5`` stops before its ``map_luts`` step and the classic ABC maps the LUTs (4-input
+#: LUTs and the PFU's wide-LUT muxes up to 7 inputs, as ``synth_ecp5`` did before ABC9); then
+#: ``synth_ecp5`` goes on from ``map_cells``.
+ECP5_SYNTH_OPTS = "-run :map_luts"
+ECP5_MAP_LUTS = ("check -latchonly -assert", "techmap -map +/lattice/latches_map.v",
+                 "abc -dress -lut 4:7", "clean", "synth_ecp5 -run map_cells:")
+
+#: Per family: the yosys synthesis command (followed by ``-top``) and the commands that finish it,
+#: the nextpnr tool and device/package options, and the default P&R target: the clock the
+#: family's board runs at (:attr:`Board.clock_hz <spinemu.firmware.boards.Board.clock_hz>`: both
+#: boards' PLLs).
 FAMILIES = {
     "ice40": {
         "synth": "synth_ice40 -dsp -spram",
+        "after_synth": (),
         "nextpnr": "nextpnr-ice40",
         "device": ["--up5k", "--package", "sg48"],
         "target_mhz": 18.0,
     },
     "ecp5": {
-        "synth": "synth_ecp5",
+        "synth": f"synth_ecp5 {ECP5_SYNTH_OPTS}",
+        "after_synth": ECP5_MAP_LUTS,
         "nextpnr": "nextpnr-ecp5",
         "device": ["--85k", "--package", "CABGA381"],
         "target_mhz": 45.0,
@@ -104,6 +116,7 @@ def _synthesize(elaboratable, family, workdir, *, top_name, ports, netlist):
         f"read_rtlil {top_name}.il",
         *AFTER_READ,
         f"{spec['synth']} -top {top_name}",
+        *spec["after_synth"],
         "tee -q -o stat.json stat -json",
     ]
     if netlist:
