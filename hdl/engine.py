@@ -36,6 +36,7 @@ from amaranth.lib.wiring import In, Out
 from .memory_map import (
     ADDR_BITS,
     COUNT_BITS,
+    MAC_LATENCY,
     NOISE_STREAMS,
     SAMPLE_BITS,
     EngineConfig,
@@ -282,7 +283,7 @@ class LayerEngine(wiring.Component):
         # layer 1 multiplies and accumulates, a spin layer goes through the adder trees.
         issue = Signal()
         D = spin_latency(W)
-        pipe = Signal(D)                        # pipe[j]: a read was issued j + 1 cycles ago
+        pipe = Signal(max(D, MAC_LATENCY))      # pipe[j]: a read was issued j + 1 cycles ago
         m.d.sync += pipe.eq(Cat(issue, pipe[:-1]))
         words_per_buffer_word = B // W
         lc = words_per_buffer_word.bit_length() - 1
@@ -292,11 +293,11 @@ class LayerEngine(wiring.Component):
         slot1, slot2 = Signal(range(W)), Signal(range(W))
         chunk1 = Signal(range(words_per_buffer_word))
         weight_q = Signal(weight_word)          # the RAM's output register
-        x_q = Signal(c.input_bits)
+        x_q, x_q_1 = Signal(c.input_bits), Signal(c.input_bits)
         spins_q = Signal(W)
         spin_word_in = Mux(src, spins[1][1].data, spins[0][1].data)
         m.d.sync += [slot1.eq(index[:lw]), slot2.eq(slot1), chunk1.eq(index[:lc]),
-                     weight_q.eq(weights.read_data), x_q.eq(in_r.data),
+                     weight_q.eq(weights.read_data), x_q.eq(in_r.data), x_q_1.eq(x_q),
                      spins_q.eq(spin_word_in.word_select(chunk1, W) if lc else spin_word_in)]
         # Spin layers run their groups back to back: the first word of a group loads the
         # accumulators, the last one hands the sum to the sum register, which the offer register
@@ -322,11 +323,16 @@ class LayerEngine(wiring.Component):
             m.d.comb += [params[p][1].addr.eq(Mux(presenting, paddr + 1, paddr)),
                          cache[p][1].addr.eq(Mux(presenting, group + 1, group)),
                          params[p][1].en.eq(read_en), cache[p][1].en.eq(read_en)]
-            product = (weight_q[slot2] if W > 1 else weight_q[0])[p] * x_q
+            # layer 1: the slot's weight and the product each get a register (Fmax: the slot mux,
+            # the DSP and the accumulator's carry chain were one path)
+            weight_1 = Signal(signed(c.weight_bits), name=f"weight_1_{p}")
+            product = Signal(a_shape, name=f"product{p}")     # acc wraps the same way
+            m.d.sync += [weight_1.eq((weight_q[slot2] if W > 1 else weight_q[0])[p]),
+                         product.eq(weight_1 * x_q_1)]
             tree = self._adder_tree(m, [Mux(spins_q[s], weight_q[s][p], 0) for s in range(W)],
                                     D - 2)
             total = Mux(pipe_first[D - 1], 0, acc[p]) + tree
-            with m.If(~from_spins & pipe[1]):
+            with m.If(~from_spins & pipe[MAC_LATENCY - 1]):
                 m.d.sync += acc[p].eq(acc[p] + product)
             with m.If(spin_term):
                 m.d.sync += acc[p].eq(total)
@@ -402,7 +408,7 @@ class LayerEngine(wiring.Component):
                         with m.Else():
                             m.d.sync += [group.eq(group + 1), index.eq(0)]
             with m.State("DRAIN"):
-                with m.If(~pipe[0]):         # the last product enters the accumulators
+                with m.If(pipe[:MAC_LATENCY - 1] == 0):   # the last product enters the accumulators
                     m.next = "PRESENT"
             with m.State("LAYER_END"):
                 with m.If(move):             # the layer's last sum is offered

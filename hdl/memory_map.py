@@ -21,7 +21,7 @@ from .noise_table import ENTRIES, ENTRY_BITS, NoiseTable, gaussian
 __all__ = ["ADDR_BITS", "COUNT_BITS", "SAMPLE_BITS", "CONFIG_BITS", "NOISE_STREAMS", "Region",
            "EngineConfig",
            "groups", "network_words", "sized_config", "fitted_config", "check_fits",
-           "model_writes", "input_writes", "job_inputs", "spin_latency", "job_cycles",
+           "model_writes", "input_writes", "job_inputs", "MAC_LATENCY", "spin_latency", "job_cycles",
            "seeding_cycles",
            "word_utilisation", "macs_per_job"]
 
@@ -264,6 +264,11 @@ def job_inputs(images, masks):
     return np.concatenate([flat, masks.reshape(len(masks), -1)], axis=1).astype(np.int64)
 
 
+#: Cycles from the read of a layer-1 weight to its product entering the accumulators: the RAM, its
+#: output register, the register of the weight selected from the word, the product's register.
+MAC_LATENCY = 4
+
+
 def spin_latency(inputs_per_cycle):
     """Cycles from the read of a weight word to its sum entering the accumulators: the weight RAM,
     its output register, then one register per two levels of the lanes' adder trees."""
@@ -289,7 +294,8 @@ def job_cycles(sizes, config, samples):
     results are taken at once.
 
     The seeding of the noise streams (:func:`seeding_cycles`) while layer 1's pre-activations
-    are computed once (``N_0 + 4`` per group, less 1 shared with the first sample pass),
+    are computed once (``N_0 + 2 + MAC_LATENCY`` per group, less 1 shared with the first sample
+    pass),
     whichever takes longer; then per sample layer 1 from the cache, ``G_1 + 1`` cycles (``2 G_1``
     when it is the last layer), and, for each later layer of ``G`` groups of
     ``k = ceil(N_(l-1) / W)`` words, ``4 + D + k + (G - 1) max(k, D + 2)`` with
@@ -305,7 +311,7 @@ def job_cycles(sizes, config, samples):
     per_sample = cached + sum(c for c, _ in _pass_cycles(sizes, lanes, config.inputs_per_cycle))
     # where layer 1's once-per-job pass outlasts the seeding, its last cycle (the offer) is the
     # first sample pass's read of group 0
-    return (max(seeding_cycles(config), g1 * (sizes[0] + 4) - 1) + samples * per_sample
+    return (max(seeding_cycles(config), g1 * (sizes[0] + 2 + MAC_LATENCY) - 1) + samples * per_sample
             + 2 * sizes[-1] + 5)
 
 

@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 
 from spinemu.hdl.engine import LayerEngine
 from spinemu.hdl.memory_map import (
+    MAC_LATENCY,
     EngineConfig,
     Region,
     check_fits,
@@ -65,10 +66,11 @@ def test_cycle_count_is_the_documented_formula(lanes, shape, samples):
     assert cycles[0] == job_cycles(shape, EngineConfig(lanes=lanes), samples)
 
 
-@pytest.mark.parametrize("n_in", [105, 106])
+@pytest.mark.parametrize("n_in", [103, 104])
 def test_cycle_count_where_layer_1_outlasts_the_seeding(n_in):
-    # 10 groups of 2 lanes: layer 1's once-per-job pass takes 10 (n_in + 4) cycles, 1090 and 1100
-    # around the seeding's 1090, so both branches of the formula's max are met.
+    # 10 groups of 2 lanes: layer 1's once-per-job pass takes 10 (n_in + 2 + MAC_LATENCY) - 1
+    # cycles, 1089 and 1099 around the seeding's 1090, so both branches of the formula's max are met.
+    assert [10 * (n + 2 + MAC_LATENCY) - 1 for n in (103, 104)] == [1089, 1099]
     config = EngineConfig(lanes=2, max_layers=4, max_inputs=128, max_width=32,
                           weight_depth=4096, param_depth=64)
     assert seeding_cycles(config) == 1090
