@@ -121,17 +121,17 @@ BOARDS = {
         leds=((("led", 1), "activity"), (("led", 0), "error")),
         clock_hz=18_000_000, baud=3_000_000,
         description="1BitSquared iCEBreaker, Lattice iCE40 UP5K"),
-    # ECP5 85F: DP16KD blocks are 1024 words deep at 18 bits; 16 lanes of 8 inputs a cycle make
-    # 1024-bit words (57 blocks side by side). 45 MHz (the PLL from 25 MHz) gives 15 cycles per
-    # bit at 3 Mbaud and leaves the Fmax (about 55 MHz) more than 15% above it.
+    # ECP5 85F: DP16KD blocks are 512 words deep at 36 bits; 16 lanes of 16 inputs a cycle make
+    # 2048-bit words (57 blocks side by side). 45 MHz (the PLL from 25 MHz) gives 15 cycles per
+    # bit at 3 Mbaud, below the Fmax (docs/boards.md).
     "ulx3s": Board(
-        name="ulx3s", platform=ULX3S_85F_Platform, family="ecp5", lanes=16, inputs_per_cycle=8,
-        network=(128, 256, 256, 64), weight_quantum=1024,
+        name="ulx3s", platform=ULX3S_85F_Platform, family="ecp5", lanes=16, inputs_per_cycle=16,
+        network=(128, 256, 256, 64), weight_quantum=512,
         leds=((("led", 0), "heartbeat"), (("led", 1), "busy"), (("led", 2), "error")),
         clock_hz=45_000_000, baud=3_000_000,
         description="Radiona ULX3S, Lattice ECP5 LFE5U-85F",
-        # at 2282 images/s a 16 ms round trip needs about 40 JOBs of 96 bytes in flight, beyond
-        # the 1024-byte default; 8 KiB is 8 of the 96 DP16KD left (the client keeps at most 64)
+        # at the link's 3125 images/s (the engine makes more) a 16 ms round trip needs 50 JOBs of
+        # 96 bytes in flight, beyond the 1024-byte default; 8 KiB holds the client's most, 64
         window=8192),
 }
 

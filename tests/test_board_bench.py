@@ -117,7 +117,7 @@ def test_pipelined_seconds_by_hand():
 
 def test_throughput_is_the_slower_of_engine_and_link_and_the_window_bounds_it():
     # sizes 8-4-2, 2 lanes, W = 1, S = 3: groups 2 and 1; seeding 16 streams of 68 cycles (2 bits
-    # a cycle) + 2, behind which layer 1's one pass of 2 x (8 + 4) hides, per sample 2 + 1
+    # a cycle) + 2, behind which layer 1's one pass of 2 x (8 + 6) hides, per sample 2 + 1
     # (layer 1 streamed from its cache) + (4 + 2 + 4) for layer 2's one group, counts out
     # 2 x 2 + 5.
     cycles = 2 + 16 * 68 + 3 * 13 + 9
@@ -211,14 +211,17 @@ def test_board_rows_use_the_clock_and_the_reported_fmax(tmp_path):
 
 
 def test_board_rows_without_a_report_take_the_boards_window():
-    # The ULX3S's 8 KiB window keeps 64 JOBs in flight (the client's most): its engine's whole
-    # rate at 16 ms, where the 1024-byte default held 10.
+    # The ULX3S's 8 KiB window keeps 64 JOBs in flight (the client's most): the whole rate of its
+    # engine and link at 16 ms (now the link's: the engine outruns it), where 1024 bytes held 10.
     rows = {row["board"]: row for row in board_rows(ModelImage.read(DEFAULT_MODEL), 32, {})}
     assert rows["icebreaker"]["window"] == WINDOW == 1024
     ulx = rows["ulx3s"]
     assert ulx["window"] == BOARDS["ulx3s"].window == 8192
-    far = ulx["at_clock"]["at_rtt"][-1]
-    assert far["rtt_s"] == 0.016 and far["bottleneck"] == "engine" and far["ratio"] == 1.0
+    at_clock = ulx["at_clock"]
+    assert at_clock["bottleneck"] == "link" and at_clock["engine_to_link"] > 1
+    far = at_clock["at_rtt"][-1]
+    assert far["rtt_s"] == 0.016 and far["ratio"] == 1.0
+    assert far["window_bound"] > at_clock["images_per_s"]["both"]
 
 
 def test_board_rows_fall_back_to_run_and_read_where_a_job_does_not_fit(tmp_path):
