@@ -87,8 +87,9 @@ def add_arguments(parser):
                         help="engine, board, link: samples per job (default: 32)")
     parser.add_argument("--rounds", type=int,
                         help="engine: timed rounds of the golden model and torch, taking turns "
-                             "(default: 7); link: rounds of the direct and proxied streams, "
-                             "taking turns (default: 3)")
+                             "(default: 31: a round of 540 jobs is a tenth of a second, which the "
+                             "machine's load sways); link: rounds of the direct and proxied "
+                             "streams, taking turns (default: 3)")
     parser.add_argument("--no-rtl", action="store_true", help="engine: skip the Verilator run")
     parser.add_argument("--count", type=int,
                         help="board, link, pool: occluded digits streamed through the simulated "
@@ -156,7 +157,7 @@ def _engine(args):
         except ValueError as error:
             raise UserError(f"--shape {args.shape}: {error}") from None
     if args.rounds is None:
-        args.rounds = 7
+        args.rounds = 31
     if args.rounds < 1 or args.jobs < 1:
         raise UserError("--rounds and --jobs must be >= 1")
     f = engine_speed(model, args.lanes, args.inputs_per_cycle, args.jobs, args.job_samples,
