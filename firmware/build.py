@@ -23,7 +23,7 @@ from spinemu.hdl.weight_memory import check_spram
 from .boards import BoardTop
 from .boards import board as find_board
 from .errors import FirmwareError
-from .synth import AFTER_READ, ECP5_MAP_LUTS, ECP5_SYNTH_OPTS, classify_cells
+from .synth import AFTER_READ, ECP5_SYNTH_OPTS, FAMILIES, classify_cells
 from .toolchain import find_tool, run_tool, use_yowasp
 
 __all__ = ["BuildError", "ConfigurationError", "DesignDoesNotFit", "build_board", "REPORT_FIELDS"]
@@ -160,7 +160,7 @@ def build_board(name, out_dir, *, lanes=None, inputs_per_cycle=None, network=Non
         # -dsp: multipliers into SB_MAC16 (synth_ice40 maps them to LUTs without it).
         synth_opts="-dsp" if board.family == "ice40" else ECP5_SYNTH_OPTS,
         script_after_read="\n".join(AFTER_READ),
-        script_after_synth="\n".join([*(ECP5_MAP_LUTS if board.family == "ecp5" else ()),
+        script_after_synth="\n".join([*FAMILIES[board.family]["after_synth"],
                                       "tee -q -o stat.json stat -json"]),
         nextpnr_opts=f"--seed {seed} --report {_NEXTPNR_REPORT}")
     try:

@@ -150,7 +150,7 @@ class _Network:
 
 class _Space:
     """A batch's arrays, kept for its next samples and, up to :data:`_KEPT_BYTES`, for later calls'
-    batches: fresh memory costs page faults (a quarter of the model's time on 540 jobs)."""
+    batches: fresh memory costs page faults (10-20% of the model's time on 540 jobs)."""
 
     _free = queue.SimpleQueue()     # spaces a finished batch gave back, for the next ones
 
